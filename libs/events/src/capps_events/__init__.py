@@ -1,0 +1,19 @@
+"""The event contract: every service imports topic names, models and the codec from here."""
+
+from capps_events.codec import DecodeError, KafkaRecord, decode_request, encode_request
+from capps_events.models import RequestEvent, new_event_id
+from capps_events.topics import APPS_TOPIC, REQUESTS_DLQ_TOPIC, REQUESTS_TOPIC, TOPICS, TopicSpec
+
+__all__ = [
+    "APPS_TOPIC",
+    "REQUESTS_DLQ_TOPIC",
+    "REQUESTS_TOPIC",
+    "TOPICS",
+    "DecodeError",
+    "KafkaRecord",
+    "RequestEvent",
+    "TopicSpec",
+    "decode_request",
+    "encode_request",
+    "new_event_id",
+]

@@ -1,0 +1,81 @@
+"""The codec round-trips events and refuses records that are not request events."""
+
+from datetime import UTC, datetime
+from importlib import resources
+
+import pytest
+
+from capps_events import DecodeError, RequestEvent, decode_request, encode_request, new_event_id
+
+GOLDEN = resources.files("capps_events") / "samples" / "request_event.json"
+
+
+def _event() -> RequestEvent:
+    return RequestEvent(
+        id=new_event_id(),
+        time=datetime(2026, 11, 27, 10, 15, 30, tzinfo=UTC),
+        tenant_id="t1",
+        app_id="app-1",
+        method="GET",
+        route="/api/alerts",
+        status=200,
+        latency_ms=1.5,
+        bytes_in=0,
+        bytes_out=10,
+        request_id="r1",
+        gateway="gw-1",
+    )
+
+
+def test_round_trip_keeps_every_field_and_keys_by_app() -> None:
+    event = _event()
+    record = encode_request(event, source="/gateway/gw-1")
+    assert record.key == b"app-1"
+    assert decode_request(record.value, record.headers) == event
+
+
+def test_headers_follow_cloudevents_binary_mode() -> None:
+    event = _event()
+    headers = dict(encode_request(event, source="/gateway/gw-1").headers)
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_id"] == event.id.encode()
+    assert headers["ce_source"] == b"/gateway/gw-1"
+    assert headers["ce_time"] == b"2026-11-27T10:15:30+00:00"
+
+
+def test_golden_sample_decodes() -> None:
+    headers = encode_request(_event(), source="s").headers
+    event = decode_request(GOLDEN.read_bytes(), headers)
+    assert event.route == "/api/alerts/{id}"
+    assert event.time.tzinfo is not None
+
+
+def test_event_ids_are_uuid7_and_sortable() -> None:
+    first, second = new_event_id(), new_event_id()
+    assert first[14] == "7"
+    assert first <= second
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "reason"),
+    [
+        (b"{}", [], "missing header ce_type"),
+        (b"{}", [("ce_type", b"other"), ("ce_specversion", b"1.0")], "unexpected ce_type"),
+        (b"{}", [("ce_type", b"dev.connectedapps.request.v1")], "ce_specversion"),
+        (
+            b"not json",
+            [("ce_type", b"dev.connectedapps.request.v1"), ("ce_specversion", b"1.0")],
+            "invalid event data",
+        ),
+        (
+            b'{"id": "x"}',
+            [("ce_type", b"dev.connectedapps.request.v1"), ("ce_specversion", b"1.0")],
+            "invalid event data",
+        ),
+    ],
+)
+def test_bad_records_raise_decode_error_with_reason(
+    value: bytes, headers: list[tuple[str, bytes]], reason: str
+) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        decode_request(value, headers)

@@ -1,0 +1,1 @@
+"""Infrastructure kit shared by every service: settings, logging, metrics, health, clients."""

@@ -1,0 +1,60 @@
+"""The one Kafka producer setup, and idempotent topic creation from the event contract."""
+
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from capps_events import TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+    """An idempotent producer (acks=all) that batches for a few milliseconds.
+
+    Idempotence keeps a retried batch from being written twice; the short linger lets a busy
+    gateway send hundreds of events per request to the broker instead of one.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        compression_type="lz4",
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str, specs: Iterable[TopicSpec] = TOPICS, replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that are missing; return the names created. Safe to run again."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="capps-topics")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(
+                name=spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=replication_factor,
+                topic_configs=dict(spec.configs),
+            )
+            for spec in missing
+        ]
+        try:
+            await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            log.info("topics created concurrently by another process")
+        names = [spec.name for spec in missing]
+        log.info("created topics", extra={"topics": names})
+        return names
+    finally:
+        await admin.close()

@@ -1,0 +1,29 @@
+"""PostgreSQL URLs and pools: asyncpg for queries, SQLAlchemy's asyncpg dialect for alembic."""
+
+import asyncpg
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """`postgresql+asyncpg://...` or `postgres://...` -> the `postgresql://` form asyncpg takes."""
+    scheme, sep, rest = database_url.partition("://")
+    if not sep:
+        raise ValueError("DATABASE_URL must look like postgresql://user:password@host:port/db")
+    return f"postgresql://{rest}" if scheme.startswith(("postgresql", "postgres")) else database_url
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The same database as a SQLAlchemy URL using the asyncpg driver (for alembic)."""
+    return "postgresql+asyncpg://" + asyncpg_dsn(database_url).partition("://")[2]
+
+
+async def create_pool(database_url: str, max_size: int = 10) -> "asyncpg.Pool[asyncpg.Record]":
+    """A connection pool; the first connection is opened now so a bad URL fails fast."""
+    pool: asyncpg.Pool[asyncpg.Record] = await asyncpg.create_pool(
+        asyncpg_dsn(database_url), min_size=1, max_size=max_size, command_timeout=30
+    )
+    return pool
+
+
+async def ping(pool: "asyncpg.Pool[asyncpg.Record]") -> None:
+    """Raise unless PostgreSQL answers a trivial query."""
+    await pool.fetchval("SELECT 1")

@@ -1,0 +1,71 @@
+"""Bucket arithmetic and the Redis key layout of the hot usage counters.
+
+Redis holds, per app:
+- `capps:usage:{app}:m:{YYYYMMDDHH}`: hash, field = minute of the hour ("00".."59") -> requests;
+  expires 49 hours after its hour began (the design keeps the last 48 h of minutes).
+- `capps:usage:{app}:d`: hash, field = UTC day "YYYY-MM-DD" -> requests; days older than
+  35 days are deleted by the writer.
+- `capps:usage:{app}:seen`: last seen, epoch milliseconds.
+- `capps:usage:offsets`: hash, field = "{topic}:{partition}" -> next offset to apply; the
+  watermark that makes the writer's updates idempotent.
+PostgreSQL (system of record) keeps the same counters in `usage_minute`, `usage_day` and
+`app_last_seen`, with `usage_offsets` as the watermark.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+
+MINUTE_TTL_S = 49 * 3600
+DAY_RETENTION_DAYS = 35
+OFFSETS_KEY = "capps:usage:offsets"
+
+
+def minute_floor(moment: datetime) -> datetime:
+    """The start of the UTC minute holding `moment`."""
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def utc_day(moment: datetime) -> date:
+    """The UTC calendar day holding `moment`."""
+    return moment.astimezone(UTC).date()
+
+
+def hour_key(app_id: str, minute: datetime) -> str:
+    """The hash of one app's minute counters for the hour holding `minute`."""
+    return f"capps:usage:{app_id}:m:{minute.astimezone(UTC):%Y%m%d%H}"
+
+
+def minute_field(minute: datetime) -> str:
+    """The field of `minute` inside its hour hash."""
+    return f"{minute.astimezone(UTC):%M}"
+
+
+def day_key(app_id: str) -> str:
+    """The hash of one app's day counters."""
+    return f"capps:usage:{app_id}:d"
+
+
+def day_field(day: date) -> str:
+    """The field of `day` inside the day hash."""
+    return day.isoformat()
+
+
+def seen_key(app_id: str) -> str:
+    """The key holding one app's last seen time in epoch milliseconds."""
+    return f"capps:usage:{app_id}:seen"
+
+
+def offset_field(topic: str, partition: int) -> str:
+    """The watermark field of one topic partition."""
+    return f"{topic}:{partition}"
+
+
+def trailing_hours(now: datetime, hours: int = 24) -> list[datetime]:
+    """The starts of the hours touching the trailing window (hours + 1 of them, oldest first)."""
+    top = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return [top - timedelta(hours=offset) for offset in range(hours, -1, -1)]
+
+
+def trend_days(now: datetime, days: int = 30) -> list[date]:
+    """The last `days` UTC days, oldest first, ending today."""
+    today = utc_day(now)
+    return [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
