@@ -1,0 +1,76 @@
+"""Where the tests' real servers come from: environment, testcontainers, or a clear failure."""
+
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+HOW_TO_START = (
+    "no Kafka/PostgreSQL/Redis for the tests: run `make up` and export `.local/stack.env` "
+    "(`set -a; . .local/stack.env; set +a`), or set DATABASE_URL, REDIS_URL and "
+    "KAFKA_BOOTSTRAP_SERVERS, or start a Docker engine for testcontainers. `make test` does "
+    "all of this for you."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Infra:
+    """Connection settings of the real servers under test."""
+
+    database_url: str
+    redis_url: str
+    kafka_bootstrap_servers: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """Addresses of the running services, for end-to-end tests."""
+
+    registry_url: str
+    gateway_url: str
+
+
+def infra_from_env() -> Infra | None:
+    """The servers named by environment variables, if all three are set."""
+    names = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
+    values = [os.environ.get(name) for name in names]
+    if not all(values):
+        return None
+    database_url, redis_url, kafka = (value or "" for value in values)
+    return Infra(database_url, redis_url, kafka)
+
+
+def docker_answers() -> bool:
+    """Whether a Docker engine answers, so testcontainers can run."""
+    try:
+        import docker
+    except ImportError:
+        return False
+    try:
+        docker.from_env().ping()
+    except Exception:  # noqa: BLE001 - any failure means there is no engine to use
+        return False
+    return True
+
+
+def infra_from_containers(stack: ExitStack) -> Infra:
+    """Start PostgreSQL, Redis and Kafka (KRaft) containers for the session."""
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.redis import RedisContainer
+
+    postgres = stack.enter_context(PostgresContainer("postgres:17-alpine", driver=None))
+    redis = stack.enter_context(RedisContainer("redis:7-alpine"))
+    kafka = stack.enter_context(KafkaContainer("apache/kafka:4.1.1").with_kraft())
+    host, port = redis.get_container_host_ip(), redis.get_exposed_port(redis.port)
+    return Infra(
+        postgres.get_connection_url(), f"redis://{host}:{port}/0", kafka.get_bootstrap_server()
+    )
+
+
+def stack_from_env() -> Stack | None:
+    """The running registry and gateway named by REGISTRY_URL and GATEWAY_URL."""
+    registry_url = os.environ.get("REGISTRY_URL")
+    gateway_url = os.environ.get("GATEWAY_URL")
+    if not registry_url or not gateway_url:
+        return None
+    return Stack(registry_url.rstrip("/"), gateway_url.rstrip("/"))
