@@ -1,0 +1,1 @@
+"""Benchmarks of the running stack: `make bench` prints a table and writes JSON results."""

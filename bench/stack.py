@@ -1,0 +1,89 @@
+"""Talk to the running stack as its users do: bootstrap a tenant, create an app, get tokens."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TIMEOUT_S = 10
+
+
+@dataclass(frozen=True, slots=True)
+class StackUrls:
+    """Where the running parts listen, from `.local/stack.env` (exported by `make bench`)."""
+
+    registry: str
+    gateway: str
+    upstream: str
+
+    @classmethod
+    def from_env(cls) -> "StackUrls":
+        """Read the URLs `make up` wrote; fail with a hint when the stack is not up."""
+        try:
+            return cls(
+                registry=os.environ["REGISTRY_URL"].rstrip("/"),
+                gateway=os.environ["GATEWAY_URL"].rstrip("/"),
+                upstream=os.environ.get("DEMO_API_URL", "http://127.0.0.1:8090").rstrip("/"),
+            )
+        except KeyError as missing:
+            raise SystemExit(
+                f"{missing} is not set: run `make bench` (it runs `make up`)"
+            ) from None
+
+
+def token(registry: str, client_id: str, client_secret: str) -> str:
+    """A client-credentials access token."""
+    response = requests.post(
+        f"{registry}/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, client_secret),
+        timeout=TIMEOUT_S,
+    )
+    response.raise_for_status()
+    access_token: str = response.json()["access_token"]
+    return access_token
+
+
+def create_load_app(registry: str) -> tuple[str, str, str]:
+    """A tenant and an app a load test cannot rate-limit: (app id, app token, admin token)."""
+    cli = Path(sys.executable).with_name("registry")
+    done = subprocess.run(
+        [str(cli), "tenant", "create", "--name", f"bench-{uuid.uuid4().hex[:8]}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    tenant = json.loads(done.stdout)
+    admin = token(registry, tenant["client_id"], tenant["client_secret"])
+    response = requests.post(
+        f"{registry}/v1/apps",
+        json={
+            "name": "load generator",
+            "permissions": ["Alert.Read.All"],
+            "rate_limit": {"per_minute": 100_000_000, "per_hour": 1_000_000_000},
+        },
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=TIMEOUT_S,
+    )
+    response.raise_for_status()
+    app = response.json()
+    return app["id"], token(registry, app["id"], app["client_secret"]), admin
+
+
+def app_stats(registry: str, admin_token: str, app_id: str) -> dict[str, Any]:
+    """One app with its stats, as the admin API serves it."""
+    response = requests.get(
+        f"{registry}/v1/apps/{app_id}",
+        headers={"Authorization": f"Bearer {admin_token}"},
+        timeout=TIMEOUT_S,
+    )
+    response.raise_for_status()
+    stats: dict[str, Any] = response.json()
+    return stats

@@ -1,0 +1,75 @@
+"""Run wrk, a load generator outside our Python processes, and parse what it prints."""
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+_LATENCY = re.compile(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_TOTAL = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m)")
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What one wrk run measured."""
+
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        """Completed requests per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def parse_wrk(output: str) -> LoadResult:
+    """Parse `wrk --latency` output."""
+    latency = {pct: float(value) * _UNIT_MS[unit] for pct, value, unit in _LATENCY.findall(output)}
+    total = _TOTAL.search(output)
+    if total is None or len(latency) < 3:
+        raise ValueError(f"unexpected wrk output:\n{output}")
+    non_2xx = _NON_2XX.search(output)
+    errors = _ERRORS.search(output)
+    return LoadResult(
+        requests=int(total.group(1)),
+        seconds=float(total.group(2)) * _UNIT_MS[total.group(3)] / 1000.0,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        p50_ms=latency["50"],
+        p90_ms=latency["90"],
+        p99_ms=latency["99"],
+    )
+
+
+def wrk_path() -> str:
+    """The wrk binary; installs Debian's package when it is missing and we may."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing: installing Debian's package (apt-get install wrk)...", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is not installed; run `apt-get install wrk`")
+    return found
+
+
+def run_wrk(
+    url: str, seconds: int, connections: int, headers: dict[str, str] | None = None
+) -> LoadResult:
+    """Load `url` for `seconds` with `connections` keep-alive connections on one thread."""
+    command = [wrk_path(), "--latency", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    done = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+    )
+    return parse_wrk(done.stdout)
