@@ -1,0 +1,1 @@
+"""The registry: OAuth 2.0 authorization server and admin API of connected apps."""

@@ -1,0 +1,89 @@
+"""The registry's composition root: `create_app()` and the lifespan that opens its resources."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from capps_catalog import load_catalog
+from capps_kit import postgres
+from capps_kit import redis as kit_redis
+from capps_kit.health import run_checks
+from capps_registry.apps.endpoints import router as apps_router
+from capps_registry.errors import install_error_handlers
+from capps_registry.metrics import RequestContextMiddleware
+from capps_registry.oauth.endpoints import router as oauth_router
+from capps_registry.oauth.errors import OAuthError, oauth_error_response
+from capps_registry.oauth.service import load_signing_keys
+from capps_registry.settings import RegistrySettings
+from capps_registry.state import STATE_KEY, AppState, RegistryState
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def open_state(settings: RegistrySettings) -> AsyncIterator[RegistryState]:
+    """Open the pool, the Redis client, the catalog and the signing keys; close them after."""
+    catalog = load_catalog(settings.catalog_path)
+    pool = await postgres.create_pool(settings.database_url, settings.database_pool_size)
+    redis_client = kit_redis.create_redis(settings.redis_url)
+    try:
+        keys = await load_signing_keys(pool, settings.registry_key_encryption_key)
+        log.info("registry ready", extra={"kid": keys.kid, "issuer": settings.issuer})
+        yield RegistryState(settings, pool, redis_client, keys, catalog)
+    finally:
+        await redis_client.aclose()
+        await pool.close()
+
+
+def create_app(settings: RegistrySettings | None = None) -> FastAPI:
+    """Build the registry app; resources open in its lifespan, not at import."""
+    chosen = settings or RegistrySettings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with open_state(chosen) as state:
+            yield {STATE_KEY: state}
+
+    app = FastAPI(
+        title="Connected Apps registry",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_exception_handler(OAuthError, oauth_error_response)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(oauth_router)
+    app.include_router(apps_router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(state: AppState) -> JSONResponse:
+        """PostgreSQL and Redis both answer."""
+
+        async def check_postgres() -> None:
+            await postgres.ping(state.pool)
+
+        async def check_redis() -> None:
+            await kit_redis.ping(state.redis)
+
+        results = await run_checks({"postgres": check_postgres, "redis": check_redis})
+        ready = all(value == "ok" for value in results.values())
+        return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

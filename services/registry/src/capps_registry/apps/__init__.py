@@ -1,0 +1,1 @@
+"""Connected apps of a tenant: create, list, read, reconfigure, delete."""

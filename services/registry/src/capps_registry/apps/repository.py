@@ -1,0 +1,129 @@
+"""SQL of the apps API; every query is scoped to the caller's tenant.
+
+Queries splice in only the constant CLIENT_COLUMNS (hence the S608 waivers); values are
+always bound parameters.
+"""
+
+from capps_registry.db import CLIENT_COLUMNS, Connection, Pool
+from capps_registry.models import Client, SecretInfo
+from capps_registry.oauth.credentials import NewSecret
+
+
+async def insert_client(
+    conn: Connection,
+    *,
+    client_id: str,
+    tenant_id: str,
+    kind: str,
+    name: str,
+    description: str,
+    permissions: list[str],
+    per_minute: int,
+    per_hour: int,
+) -> Client:
+    """Store a new client and return it as stored."""
+    row = await conn.fetchrow(
+        "INSERT INTO oauth_clients (id, tenant_id, kind, name, description, permissions, "  # noqa: S608
+        "rate_limit_per_minute, rate_limit_per_hour) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        f"RETURNING {CLIENT_COLUMNS}",
+        client_id,
+        tenant_id,
+        kind,
+        name,
+        description,
+        permissions,
+        per_minute,
+        per_hour,
+    )
+    return Client.from_row(row)
+
+
+async def insert_secret(conn: Connection, client_id: str, secret: NewSecret) -> None:
+    """Store a secret's hash and hint (never the secret)."""
+    await conn.execute(
+        "INSERT INTO client_secrets (id, client_id, secret_hash, hint) VALUES ($1, $2, $3, $4)",
+        secret.id,
+        client_id,
+        secret.hash,
+        secret.hint,
+    )
+
+
+async def list_apps(pool: Pool, tenant_id: str) -> list[Client]:
+    """The tenant's apps (not its admin client), oldest first."""
+    rows = await pool.fetch(
+        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app' "  # noqa: S608
+        "ORDER BY created_at, id",
+        tenant_id,
+    )
+    return [Client.from_row(row) for row in rows]
+
+
+async def get_app(conn: Connection | Pool, tenant_id: str, app_id: str) -> Client | None:
+    """One app of the tenant, or None (also for another tenant's app)."""
+    row = await conn.fetchrow(
+        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients "  # noqa: S608
+        "WHERE id = $1 AND tenant_id = $2 AND kind = 'app'",
+        app_id,
+        tenant_id,
+    )
+    return Client.from_row(row) if row else None
+
+
+async def list_secrets(pool: Pool, client_id: str) -> list[SecretInfo]:
+    """The metadata of a client's secrets, oldest first."""
+    rows = await pool.fetch(
+        "SELECT id, created_at, expires_at, last_used_at, hint FROM client_secrets "
+        "WHERE client_id = $1 ORDER BY created_at, id",
+        client_id,
+    )
+    return [
+        SecretInfo(
+            row["id"], row["created_at"], row["expires_at"], row["last_used_at"], row["hint"]
+        )
+        for row in rows
+    ]
+
+
+async def update_app(
+    pool: Pool,
+    tenant_id: str,
+    app_id: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    enabled: bool | None = None,
+    permissions: list[str] | None = None,
+    per_minute: int | None = None,
+    per_hour: int | None = None,
+) -> Client | None:
+    """Change the given fields (None keeps one) and bump the version; None if no such app."""
+    row = await pool.fetchrow(
+        "UPDATE oauth_clients SET name = COALESCE($3::text, name), "  # noqa: S608
+        "description = COALESCE($4::text, description), "
+        "enabled = COALESCE($5::boolean, enabled), "
+        "permissions = COALESCE($6::text[], permissions), "
+        "rate_limit_per_minute = COALESCE($7::bigint, rate_limit_per_minute), "
+        "rate_limit_per_hour = COALESCE($8::bigint, rate_limit_per_hour), "
+        "updated_at = now(), version = version + 1 "
+        f"WHERE id = $1 AND tenant_id = $2 AND kind = 'app' RETURNING {CLIENT_COLUMNS}",
+        app_id,
+        tenant_id,
+        name,
+        description,
+        enabled,
+        permissions,
+        per_minute,
+        per_hour,
+    )
+    return Client.from_row(row) if row else None
+
+
+async def delete_app(pool: Pool, tenant_id: str, app_id: str) -> bool:
+    """Delete the app and (by cascade) its secrets; False if it was not there."""
+    deleted = await pool.fetchval(
+        "DELETE FROM oauth_clients WHERE id = $1 AND tenant_id = $2 AND kind = 'app' RETURNING id",
+        app_id,
+        tenant_id,
+    )
+    return deleted is not None

@@ -1,0 +1,141 @@
+"""Request and response bodies of the apps API; validation lives here, not in handlers."""
+
+from datetime import date, datetime
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from capps_registry.models import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
+
+# Generous enough for first-party and load-testing apps, small enough to stay a sane integer.
+MAX_RATE = 1_000_000_000
+
+# No control characters in names; descriptions may hold tabs and line breaks.
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+Description = Annotated[
+    str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+]
+PermissionName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class RateLimit(BaseModel):
+    """Calls an app may make per minute and per hour."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_minute: int = Field(default=DEFAULT_PER_MINUTE, gt=0, le=MAX_RATE)
+    per_hour: int = Field(default=DEFAULT_PER_HOUR, gt=0, le=MAX_RATE)
+
+    @model_validator(mode="after")
+    def _hour_covers_minute(self) -> Self:
+        if self.per_hour < self.per_minute:
+            raise ValueError("per_hour must be at least per_minute")
+        return self
+
+
+class AppCreate(BaseModel):
+    """`POST /v1/apps`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    description: Description = ""
+    permissions: list[PermissionName] = Field(max_length=100)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+
+
+class AppUpdate(BaseModel):
+    """`PATCH /v1/apps/{id}`: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Description | None = None
+    enabled: bool | None = None
+    permissions: list[PermissionName] | None = Field(default=None, max_length=100)
+    rate_limit: RateLimit | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        # Absent means "leave as is"; an explicit null would be ambiguous, so it is refused.
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"fields may be omitted but not null: {', '.join(nulls)}")
+        return self
+
+
+class DayRequests(BaseModel):
+    """Requests on one UTC day."""
+
+    date: date
+    requests: int
+
+
+class SecretOut(BaseModel):
+    """A secret as an admin sees it: metadata and the last four characters."""
+
+    id: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    hint: str
+
+
+class AppOut(BaseModel):
+    """An app with its usage stats."""
+
+    id: str
+    name: str
+    description: str
+    enabled: bool
+    permissions: list[str]
+    rate_limit: RateLimit
+    created_at: datetime
+    updated_at: datetime
+    last_seen: datetime | None
+    requests_24h: int
+    trend_30d: list[DayRequests]
+
+
+class AppCreated(AppOut):
+    """A new app and its first secret, shown this once."""
+
+    client_secret: str
+
+
+class AppDetail(AppOut):
+    """One app with its secrets' metadata."""
+
+    secrets: list[SecretOut]
+
+
+class AppList(BaseModel):
+    """Every app of the tenant."""
+
+    apps: list[AppOut]
+
+
+class RouteOut(BaseModel):
+    """One upstream route a permission opens."""
+
+    method: str
+    template: str
+
+
+class PermissionOut(BaseModel):
+    """One grantable permission and the routes it opens."""
+
+    name: str
+    description: str
+    routes: list[RouteOut]
+
+
+class PermissionList(BaseModel):
+    """The permission catalog."""
+
+    permissions: list[PermissionOut]

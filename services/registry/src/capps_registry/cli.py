@@ -1,0 +1,137 @@
+"""The `registry` command: migrate, serve, and bootstrap tenants.
+
+Each subcommand imports its heavy modules (alembic, FastAPI) itself, so `tenant create`
+answers in a fraction of the time the web stack takes to import.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+import asyncpg
+from pydantic import ValidationError
+
+from capps_kit import postgres
+from capps_kit.logging import configure_logging
+from capps_registry.settings import RegistrySettings
+from capps_registry.tenants.service import InvalidTenantNameError, create_tenant
+
+DB_WAIT_S = 30.0
+
+
+class CommandError(Exception):
+    """A failure to report in one line and exit non-zero."""
+
+
+def _settings() -> RegistrySettings:
+    try:
+        return RegistrySettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise CommandError(f"invalid settings: {problems}") from None
+
+
+def migrate(settings: RegistrySettings) -> None:
+    """Wait for PostgreSQL, then upgrade the schema to the newest revision."""
+    # alembic announces each of its plugins at INFO (on import); only the revisions matter.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from capps_registry.migrations.runner import upgrade, wait_for_database  # noqa: PLC0415
+
+    try:
+        asyncio.run(wait_for_database(settings.database_url, DB_WAIT_S))
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
+    upgrade(settings.database_url)
+
+
+def serve(settings: RegistrySettings) -> None:
+    """Run the HTTP server (uvloop, httptools) until SIGTERM/SIGINT."""
+    import uvicorn  # noqa: PLC0415
+
+    from capps_registry.app import create_app  # noqa: PLC0415
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.registry_host,
+        port=settings.registry_port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+async def _create_tenant(settings: RegistrySettings, name: str) -> dict[str, str]:
+    try:
+        pool = await postgres.create_pool(settings.database_url, max_size=1)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
+    try:
+        tenant = await create_tenant(pool, name)
+    except asyncpg.UndefinedTableError:
+        raise CommandError(
+            "the registry tables are missing: run `registry migrate` first"
+        ) from None
+    except asyncpg.PostgresError as exc:
+        raise CommandError(f"could not create the tenant: {exc}") from None
+    finally:
+        await pool.close()
+    return {
+        "tenant_id": tenant.tenant_id,
+        "client_id": tenant.client_id,
+        "client_secret": tenant.client_secret,
+    }
+
+
+def tenant_create(settings: RegistrySettings, name: str) -> None:
+    """Create a tenant and print its admin client's credentials as one JSON object."""
+    try:
+        created = asyncio.run(_create_tenant(settings, name))
+    except InvalidTenantNameError as exc:
+        raise CommandError(str(exc)) from None
+    sys.stdout.write(json.dumps(created) + "\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    root = argparse.ArgumentParser(
+        prog="registry", description="OAuth 2.0 registry of connected apps."
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="wait for PostgreSQL, then apply migrations")
+    commands.add_parser("serve", help="run the registry HTTP server")
+    tenant = commands.add_parser("tenant", help="manage tenants")
+    tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)
+    create = tenant_commands.add_parser(
+        "create", help="create a tenant; print its admin client credentials as JSON"
+    )
+    create.add_argument("--name", required=True, help="the tenant's display name")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `registry` console script."""
+    args = parser().parse_args(argv)
+    try:
+        settings = _settings()
+        configure_logging("registry", settings.log_level)
+        if args.command == "migrate":
+            migrate(settings)
+        elif args.command == "serve":
+            serve(settings)
+        elif args.command == "tenant" and args.tenant_command == "create":
+            tenant_create(settings, args.name)
+    except CommandError as exc:
+        sys.stderr.write(f"registry: error: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

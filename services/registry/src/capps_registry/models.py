@@ -1,0 +1,56 @@
+"""Records of the registry's domain, shared by the OAuth side and the admin API."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+ClientKind = Literal["admin", "app"]
+DEFAULT_PER_MINUTE = 100
+DEFAULT_PER_HOUR = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """An OAuth client: a tenant's admin client or one of its connected apps."""
+
+    id: str
+    tenant_id: str
+    kind: ClientKind
+    name: str
+    description: str
+    enabled: bool
+    permissions: list[str]
+    per_minute: int
+    per_hour: int
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Client":
+        """Build from a row of `oauth_clients`."""
+        return cls(
+            id=row["id"],
+            tenant_id=row["tenant_id"],
+            kind=row["kind"],
+            name=row["name"],
+            description=row["description"],
+            enabled=row["enabled"],
+            permissions=list(row["permissions"]),
+            per_minute=row["rate_limit_per_minute"],
+            per_hour=row["rate_limit_per_hour"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """What an admin may see of a client secret: never the secret itself."""
+
+    id: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    hint: str

@@ -1,0 +1,69 @@
+"""SQL of the OAuth side: client lookup with its usable secrets, secret use, signing keys.
+
+Queries splice in only the constant CLIENT_COLUMNS (hence the S608 waiver); values are
+always bound parameters.
+"""
+
+from capps_registry.db import CLIENT_COLUMNS, Connection, Pool
+from capps_registry.models import Client
+from capps_registry.oauth.credentials import StoredSecret
+from capps_registry.oauth.keys import StoredKey
+
+# One constant lock id: concurrent registry starts serialise key creation on it.
+SIGNING_KEY_LOCK_ID = 0x63617070_73_6B6579
+
+
+async def find_client(pool: Pool, client_id: str) -> Client | None:
+    """The client with this id, or None."""
+    row = await pool.fetchrow(
+        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1",  # noqa: S608
+        client_id,
+    )
+    return Client.from_row(row) if row else None
+
+
+async def usable_secrets(pool: Pool, client_id: str) -> list[StoredSecret]:
+    """The client's secrets that have not expired."""
+    rows = await pool.fetch(
+        "SELECT id, secret_hash FROM client_secrets "
+        "WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > now())",
+        client_id,
+    )
+    return [StoredSecret(row["id"], bytes(row["secret_hash"])) for row in rows]
+
+
+async def touch_secret(pool: Pool, secret_id: str) -> None:
+    """Record that the secret was used, unless that was recorded within the last minute.
+
+    last_used_at is advisory: writing it at most once a minute keeps token issuance cheap.
+    """
+    await pool.execute(
+        "UPDATE client_secrets SET last_used_at = now() WHERE id = $1 "
+        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        secret_id,
+    )
+
+
+async def signing_keys(conn: Connection | Pool) -> list[StoredKey]:
+    """Every stored signing key, newest first."""
+    rows = await conn.fetch(
+        "SELECT kid, private_key, created_at, active FROM signing_keys ORDER BY created_at DESC"
+    )
+    return [
+        StoredKey(row["kid"], bytes(row["private_key"]), row["created_at"], row["active"])
+        for row in rows
+    ]
+
+
+async def lock_signing_keys(conn: Connection) -> None:
+    """Hold the key-creation lock until the current transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", SIGNING_KEY_LOCK_ID)
+
+
+async def insert_signing_key(conn: Connection, kid: str, encrypted_pem: bytes) -> None:
+    """Store a new active signing key."""
+    await conn.execute(
+        "INSERT INTO signing_keys (kid, private_key, active) VALUES ($1, $2, true)",
+        kid,
+        encrypted_pem,
+    )

@@ -1,0 +1,123 @@
+"""Token issuance and introspection, and loading (or creating) the signing key at start."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from capps_registry.db import Pool
+from capps_registry.models import Client
+from capps_registry.oauth import repository
+from capps_registry.oauth.claims import build_claims, client_roles, resolve_scope
+from capps_registry.oauth.client_auth import ClientCredentials
+from capps_registry.oauth.credentials import match_secret
+from capps_registry.oauth.errors import OAuthError
+from capps_registry.oauth.keys import SigningKeys, generate_key, key_cipher, open_key, seal_key
+from capps_registry.oauth.tokens import InvalidAccessTokenError, sign_token, verify_token
+from capps_registry.settings import RegistrySettings
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A signed access token and what the token response says of it."""
+
+    access_token: str
+    expires_in: int
+    scope: list[str]
+
+
+class ClientRefusedError(OAuthError):
+    """Client authentication failed; `reason` labels the refusal in metrics."""
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__("invalid_client", description)
+        self.reason = reason
+
+
+async def load_signing_keys(pool: Pool, encryption_secret: str) -> SigningKeys:
+    """Load the stored keys, creating the first one if there is none.
+
+    Two registries starting at once serialise on an advisory lock, and the second one finds
+    the key the first stored, so there is never more than one key made for an empty table.
+    """
+    cipher = key_cipher(encryption_secret)
+    stored = await repository.signing_keys(pool)
+    if not any(key.active for key in stored):
+        async with pool.acquire() as conn, conn.transaction():
+            await repository.lock_signing_keys(conn)
+            stored = await repository.signing_keys(conn)
+            if not any(key.active for key in stored):
+                key = generate_key()
+                assert key.kid is not None
+                await repository.insert_signing_key(conn, key.kid, seal_key(key, cipher))
+                stored = await repository.signing_keys(conn)
+    opened = [open_key(key, cipher) for key in stored]
+    active = next(key for key, row in zip(opened, stored, strict=True) if row.active)
+    return SigningKeys(active, opened)
+
+
+async def authenticate_client(pool: Pool, credentials: ClientCredentials) -> Client:
+    """The enabled client whose secret matches, or ClientRefusedError."""
+    client = await repository.find_client(pool, credentials.client_id)
+    if client is None:
+        raise ClientRefusedError("unknown_client", "client authentication failed")
+    secret_id = match_secret(
+        credentials.client_secret, await repository.usable_secrets(pool, client.id)
+    )
+    if secret_id is None:
+        raise ClientRefusedError("bad_secret", "client authentication failed")
+    if not client.enabled:
+        raise ClientRefusedError("disabled", "client is disabled")
+    await repository.touch_secret(pool, secret_id)
+    return client
+
+
+def issue_token(
+    settings: RegistrySettings, keys: SigningKeys, client: Client, scope: str | None
+) -> IssuedToken:
+    """Sign an access token for `client` with the requested (or default) scope."""
+    roles = resolve_scope(scope, client_roles(client.kind, client.permissions))
+    claims = build_claims(
+        issuer=settings.issuer,
+        audience=settings.token_audience,
+        client_id=client.id,
+        tenant_id=client.tenant_id,
+        roles=roles,
+        issued_at=int(time.time()),
+        ttl_seconds=settings.token_ttl_seconds,
+    )
+    return IssuedToken(sign_token(keys, claims), settings.token_ttl_seconds, roles)
+
+
+async def introspect(
+    pool: Pool, settings: RegistrySettings, keys: SigningKeys, caller: Client, token: str
+) -> dict[str, Any]:
+    """RFC 7662: a tenant's admin client sees its tenant's live tokens; all else is inactive."""
+    inactive: dict[str, Any] = {"active": False}
+    if caller.kind != "admin":
+        return inactive
+    try:
+        verified = verify_token(keys, token, settings.issuer, settings.token_audience)
+    except InvalidAccessTokenError:
+        return inactive
+    if verified.tenant_id != caller.tenant_id:
+        return inactive
+    # A deleted or disabled client's tokens stop being active at once.
+    subject = await repository.find_client(pool, verified.client_id)
+    if subject is None or not subject.enabled or subject.tenant_id != caller.tenant_id:
+        return inactive
+    claims = verified.claims
+    roles = verified.roles
+    return {
+        "active": True,
+        "scope": " ".join(roles),
+        "client_id": verified.client_id,
+        "token_type": "Bearer",
+        "exp": claims["exp"],
+        "iat": claims.get("iat"),
+        "sub": claims["sub"],
+        "aud": claims["aud"],
+        "iss": claims["iss"],
+        "jti": claims.get("jti"),
+        "tid": verified.tenant_id,
+        "roles": roles,
+    }

@@ -1,0 +1,35 @@
+"""The registry's settings, read from environment variables with local-stack defaults."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from capps_kit.settings import (
+    PLACEHOLDER,
+    DatabaseSettings,
+    KafkaSettings,
+    RedisSettings,
+    ServiceSettings,
+)
+
+
+class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSettings):
+    """Where the registry listens, how it signs tokens and where its stores are."""
+
+    registry_host: str = "127.0.0.1"
+    registry_port: int = Field(default=8080, ge=1, le=65535)
+    token_issuer: str = "http://127.0.0.1:8080"  # noqa: S105 - a URL, not a secret
+    token_audience: str = "capps-api"  # noqa: S105 - an audience name, not a secret
+    token_ttl_seconds: int = Field(default=3600, gt=0, le=86400)
+    # Encrypts signing keys at rest; the placeholder works in development only.
+    registry_key_encryption_key: str = Field(default=PLACEHOLDER, repr=False)
+    catalog_path: Path | None = None
+
+    def secret_fields(self) -> tuple[str, ...]:
+        """The key-encryption key must be a real secret in production."""
+        return ("registry_key_encryption_key",)
+
+    @property
+    def issuer(self) -> str:
+        """The issuer without a trailing slash, the base of every advertised endpoint."""
+        return self.token_issuer.rstrip("/")

@@ -1,0 +1,1 @@
+"""Usage stats of apps, read from the hot store the aggregator writes."""

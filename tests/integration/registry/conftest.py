@@ -1,0 +1,141 @@
+"""Registry under test: a fresh database migrated for the session, the app run in-process.
+
+The app runs inside its real lifespan against the real PostgreSQL and Redis; httpx drives it
+through ASGI, with the lifespan state handed to each request the way uvicorn does.
+"""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from capps_kit.postgres import asyncpg_dsn
+from capps_registry.app import create_app
+from capps_registry.migrations.runner import upgrade
+from capps_registry.settings import RegistrySettings
+from capps_registry.state import STATE_KEY, RegistryState
+from capps_registry.tenants.service import create_tenant
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+ISSUER = "http://registry.test"
+
+Scope = MutableMapping[str, Any]
+ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
+
+
+def with_database(database_url: str, name: str) -> str:
+    """The same server URL pointing at database `name`."""
+    parts = urlsplit(database_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+async def registry_database(infra: Any) -> AsyncIterator[str]:
+    """A uniquely named database holding the migrated registry schema, dropped at the end."""
+    name = f"capps_registry_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(infra.database_url, name)
+        # alembic runs its own event loop, so it gets a thread of its own.
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def registry_settings(infra: Any, registry_database: str) -> RegistrySettings:
+    """Settings of the registry under test."""
+    return RegistrySettings(
+        database_url=registry_database,
+        redis_url=infra.redis_url,
+        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
+        token_issuer=ISSUER,
+        catalog_path=REPO_ROOT / "config" / "catalog.yaml",
+        environment="test",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The app under test, its state and a client speaking to it."""
+
+    client: httpx.AsyncClient
+    state: RegistryState
+    asgi: ASGI
+
+    def new_client(self, **headers: str) -> httpx.AsyncClient:
+        """Another client of the same app (its own headers, e.g. a bearer token)."""
+        transport = httpx.ASGITransport(app=self.asgi)
+        return httpx.AsyncClient(transport=transport, base_url=ISSUER, headers=headers)
+
+
+@pytest.fixture(scope="session")
+async def registry(registry_settings: RegistrySettings) -> AsyncIterator[Running]:
+    """The app inside its lifespan, reached through httpx's ASGI transport."""
+    app = create_app(registry_settings)
+    async with app.router.lifespan_context(app) as lifespan_state:
+        assert lifespan_state is not None
+
+        async def served(scope: Scope, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                scope["state"] = dict(lifespan_state)
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+            yield Running(client, lifespan_state[STATE_KEY], served)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A bootstrapped tenant and its admin client's credentials."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str
+
+
+async def new_tenant(registry: Running) -> Tenant:
+    """A fresh tenant, made the way `registry tenant create` makes it."""
+    made = await create_tenant(registry.state.pool, f"test-{uuid.uuid4().hex[:8]}")
+    return Tenant(made.tenant_id, made.client_id, made.client_secret)
+
+
+async def token_for(registry: Running, client_id: str, secret: str, **form: str) -> str:
+    """An access token via client_secret_post."""
+    response = await registry.client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            **form,
+        },
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+@pytest.fixture
+async def tenant(registry: Running) -> Tenant:
+    """A fresh tenant per test."""
+    return await new_tenant(registry)
+
+
+@pytest.fixture
+async def admin(registry: Running, tenant: Tenant) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the admin API authenticated as the tenant's admin."""
+    token = await token_for(registry, tenant.client_id, tenant.client_secret)
+    async with registry.new_client(Authorization=f"Bearer {token}") as client:
+        yield client
