@@ -1,0 +1,308 @@
+"""The gateway as a raw ASGI app: authenticate, match, authorise, proxy, and emit one event.
+
+No framework on the per-request path: routing is one dict lookup, a token is verified once
+and then cached, and the event goes into the Kafka producer's batch after the answer is sent.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from capps_catalog import Catalog
+from capps_events import new_event_id
+from capps_gateway import errors, metrics
+from capps_gateway.auth import (
+    InvalidTokenError,
+    JwksKeyStore,
+    KeysUnavailableError,
+    Principal,
+    TokenVerifier,
+)
+from capps_gateway.errors import GatewayError
+from capps_gateway.events import EventPublisher, build_event
+from capps_gateway.headers import bearer_token, sane_request_id
+from capps_gateway.proxy import UpstreamError, UpstreamProxy, create_session
+from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable
+from capps_gateway.settings import GatewaySettings
+from capps_kit.health import AdminApp
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+CLIENT_CLOSED_REQUEST = 499
+"""Status recorded (nginx's convention) when the caller hung up before sending its body."""
+
+
+class BodyTooLargeError(Exception):
+    """The request body is over MAX_BODY_BYTES."""
+
+
+class ClientGoneError(Exception):
+    """The caller disconnected before its body arrived."""
+
+
+async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The whole request body, refusing more than `limit` bytes."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGoneError
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise BodyTooLargeError
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def send_error(send: Send, error: GatewayError, request_id: str) -> int:
+    """Answer with the error's JSON body; return the bytes sent."""
+    headers, body = errors.render(error, request_id)
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return len(body)
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """What the lifespan opens and closes: clients, caches and their background start-up."""
+
+    session: aiohttp.ClientSession
+    keys: JwksKeyStore
+    verifier: TokenVerifier
+    proxy: UpstreamProxy
+    publisher: EventPublisher
+    startup_tasks: list["asyncio.Task[None]"]
+
+
+class GatewayApp:
+    """The proxy's ASGI app; `admin` is the matching health/readiness/metrics app."""
+
+    def __init__(self, settings: GatewaySettings, catalog: Catalog) -> None:
+        self._settings = settings
+        self._routes = RouteTable(catalog.routes)
+        self._metrics = metrics.RequestMetrics()
+        self._runtime: _Runtime | None = None
+        self.admin = AdminApp({"jwks": self._check_jwks, "kafka": self._check_kafka})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve HTTP calls and the lifespan; anything else (websockets) is refused."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _check_jwks(self) -> None:
+        if self._runtime is None or not self._runtime.keys.loaded:
+            raise RuntimeError("JWKS not loaded")
+
+    async def _check_kafka(self) -> None:
+        if self._runtime is None or not self._runtime.publisher.started:
+            raise RuntimeError("Kafka producer not started")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._runtime = self._open()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _open(self) -> _Runtime:
+        settings = self._settings
+        session = create_session()
+        keys = JwksKeyStore(session, settings.jwks_url)
+        verifier = TokenVerifier(
+            keys, issuer=settings.token_issuer, audience=settings.token_audience
+        )
+        publisher = EventPublisher(
+            settings.kafka_bootstrap_servers, settings.gateway_events_topic, settings.instance_id
+        )
+        # Start-up continues in the background so /readyz can say what is still missing.
+        tasks = [
+            asyncio.create_task(keys.load_until_ready(), name="jwks-load"),
+            asyncio.create_task(publisher.start_until_ready(), name="kafka-start"),
+        ]
+        proxy = UpstreamProxy(
+            session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
+        )
+        return _Runtime(session, keys, verifier, proxy, publisher, tasks)
+
+    async def _close(self) -> None:
+        runtime = self._runtime
+        if runtime is None:
+            return
+        for task in runtime.startup_tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await runtime.publisher.stop()
+        except Exception:
+            log.exception("Kafka producer did not stop cleanly")
+        await runtime.session.close()
+        self._runtime = None
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        authorization = request_id_header = declared_length = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-request-id":
+                request_id_header = value
+            elif name == b"content-length":
+                declared_length = value
+        request_id = sane_request_id(request_id_header) or new_event_id()
+        method: str = scope["method"]
+        raw = scope.get("raw_path")
+        raw_path = raw.decode("latin-1") if raw else scope["path"]
+        match = self._routes.match(method, raw_path)
+        route = match.route.template if match is not None else UNMATCHED
+        runtime = self._runtime
+        if runtime is None:
+            await send_error(send, errors.keys_unavailable(), request_id)
+            return
+
+        principal = await _authenticate(runtime.verifier, authorization)
+        if isinstance(principal, _Refusal):
+            # No app identified: the call counts in metrics only, never as an event.
+            await send_error(send, principal.error, request_id)
+            self._metrics.observe_refused(
+                route, principal.error.status, principal.reason, time.perf_counter() - started
+            )
+            return
+
+        bytes_in = int(declared_length) if declared_length and declared_length.isdigit() else 0
+        status, bytes_in, bytes_out = await self._authorised(
+            scope,
+            receive,
+            send,
+            match=match,
+            principal=principal,
+            request_id=request_id,
+            bytes_in=bytes_in,
+        )
+        elapsed = time.perf_counter() - started
+        self._metrics.observe(route, status, elapsed)
+        # After the answer is sent: the event never delays the caller.
+        await runtime.publisher.publish(
+            build_event(
+                principal=principal,
+                method=method,
+                route=route,
+                status=status,
+                latency_ms=elapsed * 1000.0,
+                bytes_in=bytes_in,
+                bytes_out=bytes_out,
+                request_id=request_id,
+                gateway=self._settings.instance_id,
+            )
+        )
+
+    async def _authorised(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        match: RouteMatch | None,
+        principal: Principal,
+        request_id: str,
+        bytes_in: int,
+    ) -> tuple[int, int, int]:
+        """Answer a call from a known app; return (status, bytes in, bytes out)."""
+        if match is None:
+            error = errors.not_found(scope["method"], scope["path"][:200])
+            return error.status, bytes_in, await send_error(send, error, request_id)
+        if match.route.permission not in principal.roles:
+            error = errors.insufficient_scope(match.route.permission)
+            return error.status, bytes_in, await send_error(send, error, request_id)
+        return await self._proxy(scope, receive, send, principal=principal, request_id=request_id)
+
+    async def _proxy(
+        self, scope: Scope, receive: Receive, send: Send, *, principal: Principal, request_id: str
+    ) -> tuple[int, int, int]:
+        """Read the body and relay the call; return (status, bytes in, bytes out)."""
+        assert self._runtime is not None
+        try:
+            body = await read_body(receive)
+        except BodyTooLargeError:
+            error = errors.payload_too_large(MAX_BODY_BYTES)
+            return error.status, 0, await send_error(send, error, request_id)
+        except ClientGoneError:
+            metrics.UPSTREAM_ERRORS.labels("client_gone").inc()
+            return CLIENT_CLOSED_REQUEST, 0, 0
+        try:
+            status, bytes_out = await self._runtime.proxy.forward(
+                method=scope["method"],
+                raw_path=scope.get("raw_path", b"").decode("latin-1") or scope["path"],
+                query_string=scope["query_string"],
+                headers=scope["headers"],
+                body=body,
+                request_id=request_id,
+                principal=principal,
+                send=send,
+            )
+        except UpstreamError as exc:
+            metrics.UPSTREAM_ERRORS.labels("timeout" if exc.timeout else "connect").inc()
+            error = (
+                errors.gateway_timeout(self._settings.gateway_upstream_timeout_s)
+                if exc.timeout
+                else errors.bad_gateway()
+            )
+            if exc.response_started:
+                # Too late for an error answer: the connection is dropped mid-body.
+                return error.status, len(body), 0
+            return error.status, len(body), await send_error(send, error, request_id)
+        return status, len(body), bytes_out
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A call refused before any app was identified, and the metric reason."""
+
+    error: GatewayError
+    reason: str
+
+
+async def _authenticate(
+    verifier: TokenVerifier, authorization: bytes | None
+) -> Principal | _Refusal:
+    """The caller behind the Authorization header, or why it is refused."""
+    token = bearer_token(authorization)
+    if token is None:
+        return _Refusal(errors.missing_token(), "missing")
+    try:
+        return await verifier.verify(token)
+    except InvalidTokenError as exc:
+        return _Refusal(errors.invalid_token(str(exc)), "invalid")
+    except KeysUnavailableError:
+        return _Refusal(errors.keys_unavailable(), "keys_unavailable")

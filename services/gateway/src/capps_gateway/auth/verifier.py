@@ -1,0 +1,115 @@
+"""Verify bearer tokens: header checks, RS256 signature with joserfc, claim checks, LRU cache."""
+
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import orjson
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
+
+from capps_gateway.auth.claims import (
+    ALGORITHM,
+    InvalidTokenError,
+    Principal,
+    check_claims,
+    is_fresh,
+    parse_header,
+)
+
+CACHE_SIZE = 20_000
+LEEWAY_S = 30.0
+
+
+class KeySource(Protocol):
+    """Where verification keys come from (JwksKeyStore in production)."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether any key set has been loaded."""
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a key is withdrawn."""
+        ...
+
+    async def key_for(self, kid: str) -> RSAKey | None:
+        """The key for `kid`, or None."""
+        ...
+
+
+class KeysUnavailableError(Exception):
+    """No JWKS has been loaded yet, so the token can be neither accepted nor refused."""
+
+
+class TokenVerifier:
+    """Turns a bearer token into a Principal, or raises InvalidTokenError.
+
+    A successful verification is cached per token until it expires, so the RS256 check
+    (~32 µs) runs once per token rather than once per call; failures are not cached, and
+    the cache is bounded (least recently used goes first).
+    """
+
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: float = LEEWAY_S,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_s
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._generation = keys.generation
+
+    async def verify(self, token: str) -> Principal:
+        """The caller behind `token`; raises InvalidTokenError or KeysUnavailableError."""
+        now = time.time()
+        if self._keys.generation != self._generation:
+            self._cache.clear()
+            self._generation = self._keys.generation
+        cached = self._cache.get(token)
+        if cached is not None:
+            if is_fresh(cached, now=now, leeway_s=self._leeway):
+                self._cache.move_to_end(token)
+                return cached
+            del self._cache[token]
+            raise InvalidTokenError("token expired")
+        header = parse_header(token)
+        key = await self._keys.key_for(header["kid"])
+        if key is None:
+            if not self._keys.loaded:
+                raise KeysUnavailableError
+            raise InvalidTokenError("unknown signing key")
+        try:
+            signed = jws.deserialize_compact(token, key, algorithms=[ALGORITHM])
+        except JoseError as exc:
+            raise InvalidTokenError(_describe(exc)) from None
+        except ValueError:
+            raise InvalidTokenError("malformed token") from None
+        try:
+            claims = orjson.loads(signed.payload or b"")
+        except orjson.JSONDecodeError:
+            raise InvalidTokenError("malformed claims") from None
+        if not isinstance(claims, dict):
+            raise InvalidTokenError("malformed claims")
+        principal = check_claims(
+            claims, issuer=self._issuer, audience=self._audience, now=now, leeway_s=self._leeway
+        )
+        self._cache[token] = principal
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return principal
+
+
+def _describe(exc: JoseError) -> str:
+    if exc.error == "bad_signature":
+        return "bad signature"
+    return "malformed token"

@@ -1,0 +1,94 @@
+"""The gateway's own answers: JSON error bodies `{"error": {code, message, target}}` and headers."""
+
+from dataclasses import dataclass
+
+import orjson
+
+WWW_AUTH_MISSING = b"Bearer"
+WWW_AUTH_INVALID = b'Bearer error="invalid_token"'
+WWW_AUTH_SCOPE = b'Bearer error="insufficient_scope"'
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayError:
+    """One refusal: status, machine-readable code, human message, and any extra headers."""
+
+    status: int
+    code: str
+    message: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def missing_token() -> GatewayError:
+    """No bearer token: RFC 6750 §3.1 says answer without an error code."""
+    return GatewayError(
+        401,
+        "missing_token",
+        "a bearer access token is required",
+        ((b"www-authenticate", WWW_AUTH_MISSING),),
+    )
+
+
+def invalid_token(reason: str) -> GatewayError:
+    """A token that is malformed, forged, expired or not meant for this API."""
+    return GatewayError(
+        401,
+        "invalid_token",
+        f"invalid access token: {reason}",
+        ((b"www-authenticate", WWW_AUTH_INVALID),),
+    )
+
+
+def insufficient_scope(permission: str) -> GatewayError:
+    """A valid token whose app lacks the route's permission."""
+    return GatewayError(
+        403,
+        "insufficient_scope",
+        f"this route needs the {permission} permission",
+        ((b"www-authenticate", WWW_AUTH_SCOPE),),
+    )
+
+
+def not_found(method: str, path: str) -> GatewayError:
+    """A call to no route of the catalog."""
+    return GatewayError(404, "not_found", f"no route {method} {path}")
+
+
+def keys_unavailable() -> GatewayError:
+    """The signing keys are not loaded yet, so no token can be judged either way."""
+    return GatewayError(
+        503,
+        "unavailable",
+        "the gateway cannot verify tokens yet; retry shortly",
+        ((b"retry-after", b"1"),),
+    )
+
+
+def payload_too_large(limit: int) -> GatewayError:
+    """A request body over the gateway's limit."""
+    return GatewayError(413, "payload_too_large", f"request body exceeds {limit} bytes")
+
+
+def bad_gateway() -> GatewayError:
+    """The upstream refused the connection or broke it."""
+    return GatewayError(502, "bad_gateway", "the upstream API could not be reached")
+
+
+def gateway_timeout(timeout_s: float) -> GatewayError:
+    """The upstream did not answer in time."""
+    message = f"the upstream API did not answer in {timeout_s:g} s"
+    return GatewayError(504, "gateway_timeout", message)
+
+
+def render(error: GatewayError, request_id: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Response headers and body of an error; `target` is the request id."""
+    body = orjson.dumps(
+        {"error": {"code": error.code, "message": error.message, "target": request_id}}
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"x-request-id", request_id.encode("latin-1")),
+        *error.headers,
+    ]
+    return headers, body

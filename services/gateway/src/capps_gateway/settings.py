@@ -1,0 +1,27 @@
+"""The gateway's settings, read from the environment (defaults fit the local stack)."""
+
+from pathlib import Path
+
+from capps_events import REQUESTS_TOPIC
+from capps_kit.settings import KafkaSettings, ServiceSettings
+
+
+class GatewaySettings(ServiceSettings, KafkaSettings):
+    """Where the gateway listens, what it proxies to and whom it trusts."""
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    gateway_admin_port: int = 8001
+    gateway_upstream_url: str = "http://127.0.0.1:8090"
+    gateway_upstream_timeout_s: float = 10.0
+    gateway_events_topic: str = REQUESTS_TOPIC
+    registry_url: str = "http://127.0.0.1:8080"
+    # Not secrets: the expected `iss` and `aud` of access tokens.
+    token_issuer: str = "http://127.0.0.1:8080"  # noqa: S105
+    token_audience: str = "capps-api"  # noqa: S105
+    catalog_path: Path | None = None
+
+    @property
+    def jwks_url(self) -> str:
+        """The registry's JWKS document."""
+        return self.registry_url.rstrip("/") + "/.well-known/jwks.json"

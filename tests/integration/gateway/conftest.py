@@ -1,0 +1,334 @@
+"""Fixtures for the gateway's integration tests: a JWKS server, upstreams, gateways, a topic.
+
+The gateway and the demo API run as real subprocesses (`python -m ...`) on free ports; the
+registry is stood in for by a tiny local JWKS server signed with a key made here; Kafka is the
+real one from the `infra` fixture, with a topic unique to this run.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from capps_events import RequestEvent, decode_request
+
+REPO = Path(__file__).resolve().parents[3]
+ISSUER = "http://issuer.gateway-test"
+AUDIENCE = "capps-api"
+TENANT = f"tenant-{uuid.uuid4().hex[:8]}"
+START_TIMEOUT_S = 30.0
+EVENT_PARTITIONS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Signer:
+    """Signs access tokens like the registry does, with keys the JWKS server publishes."""
+
+    keys: dict[str, RSAKey] = field(default_factory=dict)
+
+    def add_key(self, kid: str) -> RSAKey:
+        key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
+        self.keys[kid] = key
+        return key
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [key.as_dict(private=False) for key in self.keys.values()]}
+
+    def token(
+        self, roles: list[str], *, kid: str | None = None, key: RSAKey | None = None, **claims: Any
+    ) -> str:
+        kid = kid or next(iter(self.keys))
+        now = int(time.time())
+        app_id = claims.pop("client_id", "app-test")
+        payload: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": app_id,
+            "client_id": app_id,
+            "tid": TENANT,
+            "roles": roles,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "exp": now + 600,
+            **claims,
+        }
+        header = {"alg": "RS256", "typ": "at+jwt", "kid": kid}
+        return jwt.encode(header, payload, key or self.keys[kid])
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A running gateway subprocess."""
+
+    url: str
+    admin_url: str
+    instance_id: str
+
+
+@dataclass
+class EventLog:
+    """Every event of the test topic seen so far, by request id."""
+
+    consumer: AIOKafkaConsumer
+    partitions: list[TopicPartition]
+    by_request: dict[str, list[RequestEvent]] = field(default_factory=lambda: defaultdict(list))
+
+    async def _poll(self) -> None:
+        batches = await self.consumer.getmany(timeout_ms=200)
+        for records in batches.values():
+            for record in records:
+                event = decode_request(record.value, record.headers)
+                self.by_request[event.request_id].append(event)
+
+    async def wait_for(self, request_ids: list[str], timeout_s: float = 20.0) -> None:
+        """Read until every id has an event, then to the end of every partition."""
+        deadline = time.monotonic() + timeout_s
+        while not all(rid in self.by_request for rid in request_ids):
+            if time.monotonic() > deadline:
+                missing = [rid for rid in request_ids if rid not in self.by_request]
+                pytest.fail(f"no event for request ids {missing} within {timeout_s} s")
+            await self._poll()
+        ends = await self.consumer.end_offsets(self.partitions)
+        while await self._behind(ends):
+            await self._poll()
+
+    async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
+        for tp, end in ends.items():
+            if await self.consumer.position(tp) < end:
+                return True
+        return False
+
+
+@pytest.fixture(scope="session")
+def tenant_id() -> str:
+    """The tenant every token of this run is issued for."""
+    return TENANT
+
+
+@pytest.fixture(scope="session")
+def dead_upstream_url() -> str:
+    """An address nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def streamed_body() -> bytes:
+    """What the odd upstream's streamed route answers."""
+    return STREAMED_CHUNK * STREAMED_CHUNKS
+
+
+@pytest.fixture(scope="session")
+def signer() -> Signer:
+    found = Signer()
+    found.add_key(f"test-{uuid.uuid4().hex[:8]}")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def jwks_url(signer: Signer) -> AsyncIterator[str]:
+    """A stand-in registry: serves the signer's current JWKS."""
+
+    async def jwks(_: web.Request) -> web.Response:
+        return web.json_response(signer.jwks())
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    async with _serve(app) as url:
+        yield url
+
+
+STREAMED_CHUNK = b"x" * 65536
+STREAMED_CHUNKS = 40
+
+
+@pytest.fixture(scope="session")
+async def odd_upstream_url() -> AsyncIterator[str]:
+    """An upstream that is slower than the gateway's timeout on one route and streams on another."""
+
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.json_response({"value": []})
+
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        # Chunked, no Content-Length, larger than the gateway buffers: it must stream it through.
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(STREAMED_CHUNKS):
+            await response.write(STREAMED_CHUNK)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/alerts", slow)
+    app.router.add_get("/api/machines", streamed)
+    async with _serve(app) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def events_topic(infra: Any) -> AsyncIterator[str]:
+    """A topic of this test run only, removed afterwards."""
+    name = f"capps.requests.v1.test-gateway-{uuid.uuid4().hex[:12]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, num_partitions=EVENT_PARTITIONS, replication_factor=1)]
+        )
+        yield name
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def event_log(infra: Any, events_topic: str) -> AsyncIterator[EventLog]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(events_topic, p) for p in range(EVENT_PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        yield EventLog(consumer, partitions)
+    finally:
+        await consumer.stop()
+
+
+@contextlib.contextmanager
+def _process(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, *args], env={**os.environ, **env}, stdout=log, stderr=log, cwd=REPO
+        )
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _tail(log_path: Path) -> str:
+    return log_path.read_text()[-4000:]
+
+
+async def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"{url} exited early:\n{_tail(log_path)}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    pytest.fail(f"{url} not ready in {START_TIMEOUT_S} s:\n{_tail(log_path)}")
+
+
+@pytest.fixture(scope="session")
+async def demo_api_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("demo-api") / "demo-api.log"
+    env = {"DEMO_API_HOST": "127.0.0.1", "DEMO_API_PORT": str(port), "LOG_LEVEL": "warning"}
+    with _process(["-m", "capps_demo_api"], env, log_path) as process:
+        url = f"http://127.0.0.1:{port}"
+        await _wait_ready(f"{url}/healthz", process, log_path)
+        yield url
+
+
+StartGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture(scope="session")
+async def start_gateway(
+    infra: Any, jwks_url: str, events_topic: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[StartGateway]:
+    """Starts `python -m capps_gateway` subprocesses; all are stopped at the end."""
+    stack = contextlib.ExitStack()
+
+    async def start(upstream_url: str, *, timeout_s: float = 10.0) -> Gateway:
+        port, admin_port = free_port(), free_port()
+        instance_id = f"gw-test-{uuid.uuid4().hex[:8]}"
+        log_path = tmp_path_factory.mktemp("gateway") / f"{instance_id}.log"
+        env = {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_ADMIN_PORT": str(admin_port),
+            "GATEWAY_UPSTREAM_URL": upstream_url,
+            "GATEWAY_UPSTREAM_TIMEOUT_S": str(timeout_s),
+            "GATEWAY_EVENTS_TOPIC": events_topic,
+            "REGISTRY_URL": jwks_url,
+            "TOKEN_ISSUER": ISSUER,
+            "TOKEN_AUDIENCE": AUDIENCE,
+            "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+            "CATALOG_PATH": str(REPO / "config" / "catalog.yaml"),
+            "INSTANCE_ID": instance_id,
+            "LOG_LEVEL": "INFO",
+            "ENVIRONMENT": "test",
+        }
+        process = stack.enter_context(_process(["-m", "capps_gateway"], env, log_path))
+        admin_url = f"http://127.0.0.1:{admin_port}"
+        await _wait_ready(f"{admin_url}/readyz", process, log_path)
+        return Gateway(f"http://127.0.0.1:{port}", admin_url, instance_id)
+
+    with stack:
+        yield start
+
+
+@pytest.fixture(scope="session")
+async def gateway(start_gateway: StartGateway, demo_api_url: str) -> Gateway:
+    """The gateway in front of the demo API."""
+    return await start_gateway(demo_api_url)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
