@@ -81,7 +81,8 @@ def test_every_call_with_a_valid_token_is_counted_exactly_once(
     started = datetime.now(UTC)
 
     ok = [partner.get(f"{stack.gateway_url}/api/alerts", timeout=10) for _ in range(20)]
-    one = partner.get(f"{stack.gateway_url}/api/alerts/da637", timeout=10)
+    alert_id = ok[0].json()["value"][0]["id"]
+    one = partner.get(f"{stack.gateway_url}/api/alerts/{alert_id}", timeout=10)
     forbidden = partner.get(f"{stack.gateway_url}/api/machines", timeout=10)
     unknown = partner.get(f"{stack.gateway_url}/api/nothing-here", timeout=10)
     anonymous = requests.get(f"{stack.gateway_url}/api/alerts", timeout=10)
