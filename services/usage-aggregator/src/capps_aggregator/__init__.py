@@ -1,0 +1,1 @@
+"""The usage aggregator: rolls request events into exact usage counters (faust worker)."""

@@ -1,0 +1,90 @@
+"""The composition root: the faust worker hosting the batch consumer and the admin endpoint."""
+
+from typing import Any
+
+import faust
+from faust.app.base import BootStrategy
+
+from capps_aggregator.consumer import BatchConsumer
+from capps_aggregator.runtime import AggregatorRuntime
+from capps_aggregator.settings import AggregatorSettings
+from capps_kit.health import AdminApp, serve_admin
+
+SERVICE_NAME = "usage-aggregator"
+
+
+class _WorkerBoot(BootStrategy):
+    """Faust runs the process (CLI, signals, tasks) but not its own consumer or producer.
+
+    Faust's consumer would join the same group with its own assignor protocol, which the
+    broker refuses next to the batch consumer's; nothing here uses faust's producer.
+    """
+
+    enable_kafka_consumer = False
+    enable_kafka_producer = False
+
+
+class AggregatorApp(faust.App):
+    """The faust app of the aggregator."""
+
+    BootStrategy = _WorkerBoot
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """Faust's worker sets up logging itself; this makes it the kit's JSON lines on stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {"()": "capps_kit.logging.JsonFormatter", "service": SERVICE_NAME},
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+    }
+
+
+def create_app(settings: AggregatorSettings) -> faust.App:
+    """Build the worker: app id = consumer group `aggregator_group`, no faust web server."""
+    brokers = [
+        f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")
+    ]
+    app = AggregatorApp(
+        settings.aggregator_group,
+        broker=brokers,
+        datadir=str(settings.aggregator_data_dir),
+        # The admin endpoint (capps_kit AdminApp) owns the HTTP port instead.
+        web_enabled=False,
+        topic_disable_leader=True,
+        logging_config=logging_config(settings.log_level),
+    )
+    runtime = AggregatorRuntime(settings)
+    counting = BatchConsumer(runtime)
+
+    async def consumer_assigned() -> None:
+        if not counting.assigned():
+            raise RuntimeError(f"no partition of {settings.aggregator_topic} assigned yet")
+
+    admin = AdminApp(
+        {
+            "postgres": runtime.check_postgres,
+            "redis": runtime.check_redis,
+            "consumer": consumer_assigned,
+        }
+    )
+
+    async def count_requests() -> None:
+        await counting.run()
+
+    async def admin_endpoint() -> None:
+        await serve_admin(admin, settings.aggregator_host, settings.aggregator_port)
+
+    # Faust starts its tasks once the worker is up and cancels them on stop.
+    app.task(count_requests)
+    app.task(admin_endpoint)
+    return app

@@ -1,0 +1,1 @@
+"""Alembic history of the usage tables (version table `alembic_version_usage`)."""

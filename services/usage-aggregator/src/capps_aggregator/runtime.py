@@ -1,0 +1,107 @@
+"""The worker's connections (PostgreSQL pool, Redis, DLQ producer) and the writer using them."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as redis
+from aiokafka import AIOKafkaProducer
+
+from capps_aggregator.dlq import DeadLetterPublisher
+from capps_aggregator.pipeline import TRANSIENT_ERRORS, UsageBatchWriter
+from capps_aggregator.settings import AggregatorSettings
+from capps_aggregator.sinks.postgres import PostgresUsageSink
+from capps_aggregator.sinks.redis import RedisUsageSink
+from capps_events import REQUESTS_DLQ_TOPIC, TOPICS, TopicSpec
+from capps_kit import postgres as kit_postgres
+from capps_kit import redis as kit_redis
+from capps_kit.kafka import ensure_topics, make_producer
+
+log = logging.getLogger(__name__)
+
+OPEN_RETRY_S = 2.0
+
+
+def dlq_topic_spec(name: str) -> TopicSpec:
+    """The DLQ topic's spec from the event contract, under the configured name."""
+    contract = next(spec for spec in TOPICS if spec.name == REQUESTS_DLQ_TOPIC)
+    return TopicSpec(name, contract.partitions, dict(contract.configs))
+
+
+@dataclass(slots=True)
+class OpenStores:
+    """Live connections and the batch writer built on them."""
+
+    pool: "asyncpg.Pool[asyncpg.Record]"
+    redis: "redis.Redis"
+    producer: AIOKafkaProducer
+    writer: UsageBatchWriter
+
+
+class AggregatorRuntime:
+    """Opens the stores once (retrying until they answer) and closes them on the way out."""
+
+    def __init__(self, settings: AggregatorSettings) -> None:
+        self.settings = settings
+        self.stores: OpenStores | None = None
+
+    async def open(self) -> OpenStores:
+        """Connect to PostgreSQL, Redis and Kafka; wait and retry while any is down."""
+        while True:
+            try:
+                self.stores = await self._connect()
+            except TRANSIENT_ERRORS as exc:
+                log.warning(
+                    "stores not reachable yet; retrying",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
+                await asyncio.sleep(OPEN_RETRY_S)
+            else:
+                return self.stores
+
+    async def close(self) -> None:
+        """Close whatever is open."""
+        stores, self.stores = self.stores, None
+        if stores is None:
+            return
+        await stores.producer.stop()
+        await stores.redis.aclose()
+        await stores.pool.close()
+
+    async def _connect(self) -> OpenStores:
+        settings = self.settings
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, [dlq_topic_spec(settings.aggregator_dlq_topic)]
+        )
+        pool = await kit_postgres.create_pool(settings.database_url, settings.database_pool_size)
+        client = kit_redis.create_redis(settings.redis_url)
+        producer = make_producer(settings.kafka_bootstrap_servers, "capps-usage-aggregator-dlq")
+        try:
+            await kit_redis.ping(client)
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            await client.aclose()
+            await pool.close()
+            raise
+        topic = settings.aggregator_topic
+        writer = UsageBatchWriter(
+            PostgresUsageSink(pool, topic),
+            RedisUsageSink(client, topic),
+            DeadLetterPublisher(producer, settings.aggregator_dlq_topic),
+        )
+        return OpenStores(pool, client, producer, writer)
+
+    async def check_postgres(self) -> None:
+        """Readiness: PostgreSQL answers."""
+        await kit_postgres.ping(self._open().pool)
+
+    async def check_redis(self) -> None:
+        """Readiness: Redis answers."""
+        await kit_redis.ping(self._open().redis)
+
+    def _open(self) -> OpenStores:
+        if self.stores is None:
+            raise RuntimeError("stores are not connected yet")
+        return self.stores

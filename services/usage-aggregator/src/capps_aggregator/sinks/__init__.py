@@ -1,0 +1,1 @@
+"""Adapters that apply a batch's counters to a store, idempotently."""

@@ -1,0 +1,33 @@
+"""Unit tests of turning one aiokafka fetch into writer input and commit offsets."""
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from capps_aggregator.consumer import commit_offsets, source_records
+
+
+def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic="t",
+        partition=partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"k",
+        value=b"v",
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=1,
+        headers=(("ce_type", b"x"),),
+    )
+
+
+def test_a_fetch_becomes_records_and_next_offsets() -> None:
+    fetched = {
+        TopicPartition("t", 0): [record(0, 5), record(0, 6)],
+        TopicPartition("t", 3): [record(3, 40)],
+        TopicPartition("t", 4): [],
+    }
+    records = source_records(fetched)
+    assert [(r.partition, r.offset) for r in records] == [(0, 5), (0, 6), (3, 40)]
+    assert records[0].headers == [("ce_type", b"x")]
+    assert commit_offsets(fetched) == {TopicPartition("t", 0): 7, TopicPartition("t", 3): 41}

@@ -1,0 +1,205 @@
+"""Fixtures of the aggregator's integration tests: a migrated throwaway database, unique
+topics, a Redis client that cleans up after itself, and helpers to make and read records."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
+
+from capps_aggregator.migrate import upgrade_head
+from capps_events import RequestEvent, TopicSpec, encode_request, new_event_id
+from capps_kit.kafka import ensure_topics, make_producer
+from capps_kit.postgres import asyncpg_dsn
+from capps_kit.redis import create_redis
+from capps_usage.keys import OFFSETS_KEY
+
+GARBAGE_HEADERS = [("ce_type", b"dev.connectedapps.request.v1"), ("ce_specversion", b"1.0")]
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """A unique requests topic and its unique DLQ topic."""
+
+    requests: str
+    dlq: str
+    partitions: int
+
+
+def _make_event(app_id: str, tenant_id: str, moment: datetime) -> RequestEvent:
+    return RequestEvent(
+        id=new_event_id(),
+        time=moment,
+        tenant_id=tenant_id,
+        app_id=app_id,
+        method="GET",
+        route="/api/alerts",
+        status=200,
+        latency_ms=2.0,
+        bytes_in=0,
+        bytes_out=64,
+        request_id=str(uuid.uuid4()),
+        gateway="test-gw",
+    )
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A short id that makes every name of one test unique on the shared servers."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def usage_db(infra: Any, run_id: str) -> AsyncIterator[str]:
+    """A fresh database with the aggregator's migrations applied; dropped afterwards."""
+    base_url: str = infra.database_url
+    name = f"capps_agg_{run_id}"
+    admin = await asyncpg.connect(asyncpg_dsn(base_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        parts = urlsplit(base_url)
+        url = urlunsplit(parts._replace(path=f"/{name}"))
+        # alembic runs its own event loop, which cannot nest inside the test's.
+        await asyncio.to_thread(upgrade_head, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def pg(usage_db: str) -> AsyncIterator["asyncpg.Pool[asyncpg.Record]"]:
+    """A pool on the throwaway database."""
+    pool: asyncpg.Pool[asyncpg.Record] = await asyncpg.create_pool(
+        asyncpg_dsn(usage_db), min_size=1, max_size=4
+    )
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def topics(infra: Any, run_id: str) -> AsyncIterator[Topics]:
+    """A unique 3-partition requests topic and a DLQ topic, deleted afterwards."""
+    bootstrap: str = infra.kafka_bootstrap_servers
+    found = Topics(f"capps-agg-test-{run_id}", f"capps-agg-test-{run_id}.dlq", 3)
+    await ensure_topics(
+        bootstrap, [TopicSpec(found.requests, found.partitions), TopicSpec(found.dlq, 1)]
+    )
+    yield found
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([found.requests, found.dlq])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def hot(infra: Any, run_id: str, topics: Topics) -> AsyncIterator["redis.Redis"]:
+    """A Redis client; the test's app keys and watermark fields are deleted afterwards.
+
+    Every app id of a test starts with `app-{run_id}`, so cleanup touches nothing else.
+    """
+    client = create_redis(infra.redis_url)
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"capps:usage:app-{run_id}*")]
+    if keys:
+        await client.delete(*keys)
+    fields = [
+        field async for field, _ in client.hscan_iter(OFFSETS_KEY, match=f"{topics.requests}:*")
+    ]
+    if fields:
+        await client.hdel(OFFSETS_KEY, *fields)
+    await client.aclose()
+
+
+ProduceEvents = Callable[[list[RequestEvent], int], Awaitable[None]]
+
+
+@pytest.fixture
+def produce(infra: Any, topics: Topics) -> ProduceEvents:
+    """Send events (keyed by app, as the gateway does) plus `garbage` undecodable records."""
+    bootstrap: str = infra.kafka_bootstrap_servers
+
+    async def send(events: list[RequestEvent], garbage: int = 0) -> None:
+        producer = make_producer(bootstrap, "capps-agg-test")
+        await producer.start()
+        try:
+            deliveries = []
+            for event in events:
+                record = encode_request(event, "test")
+                deliveries.append(
+                    await producer.send(
+                        topics.requests, key=record.key, value=record.value, headers=record.headers
+                    )
+                )
+            deliveries.extend(
+                [
+                    await producer.send(
+                        topics.requests,
+                        key=b"garbage-%d" % index,
+                        value=b"\xff not an event",
+                        headers=GARBAGE_HEADERS,
+                    )
+                    for index in range(garbage)
+                ]
+            )
+            await asyncio.gather(*deliveries)
+        finally:
+            await producer.stop()
+
+    return send
+
+
+ReadTopic = Callable[[str, float], Awaitable[list[ConsumerRecord[bytes, bytes]]]]
+
+
+@pytest.fixture
+def read_topic(infra: Any) -> ReadTopic:
+    """Every record of a topic that arrives within `wait_s` (read from the beginning)."""
+    bootstrap: str = infra.kafka_bootstrap_servers
+
+    async def read(topic: str, wait_s: float) -> list[ConsumerRecord[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        found: list[ConsumerRecord[bytes, bytes]] = []
+        try:
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while asyncio.get_running_loop().time() < deadline:
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    found.extend(records)
+        finally:
+            await consumer.stop()
+        return found
+
+    return read
+
+
+MakeEvent = Callable[[str, str, datetime], RequestEvent]
+
+
+@pytest.fixture
+def make_event() -> MakeEvent:
+    """Builds a request event of an app at a moment (test modules cannot import conftest)."""
+    return _make_event
+
+
+@pytest.fixture
+def recent() -> Callable[[int], datetime]:
+    """A moment some seconds before now, UTC."""
+
+    def moment(seconds_ago: int) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=seconds_ago)
+
+    return moment

@@ -1,0 +1,231 @@
+"""`python -m capps_aggregator worker` as a real process: exact counts, DLQ, kill -9 restart."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from capps_usage.stats import read_stats
+
+pytestmark = pytest.mark.integration
+
+APPS = 7
+TIMEOUT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Worker:
+    """One worker process; its log goes to a file shown when a test fails."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "capps_aggregator", "worker"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            return None
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def worker_env(
+    infra: Any, usage_db: str, topics: Any, tmp_path: Path, run_id: str
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": usage_db,
+        "REDIS_URL": infra.redis_url,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+        "AGGREGATOR_TOPIC": topics.requests,
+        "AGGREGATOR_DLQ_TOPIC": topics.dlq,
+        "AGGREGATOR_GROUP": f"capps-agg-test-{run_id}",
+        "AGGREGATOR_HOST": "127.0.0.1",
+        "AGGREGATOR_PORT": str(free_port()),
+        "AGGREGATOR_DATA_DIR": str(tmp_path / "data"),
+        "LOG_LEVEL": "INFO",
+        "ENVIRONMENT": "test",
+        # faust reads these itself: a killed member leaves the group within 10 s, not 60.
+        "BROKER_SESSION_TIMEOUT": "10",
+        "BROKER_HEARTBEAT_INTERVAL": "1",
+    }
+
+
+@pytest.fixture
+def workers(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], Worker]]:
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(dict(worker_env), tmp_path / "worker.log")
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+async def counts(pg: Any, hot: Any, apps: list[str]) -> tuple[int, int, int]:
+    """(PostgreSQL minute total, PostgreSQL day total, Redis trailing-24 h total)."""
+    minutes = await pg.fetchval(
+        "SELECT coalesce(sum(requests), 0) FROM usage_minute WHERE app_id = ANY($1)", apps
+    )
+    days = await pg.fetchval(
+        "SELECT coalesce(sum(requests), 0) FROM usage_day WHERE app_id = ANY($1)", apps
+    )
+    stats = await read_stats(hot, apps)
+    return int(minutes), int(days), sum(s.requests_24h for s in stats.values())
+
+
+async def poll(
+    check: Callable[[], Awaitable[bool]], worker: Worker, what: str, timeout_s: float = TIMEOUT_S
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert worker.process is not None
+        if worker.process.poll() is not None:
+            pytest.fail(f"worker exited while waiting for {what}:\n{worker.tail()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}:\n{worker.tail()}")
+        await asyncio.sleep(0.1)
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+async def test_worker_counts_every_event_once_and_dead_letters_garbage(
+    *,
+    pg: Any,
+    hot: Any,
+    topics: Any,
+    run_id: str,
+    produce: Any,
+    make_event: Any,
+    recent: Any,
+    read_topic: Any,
+    workers: Callable[[], Worker],
+    worker_env: dict[str, str],
+) -> None:
+    apps = [f"app-{run_id}-{index}" for index in range(APPS)]
+    total = 3000
+    events = [make_event(apps[i % APPS], "tenant-e2e", recent(i % 180)) for i in range(total)]
+    await produce(events, 1)
+
+    worker = workers()
+
+    async def all_counted() -> bool:
+        return await counts(pg, hot, apps) == (total, total, total)
+
+    await poll(all_counted, worker, f"{total} events in PostgreSQL and Redis")
+    admin = f"http://127.0.0.1:{worker_env['AGGREGATOR_PORT']}"
+    status, body = await asyncio.to_thread(http_get, f"{admin}/readyz")
+    assert status == 200, body
+    status, body = await asyncio.to_thread(http_get, f"{admin}/metrics")
+    assert status == 200
+    assert b'capps_aggregator_events_counted_total{sink="postgres"} 3000.0' in body
+    assert b"capps_aggregator_dead_lettered_total 1.0" in body
+
+    dead = await read_topic(topics.dlq, 3.0)
+    assert [(r.key, r.value) for r in dead] == [(b"garbage-0", b"\xff not an event")]
+    assert any(name == "dlq_reason" for name, _ in dead[0].headers)
+    newest = max(event.time for event in events if event.app_id == apps[0])
+    assert (
+        await pg.fetchval("SELECT last_seen FROM app_last_seen WHERE app_id = $1", apps[0])
+        == newest
+    )
+    assert (
+        await pg.fetchval(
+            "SELECT sum(next_offset) FROM usage_offsets WHERE topic = $1", topics.requests
+        )
+        == total + 1
+    )
+    assert worker.stop() == 0, worker.tail()
+
+
+async def test_worker_killed_mid_stream_loses_and_doubles_nothing(
+    *,
+    pg: Any,
+    hot: Any,
+    run_id: str,
+    produce: Any,
+    make_event: Any,
+    recent: Any,
+    workers: Callable[[], Worker],
+    worker_env: dict[str, str],
+) -> None:
+    apps = [f"app-{run_id}-{index}" for index in range(APPS)]
+    first_part = 40_000
+    await produce(
+        [make_event(apps[i % APPS], "tenant-kill", recent(i % 60)) for i in range(first_part)]
+    )
+    # Small batches so the kill lands mid-stream, between commits.
+    worker_env["AGGREGATOR_BATCH_MAX"] = "250"
+    worker = workers()
+
+    async def started_counting() -> bool:
+        minutes, _, _ = await counts(pg, hot, apps)
+        return minutes >= 2000
+
+    await poll(started_counting, worker, "the first counted batches")
+    worker.kill()
+    counted_at_kill = (await counts(pg, hot, apps))[0]
+    assert counted_at_kill < first_part, "the kill came too late to be mid-stream"
+
+    second_part = 1000
+    await produce(
+        [make_event(apps[i % APPS], "tenant-kill", recent(1)) for i in range(second_part)]
+    )
+    total = first_part + second_part
+    restarted = workers()
+
+    async def all_counted() -> bool:
+        return await counts(pg, hot, apps) == (total, total, total)
+
+    await poll(all_counted, restarted, f"{total} events after the restart")
+    await asyncio.sleep(2)  # anything replayed late would show up now
+    assert await counts(pg, hot, apps) == (total, total, total)
+    assert restarted.stop() == 0, restarted.tail()
