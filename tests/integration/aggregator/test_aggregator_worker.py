@@ -229,3 +229,26 @@ async def test_worker_killed_mid_stream_loses_and_doubles_nothing(
     await asyncio.sleep(2)  # anything replayed late would show up now
     assert await counts(pg, hot, apps) == (total, total, total)
     assert restarted.stop() == 0, restarted.tail()
+
+
+async def test_worker_exits_when_counting_cannot_go_on(
+    *,
+    pg: Any,
+    run_id: str,
+    produce: Any,
+    make_event: Any,
+    recent: Any,
+    workers: Callable[[], Worker],
+) -> None:
+    """A failure that retrying cannot fix stops the process, so its supervisor restarts it
+    and the failure is seen, instead of a worker that looks alive but counts nothing."""
+    await pg.execute("DROP TABLE usage_day")
+    await produce([make_event(f"app-{run_id}-0", "tenant-broken", recent(1))])
+    worker = workers()
+    assert worker.process is not None
+    try:
+        returncode = await asyncio.to_thread(worker.process.wait, TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker kept running with a broken database:\n{worker.tail()}")
+    assert returncode != 0, worker.tail()
+    assert "usage_day" in worker.tail()

@@ -79,7 +79,12 @@ def create_app(settings: AggregatorSettings) -> faust.App:
     )
 
     async def count_requests() -> None:
-        await counting.run()
+        try:
+            await counting.run()
+        except Exception as exc:  # noqa: BLE001 - whatever it is, counting has stopped
+            # Crash the worker rather than stay up looking healthy while counting nothing:
+            # its supervisor restarts it, and the reason is in the log and the exit code.
+            await app.crash(exc)
 
     async def admin_endpoint() -> None:
         await serve_admin(admin, settings.aggregator_host, settings.aggregator_port)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
-import redis.asyncio as redis
-from aiokafka.errors import KafkaError
+import redis.exceptions as redis_errors
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from capps_aggregator import metrics
 from capps_aggregator.dlq import DeadLetterPublisher
@@ -23,15 +23,29 @@ from capps_aggregator.sinks.redis import RedisUsageSink
 
 log = logging.getLogger(__name__)
 
-# What a store or broker outage raises; anything else is a bug and must not be retried.
+# What a store or broker outage raises. Anything else (a missing table, a script error) is a
+# bug or a broken deployment: retrying cannot fix it, so it stops the worker for all to see.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    redis.RedisError,
-    KafkaError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, restart, "cannot connect now"
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,  # a replica during failover
+    KafkaConnectionError,
+    KafkaTimeoutError,
 )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same batch later can succeed."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, KafkaError) and bool(exc.retriable)
 RETRY_FIRST_DELAY_S = 0.2
 RETRY_MAX_DELAY_S = 10.0
 
@@ -64,8 +78,10 @@ class UsageBatchWriter:
         while True:
             try:
                 return await self.apply_once(records)
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
                 metrics.BATCH_FAILURES.inc()
+                if not is_transient(exc):
+                    raise
                 log.warning(
                     "batch failed; retrying",
                     extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
