@@ -239,6 +239,6 @@ async def test_health_and_metrics(registry: Running) -> None:
         data={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
     )
     metrics = (await registry.client.get("/metrics")).text
-    assert 'registry_http_requests_total{method="GET",route="/v1/apps"' in metrics
-    assert "registry_tokens_issued_total" in metrics
-    assert 'registry_tokens_refused_total{reason="unknown_client"}' in metrics
+    assert 'capps_registry_http_requests_total{method="GET",route="/v1/apps"' in metrics
+    assert "capps_registry_tokens_issued_total" in metrics
+    assert 'capps_registry_tokens_refused_total{reason="unknown_client"}' in metrics

@@ -13,20 +13,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from capps_registry.errors import REQUEST_ID_HEADER, pick_request_id
 
 HTTP_REQUESTS = Counter(
-    "registry_http_requests_total",
+    "capps_registry_http_requests_total",
     "HTTP requests served, by method, route template and status.",
     ["method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
-    "registry_http_request_duration_seconds",
+    "capps_registry_http_request_duration_seconds",
     "Time to serve a request, by route template.",
     ["route"],
 )
 TOKENS_ISSUED = Counter(
-    "registry_tokens_issued_total", "Access tokens issued, by client kind.", ["kind"]
+    "capps_registry_tokens_issued_total", "Access tokens issued, by client kind.", ["kind"]
 )
 TOKENS_REFUSED = Counter(
-    "registry_tokens_refused_total", "Token requests refused, by reason.", ["reason"]
+    "capps_registry_tokens_refused_total", "Token requests refused, by reason.", ["reason"]
 )
 
 _REQUEST_ID_BYTES = REQUEST_ID_HEADER.lower().encode()
