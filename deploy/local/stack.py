@@ -1098,6 +1098,8 @@ class Prometheus(Part):
         template = (self.ctx.repo / "deploy" / "prometheus" / "prometheus.yml").read_text()
         config = home / "prometheus.yml"
         config.write_text(prometheus_config(template, self.ctx.ports))
+        # rule_files in the config are relative to it: the alert rules travel beside it.
+        shutil.copyfile(self.ctx.repo / "deploy" / "prometheus" / "alerts.yml", home / "alerts.yml")
         self.spawn(
             [
                 binary,
