@@ -46,6 +46,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TRANSIENT_ERRORS):
         return True
     return isinstance(exc, KafkaError) and bool(exc.retriable)
+
+
 RETRY_FIRST_DELAY_S = 0.2
 RETRY_MAX_DELAY_S = 10.0
 
