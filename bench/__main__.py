@@ -1,141 +1,222 @@
-"""`make bench`: measure the running stack side by side with a baseline, print, write JSON.
+"""`make bench`: measure the running stack side by side with baselines, print, write JSON, draw.
 
-Scenarios run back to back in one invocation so they share the machine's current noise:
-- upstream direct: wrk straight at the demo API (the baseline the gateway is compared with);
-- through gateway: the same call with a token, through validation, proxying and one event;
-- call -> count: one call, then poll the registry until the app's count shows it.
+Every target runs in the same invocation as its baseline, because the machine is shared and
+noisy and only figures taken minutes apart on it compare:
+- gateway: wrk at upstream direct (baseline), nginx proxy (reference) and through gateway,
+  interleaved and rotated round by round; then the registry's count of the gateway's calls;
+- count: one call through the gateway, then poll the registry until it counts it;
+- aggregator: worker and writer-alone events/s beside the consume + decode ceiling.
+`python -m bench --help` lists the options.
 """
 
-import argparse
+import asyncio
 import json
+import os
 import statistics
-import time
-from dataclasses import asdict
+import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from bench.stack import StackUrls, app_stats, create_load_app
-from bench.wrk import LoadResult, run_wrk
+from bench.aggregator import Servers, measure_aggregator
+from bench.charts import draw_history, draw_run
+from bench.machine import ROOT, load_average, machine_facts
+from bench.nginx import nginx_proxy, nginx_version
+from bench.options import BenchOptions, parse_options
+from bench.progress import say, ticking
+from bench.results import (
+    history,
+    http_entry,
+    percentile,
+    rate_entry,
+    render_table,
+    run_id,
+    shape_run,
+)
+from bench.stack import StackUrls, call_to_count_ms, create_load_app, wait_for_count
+from bench.wrk import LoadResult, run_wrk, wrk_version
 
 RESULTS_DIR = Path(__file__).with_name("results")
-COUNT_TIMEOUT_S = 120.0
+PROBE_PATH = "/api/alerts"
 
 
-def _progress(message: str) -> None:
-    print(f"  .. {message}", flush=True)
+def _local_dir() -> Path:
+    return ROOT / os.environ.get("CAPPS_LOCAL_DIR", ".local")
 
 
-def _bar(value: float, top: float, width: int = 28) -> str:
-    return "#" * max(1, round(width * value / top)) if top else ""
+def _http_scenarios(
+    options: BenchOptions, urls: StackUrls, app_token: str
+) -> dict[str, list[LoadResult]]:
+    """wrk at the three targets, one run each per round, in a rotating order.
 
-
-def _wait_for_count(urls: StackUrls, admin: str, app_id: str, at_least: int) -> tuple[int, float]:
-    """Poll until the registry shows at least `at_least` requests; (count, seconds waited)."""
-    started = time.monotonic()
-    while True:
-        count = int(app_stats(urls.registry, admin, app_id)["requests_24h"])
-        waited = time.monotonic() - started
-        if count >= at_least or waited > COUNT_TIMEOUT_S:
-            return count, waited
-        time.sleep(0.05)
-
-
-def _call_to_count_ms(
-    urls: StackUrls, app_token: str, admin: str, app_id: str, samples: int
-) -> list[float]:
-    """Time from one call's response to its count in the registry, `samples` times."""
-    latencies = []
-    count = int(app_stats(urls.registry, admin, app_id)["requests_24h"])
-    for _ in range(samples):
-        requests.get(
-            f"{urls.gateway}/api/alerts",
-            headers={"Authorization": f"Bearer {app_token}"},
-            timeout=10,
-        ).raise_for_status()
-        sent = time.monotonic()
-        count, _waited = _wait_for_count(urls, admin, app_id, count + 1)
-        latencies.append((time.monotonic() - sent) * 1000)
-    return latencies
-
-
-def main() -> None:
-    """Run every scenario and report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
-    parser.add_argument("--samples", type=int, default=20, help="call -> count samples")
-    args = parser.parse_args()
-    urls = StackUrls.from_env()
-
-    print(f"bench: {args.seconds}s per load run, {args.connections} connections", flush=True)
-    _progress("creating a tenant and a load-test app")
-    app_id, app_token, admin = create_load_app(urls.registry)
-
-    _progress(f"upstream direct: wrk -> {urls.upstream}/api/alerts")
-    direct = run_wrk(f"{urls.upstream}/api/alerts", args.seconds, args.connections)
-    _progress(f"through gateway: wrk -> {urls.gateway}/api/alerts")
-    gateway = run_wrk(
-        f"{urls.gateway}/api/alerts",
-        args.seconds,
-        args.connections,
-        headers={"Authorization": f"Bearer {app_token}"},
-    )
-    _progress(f"waiting for the registry to count {gateway.requests:,} calls")
-    counted, drain_s = _wait_for_count(urls, admin, app_id, gateway.requests)
-    _progress(f"call -> count latency, {args.samples} samples")
-    to_count = _call_to_count_ms(urls, app_token, admin, app_id, args.samples)
-
-    _report(
-        args, direct=direct, gateway=gateway, counted=counted, drain_s=drain_s, to_count=to_count
-    )
-
-
-def _report(
-    args: argparse.Namespace,
-    *,
-    direct: LoadResult,
-    gateway: LoadResult,
-    counted: int,
-    drain_s: float,
-    to_count: list[float],
-) -> None:
-    top = max(direct.per_second, gateway.per_second)
-    rows = [("upstream direct (baseline)", direct), ("through gateway", gateway)]
-    print()
-    print(f"{'scenario':<28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}  chart")
-    for name, result in rows:
-        print(
-            f"{name:<28} {result.per_second:>9,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f}"
-            f" {result.non_2xx:>8}  {_bar(result.per_second, top)}"
-        )
-    ratio = gateway.per_second / direct.per_second if direct.per_second else 0.0
-    p50, p95 = statistics.median(to_count), statistics.quantiles(to_count, n=20)[18]
-    print(f"\ngateway / baseline throughput: {ratio:.2f}")
-    print(
-        f"counted {counted:,} of the {gateway.requests:,} calls wrk saw answered"
-        f" (drained {drain_s:.2f}s after the load)"
-    )
-    print(
-        f"call -> count in registry: p50 {p50:.0f} ms, p95 {p95:.0f} ms ({len(to_count)} samples)"
-    )
-
-    summary: dict[str, Any] = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "settings": vars(args),
-        "upstream_direct": asdict(direct) | {"per_second": direct.per_second},
-        "through_gateway": asdict(gateway) | {"per_second": gateway.per_second},
-        "gateway_to_baseline_ratio": ratio,
-        "counted_after_load": counted,
-        "drain_seconds": drain_s,
-        "call_to_count_ms": {"p50": p50, "p95": p95, "samples": to_count},
+    Rotating spreads a slow minute of the shared machine over all three instead of one.
+    """
+    rounds: dict[str, list[LoadResult]] = {
+        "upstream_direct": [],
+        "nginx_proxy": [],
+        "through_gateway": [],
     }
+    with nginx_proxy(urls.upstream, _local_dir() / "bench" / "nginx", PROBE_PATH) as nginx:
+        say(f"nginx proxy (reference) listening at {nginx}, 1 worker, keep-alive upstream pool")
+        targets = [
+            ("upstream_direct", f"{urls.upstream}{PROBE_PATH}", {}),
+            ("nginx_proxy", f"{nginx}{PROBE_PATH}", {}),
+            (
+                "through_gateway",
+                f"{urls.gateway}{PROBE_PATH}",
+                {"Authorization": f"Bearer {app_token}"},
+            ),
+        ]
+        for number in range(options.rounds):
+            shift = number % len(targets)
+            for key, url, headers in targets[shift:] + targets[:shift]:
+                with ticking(
+                    f"round {number + 1}/{options.rounds}: {key.replace('_', ' ')}: wrk -> {url}",
+                    expected_s=options.seconds,
+                ):
+                    result = run_wrk(url, options.seconds, options.connections, headers)
+                rounds[key].append(result)
+                say(f"{result.ok_per_second:,.0f} req/s, {result.non_2xx} non-2xx")
+    return rounds
+
+
+def _estimate_s(options: BenchOptions) -> float:
+    estimate = 0.0
+    if "gateway" in options.only:
+        estimate += 3 * options.rounds * options.seconds + 5
+    if "count" in options.only:
+        estimate += options.samples * 0.2
+    if "aggregator" in options.only:
+        # Producing, three reads and the worker's start: about 40 µs per event plus 20 s here.
+        estimate += 20 + options.events * 40e-6
+    return estimate
+
+
+def run(options: BenchOptions) -> dict[str, Any]:
+    """Run the selected groups; return the run's document."""
+    started = datetime.now(UTC)
+    machine = machine_facts() | {"load_before": load_average()}
+    print(
+        f"bench {run_id(started)}: {', '.join(options.only)}; {machine['nproc']} CPUs, load"
+        f" {machine['load_before'][0]:.2f}; about {_estimate_s(options):.0f}s",
+        flush=True,
+    )
+    scenarios: dict[str, dict[str, Any]] = {}
+    extra: dict[str, Any] = {}
+    tools: dict[str, str] = {}
+    if {"gateway", "count"} & set(options.only):
+        urls = StackUrls.from_env()
+        say("creating a tenant and a load-test app in the registry")
+        app_id, app_token, admin = create_load_app(urls.registry)
+        if "gateway" in options.only:
+            tools |= {"wrk": wrk_version(), "nginx": nginx_version()}
+            rounds = _http_scenarios(options, urls, app_token)
+            scenarios |= {key: http_entry(key, results) for key, results in rounds.items()}
+            answered = sum(result.requests for result in rounds["through_gateway"])
+            with ticking(f"waiting for the registry to count {answered:,} gateway calls"):
+                counted, drain_s = wait_for_count(urls.registry, admin, app_id, answered)
+            extra["counted_after_load"] = {
+                "answered_by_wrk": answered,
+                "counted_by_registry": counted,
+                "drain_seconds": drain_s,
+                # wrk stops with up to `connections` calls in flight per run; the gateway
+                # answers and counts them, wrk does not report them.
+                "in_flight_allowance": options.connections * options.rounds,
+            }
+        if "count" in options.only:
+            with ticking(f"call -> count latency, {options.samples} samples"):
+                samples = call_to_count_ms(urls, app_token, admin, app_id, options.samples)
+            extra["call_to_count_ms"] = {
+                "p50": statistics.median(samples),
+                "p95": percentile(samples, 95),
+                "samples": samples,
+            }
+    if "aggregator" in options.only:
+        measured = asyncio.run(
+            measure_aggregator(
+                Servers.from_env(), options.events, options.apps, _local_dir() / "bench"
+            )
+        )
+        scenarios["aggregator_ceiling"] = rate_entry(
+            "aggregator_ceiling", [measured.ceiling_per_second]
+        )
+        scenarios["aggregator_worker"] = rate_entry(
+            "aggregator_worker", [measured.worker_per_second]
+        )
+        scenarios["aggregator_writer"] = rate_entry(
+            "aggregator_writer", [measured.writer_per_second]
+        )
+        extra["aggregator"] = {
+            "events": measured.events,
+            "apps": measured.apps,
+            "produce_seconds": measured.produce_seconds,
+        }
+    machine |= {"load_after": load_average(), "tools": tools}
+    finished = datetime.now(UTC)
+    extra["duration_seconds"] = (finished - started).total_seconds()
+    return shape_run(
+        run=run_id(started),
+        at=started,
+        settings={
+            "only": list(options.only),
+            "seconds": options.seconds,
+            "rounds": options.rounds,
+            "connections": options.connections,
+            "samples": options.samples,
+            "events": options.events,
+            "apps": options.apps,
+        },
+        machine=machine,
+        scenarios=scenarios,
+        extra=extra,
+    )
+
+
+def report(document: dict[str, Any]) -> None:
+    """Print the table and the extra figures; write the JSON and the charts."""
+    print()
+    print(render_table(document))
+    counted = document.get("counted_after_load")
+    if counted:
+        print(
+            f"\nregistry counted {counted['counted_by_registry']:,} of the"
+            f" {counted['answered_by_wrk']:,} gateway calls wrk saw answered"
+            f" (+ up to {counted['in_flight_allowance']} in flight when wrk stopped);"
+            f" drained {counted['drain_seconds']:.2f}s after the load"
+        )
+    latency = document.get("call_to_count_ms")
+    if latency:
+        print(
+            f"call -> count in registry: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms"
+            f" ({len(latency['samples'])} samples)"
+        )
+    machine = document["machine"]
+    print(
+        f"machine: {machine['nproc']} CPUs, load {machine['load_before'][0]:.2f} before,"
+        f" {machine['load_after'][0]:.2f} after; commit {str(machine['git']['commit'])[:10]}"
+        f"{' (dirty tree)' if machine['git']['dirty'] else ''}"
+    )
     RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"e2e-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    path = RESULTS_DIR / f"{document['run']}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nwrote {path.relative_to(ROOT)}")
+    chart = RESULTS_DIR / f"{document['run']}.png"
+    draw_run(document, chart)
+    print(f"drew  {chart.relative_to(ROOT)}")
+    documents = [(p.stem, json.loads(p.read_text())) for p in sorted(RESULTS_DIR.glob("*.json"))]
+    draw_history(history(documents), RESULTS_DIR / "history.png")
+    print(f"drew  {(RESULTS_DIR / 'history.png').relative_to(ROOT)} ({len(documents)} runs)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line, run, report."""
+    options = parse_options(argv)
+    try:
+        document = run(options)
+    except KeyboardInterrupt:
+        sys.exit("bench interrupted: nothing written")
+    report(document)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,31 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 TIMEOUT_S = 10
+COUNT_TIMEOUT_S = 120.0
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def require_loopback(address: str) -> str:
+    """`address` (a URL or host:port list) unchanged when every host is local, else exit.
+
+    The bench generates load; it must never aim it at a machine someone else uses.
+    """
+    for part in address.split(","):
+        target = part.strip()
+        host = urlsplit(target if "//" in target else f"//{target}").hostname
+        if host not in LOOPBACK:
+            raise SystemExit(f"refusing to load {target!r}: the bench only targets 127.0.0.1")
+    return address
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +44,11 @@ class StackUrls:
         """Read the URLs `make up` wrote; fail with a hint when the stack is not up."""
         try:
             return cls(
-                registry=os.environ["REGISTRY_URL"].rstrip("/"),
-                gateway=os.environ["GATEWAY_URL"].rstrip("/"),
-                upstream=os.environ.get("DEMO_API_URL", "http://127.0.0.1:8090").rstrip("/"),
+                registry=require_loopback(os.environ["REGISTRY_URL"].rstrip("/")),
+                gateway=require_loopback(os.environ["GATEWAY_URL"].rstrip("/")),
+                upstream=require_loopback(
+                    os.environ.get("DEMO_API_URL", "http://127.0.0.1:8090").rstrip("/")
+                ),
             )
         except KeyError as missing:
             raise SystemExit(
@@ -87,3 +106,32 @@ def app_stats(registry: str, admin_token: str, app_id: str) -> dict[str, Any]:
     response.raise_for_status()
     stats: dict[str, Any] = response.json()
     return stats
+
+
+def wait_for_count(registry: str, admin: str, app_id: str, at_least: int) -> tuple[int, float]:
+    """Poll until the registry shows at least `at_least` requests; (count, seconds waited)."""
+    started = time.monotonic()
+    while True:
+        count = int(app_stats(registry, admin, app_id)["requests_24h"])
+        waited = time.monotonic() - started
+        if count >= at_least or waited > COUNT_TIMEOUT_S:
+            return count, waited
+        time.sleep(0.05)
+
+
+def call_to_count_ms(
+    urls: StackUrls, app_token: str, admin: str, app_id: str, samples: int
+) -> list[float]:
+    """Time from one call's response to its count in the registry, `samples` times."""
+    latencies = []
+    count = int(app_stats(urls.registry, admin, app_id)["requests_24h"])
+    for _ in range(samples):
+        requests.get(
+            f"{urls.gateway}/api/alerts",
+            headers={"Authorization": f"Bearer {app_token}"},
+            timeout=TIMEOUT_S,
+        ).raise_for_status()
+        sent = time.monotonic()
+        count, _waited = wait_for_count(urls.registry, admin, app_id, count + 1)
+        latencies.append((time.monotonic() - sent) * 1000)
+    return latencies

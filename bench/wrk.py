@@ -26,8 +26,13 @@ class LoadResult:
 
     @property
     def per_second(self) -> float:
-        """Completed requests per second."""
+        """Completed requests per second, whatever their status."""
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def ok_per_second(self) -> float:
+        """Answered 2xx/3xx per second: an error page served fast is not throughput."""
+        return max(self.requests - self.non_2xx, 0) / self.seconds if self.seconds else 0.0
 
 
 def parse_wrk(output: str) -> LoadResult:
@@ -60,6 +65,14 @@ def wrk_path() -> str:
     if not found:
         raise RuntimeError("wrk is not installed; run `apt-get install wrk`")
     return found
+
+
+def wrk_version() -> str:
+    """The first line `wrk -v` prints, for the run's machine facts."""
+    # wrk prints its version with the usage text and exits 1.
+    done = subprocess.run([wrk_path(), "-v"], capture_output=True, text=True, check=False)
+    first = (done.stdout + done.stderr).strip().splitlines()
+    return first[0].split(" Copyright")[0] if first else "unknown"
 
 
 def run_wrk(

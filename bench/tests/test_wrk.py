@@ -36,3 +36,8 @@ def test_parses_totals_percentiles_and_errors() -> None:
 def test_refuses_output_it_does_not_understand() -> None:
     with pytest.raises(ValueError, match="unexpected wrk output"):
         parse_wrk("unable to connect to 127.0.0.1:8000 Connection refused")
+
+
+def test_throughput_leaves_out_error_answers() -> None:
+    result = parse_wrk(REPORT)
+    assert result.ok_per_second == pytest.approx((78_000 - 12) / 10.0)

@@ -1,0 +1,382 @@
+"""The aggregator's throughput on the real servers, beside the ceiling its input allows.
+
+One set of events goes to a unique topic, then three readers take it in turn:
+- ceiling (baseline): raw aiokafka `getmany` + `capps_events.decode_request` + an in-memory
+  count, no writes: the most the worker could do with this consumer setup on this machine;
+- the whole worker (`python -m capps_aggregator worker`) against a unique database and group;
+- the writer alone (`UsageBatchWriter`: PostgreSQL + Redis, no Kafka) on the same records.
+Each rate is taken from the moment the first batch is done to the last event, so start-up
+and group joining are left out the same way for all three. Everything the run creates (topic,
+database, consumer groups, Redis keys and watermarks) is removed afterwards.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.admin import DeleteGroupsRequest
+
+from bench.nginx import spare_port
+from bench.progress import say, ticking
+from bench.stack import require_loopback
+from capps_aggregator.dlq import DeadLetterPublisher
+from capps_aggregator.migrate import upgrade_head
+from capps_aggregator.pipeline import UsageBatchWriter
+from capps_aggregator.rollup import SourceRecord
+from capps_aggregator.sinks.postgres import PostgresUsageSink
+from capps_aggregator.sinks.redis import RedisUsageSink
+from capps_events import RequestEvent, TopicSpec, decode_request, encode_request, new_event_id
+from capps_kit.kafka import ensure_topics, make_producer
+from capps_kit.postgres import asyncpg_dsn
+from capps_kit.redis import create_redis
+from capps_usage.keys import OFFSETS_KEY
+
+PARTITIONS = 12
+# The worker's defaults (AggregatorSettings): the ceiling and the writer use the same sizes.
+BATCH_MAX = 10_000
+BATCH_WITHIN_MS = 250
+POLL_S = 0.05
+USAGE_TABLES = "usage_minute, usage_day, app_last_seen, usage_offsets"
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorResult:
+    """Events per second of each reader over the same events."""
+
+    events: int
+    apps: int
+    produce_seconds: float
+    ceiling_per_second: float
+    worker_per_second: float
+    writer_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class Servers:
+    """The shared servers the measurement runs against (from `.local/stack.env`)."""
+
+    database_url: str
+    redis_url: str
+    kafka_bootstrap_servers: str
+
+    @classmethod
+    def from_env(cls) -> "Servers":
+        """Read the URLs `make up` wrote; fail with a hint when the stack is not up."""
+        try:
+            return cls(
+                database_url=require_loopback(os.environ["DATABASE_URL"]),
+                redis_url=require_loopback(os.environ["REDIS_URL"]),
+                kafka_bootstrap_servers=require_loopback(os.environ["KAFKA_BOOTSTRAP_SERVERS"]),
+            )
+        except KeyError as missing:
+            raise SystemExit(
+                f"{missing} is not set: run `make bench` (it runs `make up`)"
+            ) from None
+
+
+def rate_after_first(total: int, first_count: int, first_at: float, last_at: float) -> float:
+    """Events/s between the first finished batch (`first_count` done at `first_at`) and the end.
+
+    The first batch is excluded because its start hides group joining and start-up time.
+    """
+    span = last_at - first_at
+    if span <= 0:
+        return 0.0
+    return (total - first_count) / span
+
+
+def database_url_named(database_url: str, name: str) -> str:
+    """`database_url` pointing at database `name` on the same server."""
+    return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+
+
+def bench_events(count: int, apps: Sequence[str], now: datetime) -> list[RequestEvent]:
+    """`count` request events spread over `apps` and the last ten minutes."""
+    return [
+        RequestEvent(
+            id=new_event_id(),
+            time=now - timedelta(seconds=index % 600),
+            tenant_id="bench",
+            app_id=apps[index % len(apps)],
+            method="GET",
+            route="/api/alerts",
+            status=200,
+            latency_ms=1.0,
+            bytes_in=0,
+            bytes_out=100,
+            request_id=str(index),
+            gateway="bench",
+        )
+        for index in range(count)
+    ]
+
+
+async def measure_aggregator(
+    servers: Servers, events: int, apps: int, workdir: Path
+) -> AggregatorResult:
+    """Produce `events` to a unique topic and measure the three readers on them.
+
+    The worker's log goes to `workdir`/aggregator-worker.log.
+    """
+    run = uuid.uuid4().hex[:8]
+    name = f"capps_agg_bench_{run}"
+    topic = f"capps-agg-bench-{run}"
+    app_ids = [f"bench-{run}-{index}" for index in range(apps)]
+    url = database_url_named(servers.database_url, name)
+    bootstrap = servers.kafka_bootstrap_servers
+    admin_pg = await asyncpg.connect(asyncpg_dsn(servers.database_url))
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await kafka_admin.start()
+    hot = create_redis(servers.redis_url)
+    groups = [topic, f"{topic}-ceiling"]
+    try:
+        say(f"aggregator: database {name}, topic {topic} ({PARTITIONS} partitions)")
+        await admin_pg.execute(f'CREATE DATABASE "{name}"')
+        await asyncio.to_thread(upgrade_head, url)
+        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS), TopicSpec(topic + ".dlq", 1)])
+        started = time.perf_counter()
+        with ticking(f"aggregator: producing {events:,} events over {apps} apps"):
+            await _produce(bootstrap, topic, bench_events(events, app_ids, datetime.now(UTC)))
+        produce_s = time.perf_counter() - started
+
+        ceiling, records = await _ceiling_rate(bootstrap, topic, groups[1], events)
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "AGGREGATOR_TOPIC": topic,
+            "AGGREGATOR_DLQ_TOPIC": topic + ".dlq",
+            "AGGREGATOR_GROUP": groups[0],
+            "LOG_LEVEL": "ERROR",
+        }
+        worker = await _worker_rate(
+            env, asyncpg_dsn(url), events, workdir / "aggregator-worker.log"
+        )
+        # A clean slate, so the writer inserts rows as the worker did instead of updating them.
+        await _reset_stores(asyncpg_dsn(url), hot, run, topic)
+        writer = await _writer_rate(url, servers.redis_url, bootstrap, topic, records)
+    finally:
+        await _drop_redis_keys(hot, run, topic)
+        await hot.aclose()
+        await kafka_admin.delete_topics([topic, topic + ".dlq"])
+        await _delete_groups(bootstrap, kafka_admin, groups)
+        await kafka_admin.close()
+        await admin_pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_pg.close()
+        say(f"aggregator: removed {topic}, its groups, {name} and the bench-{run}-* keys")
+    return AggregatorResult(
+        events=events,
+        apps=apps,
+        produce_seconds=produce_s,
+        ceiling_per_second=ceiling,
+        worker_per_second=worker,
+        writer_per_second=writer,
+    )
+
+
+async def _produce(bootstrap: str, topic: str, events: list[RequestEvent]) -> None:
+    producer = make_producer(bootstrap, "capps-agg-bench")
+    await producer.start()
+    try:
+        deliveries = []
+        for event in events:
+            record = encode_request(event, "bench")
+            deliveries.append(
+                await producer.send(
+                    topic, key=record.key, value=record.value, headers=record.headers
+                )
+            )
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+
+
+async def _ceiling_rate(
+    bootstrap: str, topic: str, group: str, total: int
+) -> tuple[float, list[SourceRecord]]:
+    """getmany + decode + count, no writes; also hands the records on for the writer."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=BATCH_MAX,
+        fetch_max_wait_ms=BATCH_WITHIN_MS,
+    )
+    counts: Counter[str] = Counter()
+    kept: list[tuple[int, ConsumerRecord[bytes, bytes]]] = []
+    seen = 0
+    first: tuple[int, float] | None = None
+    deadline = time.monotonic() + _time_limit_s(total)
+    await consumer.start()
+    try:
+        with ticking("aggregator ceiling: getmany + decode + count", status=lambda: f"{seen:,}"):
+            while seen < total:
+                fetched = await consumer.getmany(timeout_ms=BATCH_WITHIN_MS, max_records=BATCH_MAX)
+                for tp, batch in fetched.items():
+                    for record in batch:
+                        counts[decode_request(record.value, list(record.headers)).app_id] += 1
+                    # References only: the writer gets these exact records after the timing.
+                    kept.extend((tp.partition, record) for record in batch)
+                    seen += len(batch)
+                if seen and first is None:
+                    first = (seen, time.perf_counter())
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ceiling consumer read {seen:,} of {total:,} in time")
+            finished = time.perf_counter()
+    finally:
+        await consumer.stop()
+    assert first is not None
+    if sum(counts.values()) != total:
+        raise RuntimeError(f"ceiling counted {sum(counts.values()):,} of {total:,} events")
+    records = [
+        SourceRecord(partition, record.offset, record.key, record.value, list(record.headers))
+        for partition, record in kept
+    ]
+    return rate_after_first(total, first[0], first[1], finished), records
+
+
+async def _worker_rate(env: dict[str, str], dsn: str, total: int, log_path: Path) -> float:
+    """The whole worker process, timed by polling what it has counted in PostgreSQL."""
+    env["AGGREGATOR_PORT"] = str(spare_port())
+    counted = 0
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as data, log_path.open("wb") as log:
+        env["AGGREGATOR_DATA_DIR"] = data
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once, before the timing
+            [sys.executable, "-m", "capps_aggregator", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        connection = await asyncpg.connect(dsn)
+        deadline = time.monotonic() + _time_limit_s(total) + 60  # + the worker's start-up
+        try:
+            first: tuple[int, float] | None = None
+            with ticking(
+                "aggregator worker: python -m capps_aggregator worker",
+                status=lambda: f"{counted:,}/{total:,} counted",
+            ):
+                while True:
+                    counted = int(
+                        await connection.fetchval(
+                            "SELECT coalesce(sum(requests), 0) FROM usage_day"
+                        )
+                    )
+                    moment = time.perf_counter()
+                    if counted and first is None:
+                        first = (counted, moment)
+                    if counted >= total:
+                        break
+                    if process.poll() is not None:
+                        tail = (await asyncio.to_thread(log_path.read_text, errors="replace"))[
+                            -2000:
+                        ]
+                        raise RuntimeError(
+                            f"the worker exited with {process.returncode}; {log_path}:\n{tail}"
+                        )
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the worker counted {counted:,} of {total:,} in time")
+                    await asyncio.sleep(POLL_S)
+            assert first is not None
+            return rate_after_first(total, first[0], first[1], moment)
+        finally:
+            await connection.close()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def _writer_rate(
+    database_url: str, redis_url: str, bootstrap: str, topic: str, records: list[SourceRecord]
+) -> float:
+    """UsageBatchWriter alone on the records the ceiling read, in the worker's batch size."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=2)
+    client = create_redis(redis_url)
+    producer = make_producer(bootstrap, "capps-agg-bench")
+    await producer.start()
+    done = 0
+    try:
+        writer = UsageBatchWriter(
+            PostgresUsageSink(pool, topic),
+            RedisUsageSink(client, topic),
+            DeadLetterPublisher(producer, topic + ".dlq"),
+        )
+        # Partition by partition in offset order, as the consumer hands them over.
+        ordered = sorted(records, key=lambda record: (record.partition, record.offset))
+        first: tuple[int, float] | None = None
+        with ticking(
+            "aggregator writer alone: PostgreSQL + Redis",
+            status=lambda: f"{done:,}/{len(records):,} written",
+        ):
+            for start in range(0, len(ordered), BATCH_MAX):
+                batch = ordered[start : start + BATCH_MAX]
+                await writer.apply(batch)
+                done += len(batch)
+                if first is None:
+                    first = (done, time.perf_counter())
+            finished = time.perf_counter()
+        assert first is not None
+        return rate_after_first(len(ordered), first[0], first[1], finished)
+    finally:
+        await producer.stop()
+        await client.aclose()
+        await pool.close()
+
+
+def _time_limit_s(total: int) -> float:
+    # Generous: a machine doing 1,000 events/s would be broken, not slow.
+    return 30.0 + total / 1_000
+
+
+async def _reset_stores(dsn: str, hot: aioredis.Redis, run: str, topic: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f"TRUNCATE {USAGE_TABLES}")
+    finally:
+        await connection.close()
+    await _drop_redis_keys(hot, run, topic)
+
+
+async def _drop_redis_keys(hot: aioredis.Redis, run: str, topic: str) -> None:
+    keys = [key async for key in hot.scan_iter(match=f"capps:usage:bench-{run}-*")]
+    if keys:
+        await hot.delete(*keys)
+    fields = [field async for field, _ in hot.hscan_iter(OFFSETS_KEY, match=f"{topic}:*")]
+    if fields:
+        await hot.hdel(OFFSETS_KEY, *fields)
+
+
+async def _delete_groups(bootstrap: str, admin: AIOKafkaAdminClient, groups: list[str]) -> None:
+    """Delete the (now empty) consumer groups; aiokafka's admin client has no call for it."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id="capps-agg-bench")
+    await client.bootstrap()
+    try:
+        for group in groups:
+            node = await admin.find_coordinator(group)
+            response = await client.send(node, DeleteGroupsRequest([group]))
+            for name, code in response.results:
+                # 69 GROUP_ID_NOT_FOUND: the broker already dropped it.
+                if code not in (0, 69):
+                    say(f"aggregator: consumer group {name} not deleted (Kafka error {code})")
+    finally:
+        await client.close()
