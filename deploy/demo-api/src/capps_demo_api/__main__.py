@@ -17,6 +17,10 @@ def main() -> None:
         http="httptools",
         access_log=False,
         server_header=False,
+        # uvicorn's default (5 s) is shorter than aiohttp's pooled-connection idle time (15 s):
+        # the API then closes connections a client may be writing its next request to. An API
+        # behind a proxy keeps connections open longer than the proxy does (the gateway: 3 s).
+        timeout_keep_alive=75,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
     )
 

@@ -137,7 +137,9 @@ class GatewayApp:
 
     def _open(self) -> _Runtime:
         settings = self._settings
-        session = create_session()
+        session = create_session(
+            settings.gateway_upstream_max_connections, settings.gateway_upstream_idle_timeout_s
+        )
         keys = JwksKeyStore(session, settings.jwks_url)
         verifier = TokenVerifier(
             keys, issuer=settings.token_issuer, audience=settings.token_audience

@@ -26,9 +26,19 @@ class UpstreamError(Exception):
         self.response_started = response_started
 
 
-def create_session() -> aiohttp.ClientSession:
-    """The one pooled client session: keep-alive connections, no header or body rewriting."""
-    connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, ttl_dns_cache=300)
+def create_session(max_connections: int, idle_timeout_s: float) -> aiohttp.ClientSession:
+    """The one pooled client session: keep-alive connections, no header or body rewriting.
+
+    Idle connections are closed after `idle_timeout_s`, which must stay below the upstream's
+    own keep-alive timeout: then the gateway never writes a call to a connection the upstream
+    is closing at that moment.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        keepalive_timeout=idle_timeout_s,
+    )
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,

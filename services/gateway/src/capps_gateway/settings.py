@@ -14,6 +14,10 @@ class GatewaySettings(ServiceSettings, KafkaSettings):
     gateway_admin_port: int = 8001
     gateway_upstream_url: str = "http://127.0.0.1:8090"
     gateway_upstream_timeout_s: float = 10.0
+    # Below the upstream's own keep-alive timeout (uvicorn's default is 5 s), so the gateway
+    # closes idle connections first and never writes to one the upstream is closing.
+    gateway_upstream_idle_timeout_s: float = 3.0
+    gateway_upstream_max_connections: int = 1024
     gateway_events_topic: str = REQUESTS_TOPIC
     registry_url: str = "http://127.0.0.1:8080"
     # Not secrets: the expected `iss` and `aud` of access tokens.
