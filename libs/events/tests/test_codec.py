@@ -5,7 +5,18 @@ from importlib import resources
 
 import pytest
 
-from capps_events import DecodeError, RequestEvent, decode_request, encode_request, new_event_id
+from capps_events import (
+    AppState,
+    DecodeError,
+    RateLimit,
+    RequestEvent,
+    decode_app_state,
+    decode_request,
+    encode_app_deleted,
+    encode_app_state,
+    encode_request,
+    new_event_id,
+)
 
 GOLDEN = resources.files("capps_events") / "samples" / "request_event.json"
 
@@ -79,3 +90,44 @@ def test_bad_records_raise_decode_error_with_reason(
 ) -> None:
     with pytest.raises(DecodeError, match=reason):
         decode_request(value, headers)
+
+
+def _state(version: int = 3) -> AppState:
+    return AppState(
+        app_id="app-1",
+        tenant_id="t1",
+        enabled=True,
+        permissions=["Alert.Read.All"],
+        rate_limit=RateLimit(per_minute=100, per_hour=1500),
+        tokens_valid_after=datetime(2026, 11, 27, 9, tzinfo=UTC),
+        version=version,
+        updated_at=datetime(2026, 11, 27, 10, tzinfo=UTC),
+    )
+
+
+def test_app_state_round_trips_keyed_by_app() -> None:
+    record = encode_app_state(_state(), source="/registry")
+    assert record.key == b"app-1"
+    assert dict(record.headers)["ce_type"] == b"dev.connectedapps.app.v1"
+    assert dict(record.headers)["ce_id"] == b"app-1:3"
+    assert decode_app_state(record.key, record.value) == ("app-1", _state())
+
+
+def test_deleted_app_is_a_tombstone() -> None:
+    record = encode_app_deleted("app-1", 4, datetime(2026, 11, 27, tzinfo=UTC), source="/registry")
+    assert record.value is None
+    assert dict(record.headers)["ce_type"] == b"dev.connectedapps.app.deleted.v1"
+    assert decode_app_state(record.key, record.value) == ("app-1", None)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (None, b"{}", "without a key"),
+        (b"app-1", b"{}", "invalid app state"),
+        (b"app-2", encode_app_state(_state(), source="s").value, "under key 'app-2'"),
+    ],
+)
+def test_bad_app_state_records_raise(key: bytes | None, value: bytes | None, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        decode_app_state(key, value)

@@ -1,7 +1,15 @@
 """The event contract: every service imports topic names, models and the codec from here."""
 
-from capps_events.codec import DecodeError, KafkaRecord, decode_request, encode_request
-from capps_events.models import RequestEvent, new_event_id
+from capps_events.codec import (
+    DecodeError,
+    KafkaRecord,
+    decode_app_state,
+    decode_request,
+    encode_app_deleted,
+    encode_app_state,
+    encode_request,
+)
+from capps_events.models import AppState, RateLimit, RequestEvent, new_event_id
 from capps_events.topics import APPS_TOPIC, REQUESTS_DLQ_TOPIC, REQUESTS_TOPIC, TOPICS, TopicSpec
 
 __all__ = [
@@ -9,11 +17,16 @@ __all__ = [
     "REQUESTS_DLQ_TOPIC",
     "REQUESTS_TOPIC",
     "TOPICS",
+    "AppState",
     "DecodeError",
     "KafkaRecord",
+    "RateLimit",
     "RequestEvent",
     "TopicSpec",
+    "decode_app_state",
     "decode_request",
+    "encode_app_deleted",
+    "encode_app_state",
     "encode_request",
     "new_event_id",
 ]

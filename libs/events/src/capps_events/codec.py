@@ -5,20 +5,23 @@ so consumers can route on headers without parsing the body.
 """
 
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 import msgspec
 
-from capps_events.models import RequestEvent
+from capps_events.models import AppState, RequestEvent
 
 SPEC_VERSION = b"1.0"
 REQUEST_EVENT_TYPE = "dev.connectedapps.request.v1"
+APP_STATE_EVENT_TYPE = "dev.connectedapps.app.v1"
+APP_DELETED_EVENT_TYPE = "dev.connectedapps.app.deleted.v1"
 CONTENT_TYPE = b"application/json"
 
 Headers = list[tuple[str, bytes]]
 
 _encoder = msgspec.json.Encoder()
 _request_decoder = msgspec.json.Decoder(RequestEvent)
+_app_state_decoder = msgspec.json.Decoder(AppState)
 
 
 class DecodeError(ValueError):
@@ -30,7 +33,7 @@ class KafkaRecord:
     """What a producer sends: key, value and headers."""
 
     key: bytes
-    value: bytes
+    value: bytes | None
     headers: Headers
 
 
@@ -39,14 +42,7 @@ def encode_request(event: RequestEvent, source: str) -> KafkaRecord:
     return KafkaRecord(
         key=event.app_id.encode(),
         value=_encoder.encode(event),
-        headers=[
-            ("ce_specversion", SPEC_VERSION),
-            ("ce_id", event.id.encode()),
-            ("ce_source", source.encode()),
-            ("ce_type", REQUEST_EVENT_TYPE.encode()),
-            ("ce_time", event.time.astimezone(UTC).isoformat().encode()),
-            ("content-type", CONTENT_TYPE),
-        ],
+        headers=_headers(event.id, source, REQUEST_EVENT_TYPE, event.time),
     )
 
 
@@ -69,3 +65,49 @@ def decode_request(value: bytes | None, headers: Headers | None) -> RequestEvent
     if event.time.tzinfo is None:
         raise DecodeError("invalid event data: time has no UTC offset")
     return event
+
+
+def _headers(event_id: str, source: str, event_type: str, time: datetime) -> Headers:
+    return [
+        ("ce_specversion", SPEC_VERSION),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", event_type.encode()),
+        ("ce_time", time.astimezone(UTC).isoformat().encode()),
+        ("content-type", CONTENT_TYPE),
+    ]
+
+
+def encode_app_state(state: AppState, source: str) -> KafkaRecord:
+    """Encode the current state of an app, keyed by app id for compaction."""
+    event_id = f"{state.app_id}:{state.version}"
+    return KafkaRecord(
+        key=state.app_id.encode(),
+        value=_encoder.encode(state),
+        headers=_headers(event_id, source, APP_STATE_EVENT_TYPE, state.updated_at),
+    )
+
+
+def encode_app_deleted(app_id: str, version: int, time: datetime, source: str) -> KafkaRecord:
+    """A tombstone: no value, so compaction eventually forgets the app entirely."""
+    return KafkaRecord(
+        key=app_id.encode(),
+        value=None,
+        headers=_headers(f"{app_id}:{version}", source, APP_DELETED_EVENT_TYPE, time),
+    )
+
+
+def decode_app_state(key: bytes | None, value: bytes | None) -> tuple[str, AppState | None]:
+    """Decode one `capps.apps.v1` record into (app id, state), state None for a tombstone."""
+    if not key:
+        raise DecodeError("app state record without a key")
+    app_id = key.decode(errors="replace")
+    if value is None:
+        return app_id, None
+    try:
+        state = _app_state_decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"invalid app state: {exc}") from None
+    if state.app_id != app_id:
+        raise DecodeError(f"app state of {state.app_id!r} under key {app_id!r}")
+    return app_id, state

@@ -26,3 +26,29 @@ class RequestEvent(msgspec.Struct, frozen=True, kw_only=True):
     bytes_out: int
     request_id: str
     gateway: str
+
+
+class RateLimit(msgspec.Struct, frozen=True, kw_only=True):
+    """An app's call limits."""
+
+    per_minute: int
+    per_hour: int
+
+
+class AppState(msgspec.Struct, frozen=True, kw_only=True):
+    """The current state of one app (the data of a `capps.apps.v1` CloudEvent, key = app id).
+
+    The topic is compacted: the latest record per app is its state, and a tombstone (a record
+    with no value) means the app was deleted. Gateways keep the latest state of every app.
+    """
+
+    app_id: str
+    tenant_id: str
+    enabled: bool
+    permissions: list[str]
+    rate_limit: RateLimit
+    tokens_valid_after: datetime
+    """Tokens issued (`iat`) before this moment are refused: set when the app is disabled."""
+    version: int
+    """Grows with every change of the app; a consumer ignores a state older than it holds."""
+    updated_at: datetime
