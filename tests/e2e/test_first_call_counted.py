@@ -5,50 +5,20 @@ tenant with the console script, the tenant admin creates an app through the admi
 partner developer gets a token with a standard OAuth 2.0 client library and calls the gateway.
 """
 
-import json
-import os
-import subprocess
-import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 
+from tests.e2e.conftest import AppFactory, SessionFactory
 from tests.infra import Stack
 
 pytestmark = pytest.mark.e2e
 
-REGISTRY_CLI = Path(sys.executable).with_name("registry")
 COUNT_TIMEOUT_S = 60.0
-
-
-def _create_tenant() -> dict[str, str]:
-    """The platform team's bootstrap: `registry tenant create --name NAME`."""
-    done = subprocess.run(
-        [str(REGISTRY_CLI), "tenant", "create", "--name", f"e2e-{uuid.uuid4().hex[:8]}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ,
-        timeout=60,
-    )
-    tenant: dict[str, str] = json.loads(done.stdout)
-    assert set(tenant) == {"tenant_id", "client_id", "client_secret"}
-    return tenant
-
-
-def _session(stack: Stack, client_id: str, client_secret: str) -> OAuth2Session:
-    """A client-credentials session of a standard OAuth 2.0 library, holding a fresh token."""
-    session = OAuth2Session(
-        client_id, client_secret, token_endpoint_auth_method="client_secret_basic"
-    )
-    session.fetch_token(f"{stack.registry_url}/oauth2/token", grant_type="client_credentials")
-    return session
 
 
 def _wait_for_count(admin: OAuth2Session, url: str, expected: int) -> dict[str, Any]:
@@ -61,23 +31,12 @@ def _wait_for_count(admin: OAuth2Session, url: str, expected: int) -> dict[str, 
         time.sleep(0.25)
 
 
-@pytest.fixture(scope="module")
-def admin(stack: Stack) -> OAuth2Session:
-    tenant = _create_tenant()
-    return _session(stack, tenant["client_id"], tenant["client_secret"])
-
-
 def test_every_call_with_a_valid_token_is_counted_exactly_once(
-    stack: Stack, admin: OAuth2Session
+    stack: Stack, admin: OAuth2Session, create_app: AppFactory, oauth_session: SessionFactory
 ) -> None:
-    created = admin.post(
-        f"{stack.registry_url}/v1/apps",
-        json={"name": "SIEM connector", "permissions": ["Alert.Read.All"]},
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
-    app_id, secret = created.json()["id"], created.json()["client_secret"]
-    partner = _session(stack, app_id, secret)
+    app_id, secret = create_app(["Alert.Read.All"])
+    # The first call comes a moment after the app was created: the gateway must not refuse it.
+    partner = oauth_session(app_id, secret)
     started = datetime.now(UTC)
 
     ok = [partner.get(f"{stack.gateway_url}/api/alerts", timeout=10) for _ in range(20)]
