@@ -73,7 +73,9 @@ def test_permissions_are_checked_against_the_catalog() -> None:
 
 def test_app_view_joins_stats() -> None:
     moment = datetime(2025, 5, 1, tzinfo=UTC)
-    client = Client("id", "t", "app", "n", "", True, ["b", "a"], 100, 1500, moment, moment, 1)
+    client = Client(
+        "id", "t", "app", "n", "", True, ["b", "a"], 100, 1500, moment, moment, 1, moment
+    )
     stats = AppStats(moment, 3, [DayCount(date(2025, 5, 1), 3)])
     view = app_view(client, stats)
     assert view.permissions == ["a", "b"]

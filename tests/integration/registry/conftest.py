@@ -1,5 +1,7 @@
 """Registry under test: a fresh database migrated for the session, the app run in-process.
 
+Its outbox relay publishes to an apps topic of the session's own, deleted at the end.
+
 The app runs inside its real lifespan against the real PostgreSQL and Redis; httpx drives it
 through ASGI, with the lifespan state handed to each request the way uvicorn does.
 """
@@ -7,6 +9,7 @@ through ASGI, with the lifespan state handed to each request the way uvicorn doe
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
+from capps_events import TopicSpec
+from capps_kit.kafka import ensure_topics
 from capps_kit.postgres import asyncpg_dsn
 from capps_registry.app import create_app
 from capps_registry.migrations.runner import upgrade
@@ -36,14 +42,14 @@ def with_database(database_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture(scope="session")
-async def registry_database(infra: Any) -> AsyncIterator[str]:
-    """A uniquely named database holding the migrated registry schema, dropped at the end."""
+@asynccontextmanager
+async def migrated_database(database_url: str) -> AsyncIterator[str]:
+    """A uniquely named database holding the migrated registry schema, dropped after."""
     name = f"capps_registry_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(infra.database_url, name)
+        url = with_database(database_url, name)
         # alembic runs its own event loop, so it gets a thread of its own.
         await asyncio.to_thread(upgrade, url)
         yield url
@@ -52,8 +58,39 @@ async def registry_database(infra: Any) -> AsyncIterator[str]:
         await admin.close()
 
 
+@asynccontextmanager
+async def compacted_topic(bootstrap_servers: str) -> AsyncIterator[str]:
+    """A uniquely named compacted topic shaped like `capps.apps.v1`, deleted after."""
+    name = f"capps.apps.test.{uuid.uuid4().hex[:12]}"
+    spec = TopicSpec(name, partitions=6, configs={"cleanup.policy": "compact"})
+    await ensure_topics(bootstrap_servers, [spec])
+    try:
+        yield name
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.delete_topics([name])
+        finally:
+            await admin.close()
+
+
 @pytest.fixture(scope="session")
-def registry_settings(infra: Any, registry_database: str) -> RegistrySettings:
+async def registry_database(infra: Any) -> AsyncIterator[str]:
+    """The session's migrated database."""
+    async with migrated_database(infra.database_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def apps_topic(infra: Any) -> AsyncIterator[str]:
+    """The session's apps topic, where the registry under test publishes app states."""
+    async with compacted_topic(infra.kafka_bootstrap_servers) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def registry_settings(infra: Any, registry_database: str, apps_topic: str) -> RegistrySettings:
     """Settings of the registry under test."""
     return RegistrySettings(
         database_url=registry_database,
@@ -62,6 +99,7 @@ def registry_settings(infra: Any, registry_database: str) -> RegistrySettings:
         token_issuer=ISSUER,
         catalog_path=REPO_ROOT / "config" / "catalog.yaml",
         environment="test",
+        registry_apps_topic=apps_topic,
     )
 
 

@@ -19,6 +19,7 @@ from capps_registry.metrics import RequestContextMiddleware
 from capps_registry.oauth.endpoints import router as oauth_router
 from capps_registry.oauth.errors import OAuthError, oauth_error_response
 from capps_registry.oauth.service import load_signing_keys
+from capps_registry.outbox.relay import OutboxRelay
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, AppState, RegistryState
 
@@ -40,13 +41,36 @@ async def open_state(settings: RegistrySettings) -> AsyncIterator[RegistryState]
         await pool.close()
 
 
+@asynccontextmanager
+async def run_outbox_relay(state: RegistryState) -> AsyncIterator[OutboxRelay | None]:
+    """Run the relay that publishes app changes while the app serves (unless turned off)."""
+    settings = state.settings
+    if not settings.registry_outbox_relay:
+        yield None
+        return
+    relay = OutboxRelay(
+        state.pool,
+        database_url=settings.database_url,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic=settings.registry_apps_topic,
+        instance_id=settings.instance_id,
+        poll_interval_s=settings.registry_outbox_poll_seconds,
+        batch_size=settings.registry_outbox_batch_size,
+    )
+    relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     """Build the registry app; resources open in its lifespan, not at import."""
     chosen = settings or RegistrySettings()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with open_state(chosen) as state:
+        async with open_state(chosen) as state, run_outbox_relay(state):
             yield {STATE_KEY: state}
 
     app = FastAPI(

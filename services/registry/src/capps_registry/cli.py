@@ -1,4 +1,4 @@
-"""The `registry` command: migrate, serve, and bootstrap tenants.
+"""The `registry` command: migrate, serve, bootstrap tenants, republish apps.
 
 Each subcommand imports its heavy modules (alembic, FastAPI) itself, so `tenant create`
 answers in a fraction of the time the web stack takes to import.
@@ -98,6 +98,29 @@ def tenant_create(settings: RegistrySettings, name: str) -> None:
     sys.stdout.write(json.dumps(created) + "\n")
 
 
+async def _republish_apps(settings: RegistrySettings) -> int:
+    from capps_registry.outbox.repository import enqueue_every_app  # noqa: PLC0415
+
+    try:
+        pool = await postgres.create_pool(settings.database_url, max_size=1)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
+    try:
+        return await enqueue_every_app(pool)
+    except asyncpg.UndefinedTableError:
+        raise CommandError("the outbox table is missing: run `registry migrate` first") from None
+    except asyncpg.PostgresError as exc:
+        raise CommandError(f"could not enqueue the apps: {exc}") from None
+    finally:
+        await pool.close()
+
+
+def apps_republish(settings: RegistrySettings) -> None:
+    """Enqueue every app's current state; the running registries' relays publish it."""
+    enqueued = asyncio.run(_republish_apps(settings))
+    sys.stdout.write(json.dumps({"enqueued": enqueued}) + "\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     root = argparse.ArgumentParser(
@@ -112,6 +135,13 @@ def parser() -> argparse.ArgumentParser:
         "create", help="create a tenant; print its admin client credentials as JSON"
     )
     create.add_argument("--name", required=True, help="the tenant's display name")
+    apps = commands.add_parser("apps", help="operate on every tenant's apps")
+    apps_commands = apps.add_subparsers(dest="apps_command", required=True)
+    apps_commands.add_parser(
+        "republish",
+        help="enqueue every app's current state for the apps topic (e.g. after the topic was "
+        'lost); a running registry publishes it. Prints {"enqueued": N}',
+    )
     return root
 
 
@@ -127,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             serve(settings)
         elif args.command == "tenant" and args.tenant_command == "create":
             tenant_create(settings, args.name)
+        elif args.command == "apps" and args.apps_command == "republish":
+            apps_republish(settings)
     except CommandError as exc:
         sys.stderr.write(f"registry: error: {exc}\n")
         return 1

@@ -7,7 +7,7 @@ echoes it back, so error bodies and logs can name it.
 import time
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from capps_registry.errors import REQUEST_ID_HEADER, pick_request_id
@@ -82,3 +82,22 @@ class RequestContextMiddleware:
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+
+
+OUTBOX_PUBLISHED = Counter(
+    "capps_registry_outbox_published_total",
+    "Outbox entries published to the apps topic (acknowledged by the broker, then deleted).",
+)
+OUTBOX_FAILURES = Counter(
+    "capps_registry_outbox_publish_failures_total",
+    "Outbox relay rounds that failed and will be retried, by stage (database, kafka).",
+    ["stage"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "capps_registry_outbox_backlog",
+    "Outbox entries waiting to be published, as this registry's relay last counted them.",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "capps_registry_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox entry (0 when none), as last counted.",
+)

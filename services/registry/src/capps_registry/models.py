@@ -25,6 +25,8 @@ class Client:
     created_at: datetime
     updated_at: datetime
     version: int
+    tokens_valid_after: datetime
+    """Tokens with an `iat` before this are refused; whole seconds, moved on by a disable."""
 
     @classmethod
     def from_row(cls, row: Any) -> "Client":
@@ -42,6 +44,7 @@ class Client:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             version=row["version"],
+            tokens_valid_after=row["tokens_valid_after"],
         )
 
 

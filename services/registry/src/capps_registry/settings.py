@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from capps_events import APPS_TOPIC
 from capps_kit.settings import (
     PLACEHOLDER,
     DatabaseSettings,
@@ -24,6 +25,13 @@ class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSe
     # Encrypts signing keys at rest; the placeholder works in development only.
     registry_key_encryption_key: str = Field(default=PLACEHOLDER, repr=False)
     catalog_path: Path | None = None
+    # The compacted topic app states go to; tests point it at a topic of their own.
+    registry_apps_topic: str = Field(default=APPS_TOPIC, min_length=1)
+    # Run the outbox relay in this process; turn off only where another registry runs it.
+    registry_outbox_relay: bool = True
+    # NOTIFY wakes the relay at once; the poll only bounds the delay if a notification is lost.
+    registry_outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    registry_outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
 
     def secret_fields(self) -> tuple[str, ...]:
         """The key-encryption key must be a real secret in production."""

@@ -4,6 +4,8 @@ Queries splice in only the constant CLIENT_COLUMNS (hence the S608 waivers); val
 always bound parameters.
 """
 
+from datetime import UTC, datetime
+
 from capps_registry.db import CLIENT_COLUMNS, Connection, Pool
 from capps_registry.models import Client, SecretInfo
 from capps_registry.oauth.credentials import NewSecret
@@ -86,7 +88,7 @@ async def list_secrets(pool: Pool, client_id: str) -> list[SecretInfo]:
 
 
 async def update_app(
-    pool: Pool,
+    conn: Connection,
     tenant_id: str,
     app_id: str,
     *,
@@ -97,14 +99,22 @@ async def update_app(
     per_minute: int | None = None,
     per_hour: int | None = None,
 ) -> Client | None:
-    """Change the given fields (None keeps one) and bump the version; None if no such app."""
-    row = await pool.fetchrow(
+    """Change the given fields (None keeps one) and bump the version; None if no such app.
+
+    Disabling an enabled app moves tokens_valid_after to now, so tokens issued before stay
+    refused even after the app is enabled again. The registry's clock, which stamps `iat`
+    (in milliseconds), sets the cut-off too, so the two compare exactly.
+    """
+    row = await conn.fetchrow(
         "UPDATE oauth_clients SET name = COALESCE($3::text, name), "  # noqa: S608
         "description = COALESCE($4::text, description), "
         "enabled = COALESCE($5::boolean, enabled), "
         "permissions = COALESCE($6::text[], permissions), "
         "rate_limit_per_minute = COALESCE($7::bigint, rate_limit_per_minute), "
         "rate_limit_per_hour = COALESCE($8::bigint, rate_limit_per_hour), "
+        "tokens_valid_after = CASE WHEN $5::boolean IS FALSE AND enabled "
+        "THEN $9::timestamptz "
+        "ELSE tokens_valid_after END, "
         "updated_at = now(), version = version + 1 "
         f"WHERE id = $1 AND tenant_id = $2 AND kind = 'app' RETURNING {CLIENT_COLUMNS}",
         app_id,
@@ -115,15 +125,17 @@ async def update_app(
         permissions,
         per_minute,
         per_hour,
+        datetime.now(UTC),
     )
     return Client.from_row(row) if row else None
 
 
-async def delete_app(pool: Pool, tenant_id: str, app_id: str) -> bool:
-    """Delete the app and (by cascade) its secrets; False if it was not there."""
-    deleted = await pool.fetchval(
-        "DELETE FROM oauth_clients WHERE id = $1 AND tenant_id = $2 AND kind = 'app' RETURNING id",
+async def delete_app(conn: Connection, tenant_id: str, app_id: str) -> int | None:
+    """Delete the app and (by cascade) its secrets; its last version, or None if not there."""
+    version: int | None = await conn.fetchval(
+        "DELETE FROM oauth_clients WHERE id = $1 AND tenant_id = $2 AND kind = 'app' "
+        "RETURNING version",
         app_id,
         tenant_id,
     )
-    return deleted is not None
+    return version

@@ -1,4 +1,8 @@
-"""What the apps API does: validate against the catalog, store, and join usage stats."""
+"""What the apps API does: validate against the catalog, store, and join usage stats.
+
+Every change of an app writes an outbox entry in the same transaction, so the apps topic
+hears of exactly the changes that were committed.
+"""
 
 from collections.abc import Iterable
 
@@ -19,6 +23,7 @@ from capps_registry.apps.schemas import (
 from capps_registry.errors import ApiError
 from capps_registry.models import Client
 from capps_registry.oauth.credentials import looks_like_client_id, new_client_id, new_secret
+from capps_registry.outbox import repository as outbox
 from capps_registry.state import RegistryState
 from capps_registry.usage.service import stats_of
 from capps_usage.stats import AppStats
@@ -84,6 +89,7 @@ async def create_app(state: RegistryState, tenant_id: str, body: AppCreate) -> A
         except asyncpg.ForeignKeyViolationError:
             raise ApiError(404, "not_found", f"no tenant {tenant_id}") from None
         await repository.insert_secret(conn, client.id, secret)
+        await outbox.enqueue(conn, client.id, "state", client.version)
     stats = await stats_of(state.redis, [client.id])
     view = app_view(client, stats.get(client.id))
     return AppCreated(**view.model_dump(), client_secret=secret.value)
@@ -132,17 +138,20 @@ async def update_app(
         if body.permissions is not None
         else None
     )
-    updated = await repository.update_app(
-        state.pool,
-        tenant_id,
-        app_id,
-        name=body.name,
-        description=body.description,
-        enabled=body.enabled,
-        permissions=permissions,
-        per_minute=body.rate_limit.per_minute if body.rate_limit else None,
-        per_hour=body.rate_limit.per_hour if body.rate_limit else None,
-    )
+    async with state.pool.acquire() as conn, conn.transaction():
+        updated = await repository.update_app(
+            conn,
+            tenant_id,
+            app_id,
+            name=body.name,
+            description=body.description,
+            enabled=body.enabled,
+            permissions=permissions,
+            per_minute=body.rate_limit.per_minute if body.rate_limit else None,
+            per_hour=body.rate_limit.per_hour if body.rate_limit else None,
+        )
+        if updated is not None:
+            await outbox.enqueue(conn, app_id, "state", updated.version)
     if updated is None:
         raise _not_found(app_id)
     return await get_app(state, tenant_id, app_id)
@@ -150,7 +159,12 @@ async def update_app(
 
 async def delete_app(state: RegistryState, tenant_id: str, app_id: str) -> None:
     """Delete the app and its secrets, so its credentials stop working at once."""
-    if not looks_like_client_id(app_id) or not await repository.delete_app(
-        state.pool, tenant_id, app_id
-    ):
+    if not looks_like_client_id(app_id):
+        raise _not_found(app_id)
+    async with state.pool.acquire() as conn, conn.transaction():
+        version = await repository.delete_app(conn, tenant_id, app_id)
+        if version is not None:
+            # The tombstone's version follows the last state, like any other change.
+            await outbox.enqueue(conn, app_id, "deleted", version + 1)
+    if version is None:
         raise _not_found(app_id)

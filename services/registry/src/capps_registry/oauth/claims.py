@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from capps_registry.oauth.errors import OAuthError
@@ -36,7 +37,7 @@ def build_claims(
     client_id: str,
     tenant_id: str,
     roles: Sequence[str],
-    issued_at: int,
+    issued_at: float,
     ttl_seconds: int,
     jti: str | None = None,
 ) -> dict[str, Any]:
@@ -48,8 +49,10 @@ def build_claims(
         "client_id": client_id,
         "tid": tenant_id,
         "roles": list(roles),
-        "iat": issued_at,
-        "exp": issued_at + ttl_seconds,
+        # Milliseconds in `iat` (a NumericDate may have a fraction, RFC 7519 §2) order a token
+        # exactly against a cut-off such as an app's disable, even within the same second.
+        "iat": round(issued_at, 3),
+        "exp": int(issued_at) + ttl_seconds,
         "jti": jti or str(uuid.uuid4()),
     }
 
@@ -57,3 +60,14 @@ def build_claims(
 def token_header(kid: str) -> dict[str, str]:
     """The JOSE header of an access token: RS256, the signing key's id and `typ: at+jwt`."""
     return {"alg": "RS256", "kid": kid, "typ": TOKEN_TYPE}
+
+
+def issued_before(issued_at: object, cutoff: datetime) -> bool:
+    """Whether a token's `iat` falls before `cutoff` (an app's tokens_valid_after), or is odd.
+
+    Tokens carry `iat` in milliseconds and the cut-off is the moment of the change, so the
+    comparison is exact; a token with a whole-second `iat` is judged by that second.
+    """
+    if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
+        return True
+    return issued_at < cutoff.timestamp()

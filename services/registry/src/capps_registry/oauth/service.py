@@ -7,7 +7,7 @@ from typing import Any
 from capps_registry.db import Pool
 from capps_registry.models import Client
 from capps_registry.oauth import repository
-from capps_registry.oauth.claims import build_claims, client_roles, resolve_scope
+from capps_registry.oauth.claims import build_claims, client_roles, issued_before, resolve_scope
 from capps_registry.oauth.client_auth import ClientCredentials
 from capps_registry.oauth.credentials import match_secret
 from capps_registry.oauth.errors import OAuthError
@@ -82,7 +82,7 @@ def issue_token(
         client_id=client.id,
         tenant_id=client.tenant_id,
         roles=roles,
-        issued_at=int(time.time()),
+        issued_at=time.time(),
         ttl_seconds=settings.token_ttl_seconds,
     )
     return IssuedToken(sign_token(keys, claims), settings.token_ttl_seconds, roles)
@@ -101,11 +101,14 @@ async def introspect(
         return inactive
     if verified.tenant_id != caller.tenant_id:
         return inactive
-    # A deleted or disabled client's tokens stop being active at once.
+    # A deleted or disabled client's tokens stop being active at once, and those issued before
+    # a disable stay dead after the app is enabled again.
     subject = await repository.find_client(pool, verified.client_id)
     if subject is None or not subject.enabled or subject.tenant_id != caller.tenant_id:
         return inactive
     claims = verified.claims
+    if issued_before(claims.get("iat"), subject.tokens_valid_after):
+        return inactive
     roles = verified.roles
     return {
         "active": True,

@@ -1,0 +1,1 @@
+"""The transactional outbox that publishes every app's current state to `capps.apps.v1`."""
