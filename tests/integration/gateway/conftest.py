@@ -1,8 +1,9 @@
-"""Fixtures for the gateway's integration tests: a JWKS server, upstreams, gateways, a topic.
+"""Fixtures for the gateway's integration tests: a JWKS server, upstreams, gateways, topics.
 
 The gateway and the demo API run as real subprocesses (`python -m ...`) on free ports; the
-registry is stood in for by a tiny local JWKS server signed with a key made here; Kafka is the
-real one from the `infra` fixture, with a topic unique to this run.
+registry is stood in for by a tiny local JWKS server signed with a key made here and by app
+states published here to a compacted apps topic; Kafka is the real one from the `infra`
+fixture, with topics unique to this run.
 """
 
 import asyncio
@@ -17,18 +18,27 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from capps_events import RequestEvent, decode_request
+from capps_events import (
+    AppState,
+    RateLimit,
+    RequestEvent,
+    decode_request,
+    encode_app_deleted,
+    encode_app_state,
+)
+from capps_kit.kafka import make_producer
 
 REPO = Path(__file__).resolve().parents[3]
 ISSUER = "http://issuer.gateway-test"
@@ -36,6 +46,18 @@ AUDIENCE = "capps-api"
 TENANT = f"tenant-{uuid.uuid4().hex[:8]}"
 START_TIMEOUT_S = 30.0
 EVENT_PARTITIONS = 3
+APP_PARTITIONS = 3
+DEFAULT_APP = f"app-test-{uuid.uuid4().hex[:8]}"
+"""The app of tokens that name no client_id; its state is published before any gateway starts."""
+ALL_ROLES = [
+    "Alert.Read.All",
+    "Alert.ReadWrite.All",
+    "Machine.Read.All",
+    "Machine.Isolate",
+    "AdvancedQuery.Read.All",
+    "Ti.ReadWrite.All",
+]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def free_port() -> int:
@@ -64,7 +86,7 @@ class Signer:
     ) -> str:
         kid = kid or next(iter(self.keys))
         now = int(time.time())
-        app_id = claims.pop("client_id", "app-test")
+        app_id = claims.pop("client_id", DEFAULT_APP)
         payload: dict[str, Any] = {
             "iss": ISSUER,
             "aud": AUDIENCE,
@@ -88,6 +110,57 @@ class Gateway:
     url: str
     admin_url: str
     instance_id: str
+
+
+@dataclass
+class AppStates:
+    """Publishes app states to the run's apps topic, as the registry's outbox does."""
+
+    producer: AIOKafkaProducer
+    topic: str
+    versions: dict[str, int] = field(default_factory=dict)
+
+    async def put(
+        self,
+        app_id: str,
+        *,
+        permissions: list[str] | None = None,
+        enabled: bool = True,
+        tokens_valid_after: datetime = EPOCH,
+        tenant_id: str = TENANT,
+    ) -> AppState:
+        """Publish the app's next state (version + 1) and wait for Kafka to acknowledge it."""
+        version = self.versions.get(app_id, 0) + 1
+        self.versions[app_id] = version
+        now = datetime.now(UTC)
+        state = AppState(
+            app_id=app_id,
+            tenant_id=tenant_id,
+            enabled=enabled,
+            permissions=list(ALL_ROLES if permissions is None else permissions),
+            rate_limit=RateLimit(per_minute=100_000, per_hour=1_000_000),
+            tokens_valid_after=tokens_valid_after,
+            version=version,
+            updated_at=now,
+        )
+        record = encode_app_state(state, "//capps/test")
+        await self.producer.send_and_wait(
+            self.topic, key=record.key, value=record.value, headers=record.headers
+        )
+        return state
+
+    async def delete(self, app_id: str) -> None:
+        """Publish the app's tombstone."""
+        version = self.versions.get(app_id, 0) + 1
+        self.versions[app_id] = version
+        record = encode_app_deleted(app_id, version, datetime.now(UTC), "//capps/test")
+        await self.producer.send_and_wait(
+            self.topic, key=record.key, value=record.value, headers=record.headers
+        )
+
+    async def raw(self, key: bytes | None, value: bytes | None) -> None:
+        """Publish an arbitrary record (to check that bad ones are survived)."""
+        await self.producer.send_and_wait(self.topic, key=key, value=value)
 
 
 @dataclass
@@ -221,6 +294,42 @@ async def events_topic(infra: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+async def apps_topic(infra: Any) -> AsyncIterator[str]:
+    """A compacted apps topic of this test run only, removed afterwards."""
+    name = f"capps.apps.v1.test-gateway-{uuid.uuid4().hex[:12]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=APP_PARTITIONS,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"},
+                )
+            ]
+        )
+        yield name
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def apps(infra: Any, apps_topic: str) -> AsyncIterator[AppStates]:
+    """The app state publisher; the default app is published with every permission."""
+    producer = make_producer(infra.kafka_bootstrap_servers, f"gateway-test-{uuid.uuid4().hex}")
+    await producer.start()
+    try:
+        states = AppStates(producer, apps_topic)
+        await states.put(DEFAULT_APP)
+        yield states
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture(scope="session")
 async def event_log(infra: Any, events_topic: str) -> AsyncIterator[EventLog]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=infra.kafka_bootstrap_servers, enable_auto_commit=False
@@ -288,7 +397,11 @@ StartGateway = Callable[..., Awaitable[Gateway]]
 
 @pytest.fixture(scope="session")
 async def start_gateway(
-    infra: Any, jwks_url: str, events_topic: str, tmp_path_factory: pytest.TempPathFactory
+    infra: Any,
+    jwks_url: str,
+    events_topic: str,
+    apps: AppStates,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[StartGateway]:
     """Starts `python -m capps_gateway` subprocesses; all are stopped at the end."""
     stack = contextlib.ExitStack()
@@ -304,6 +417,8 @@ async def start_gateway(
             "GATEWAY_UPSTREAM_URL": upstream_url,
             "GATEWAY_UPSTREAM_TIMEOUT_S": str(timeout_s),
             "GATEWAY_EVENTS_TOPIC": events_topic,
+            "GATEWAY_APPS_TOPIC": apps.topic,
+            "GATEWAY_APP_WAIT_S": "2.0",
             "REGISTRY_URL": jwks_url,
             "TOKEN_ISSUER": ISSUER,
             "TOKEN_AUDIENCE": AUDIENCE,

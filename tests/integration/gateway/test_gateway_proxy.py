@@ -13,7 +13,13 @@ import pytest
 from multidict import CIMultiDict
 
 if TYPE_CHECKING:
-    from tests.integration.gateway.conftest import EventLog, Gateway, Signer, StartGateway
+    from tests.integration.gateway.conftest import (
+        AppStates,
+        EventLog,
+        Gateway,
+        Signer,
+        StartGateway,
+    )
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +65,16 @@ def assert_error(payload: Any, code: str, request_id: str) -> None:
 
 
 async def test_valid_calls_are_proxied_with_identity_headers(
+    *,
     gateway: Gateway,
     http: aiohttp.ClientSession,
     signer: Signer,
     event_log: EventLog,
     tenant_id: str,
+    apps: AppStates,
 ) -> None:
     app_id = f"app-{uuid.uuid4().hex[:8]}"
+    await apps.put(app_id)
     token = signer.token(ALL_ROLES, client_id=app_id)
     base = gateway.url
 
@@ -298,7 +307,7 @@ async def test_new_signing_key_is_fetched_on_unknown_kid(
 async def test_admin_endpoints(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     async with http.get(f"{gateway.admin_url}/readyz") as response:
         assert response.status == 200
-        assert (await response.json())["checks"] == {"jwks": "ok", "kafka": "ok"}
+        assert (await response.json())["checks"] == {"jwks": "ok", "kafka": "ok", "apps": "ok"}
     async with http.get(f"{gateway.admin_url}/metrics") as response:
         text = await response.text()
     assert "capps_gateway_requests_total" in text

@@ -17,6 +17,8 @@ import aiohttp
 from capps_catalog import Catalog
 from capps_events import new_event_id
 from capps_gateway import errors, metrics
+from capps_gateway.access import Verdict, decide
+from capps_gateway.appstate import AppStateView
 from capps_gateway.auth import (
     InvalidTokenError,
     JwksKeyStore,
@@ -25,7 +27,7 @@ from capps_gateway.auth import (
     TokenVerifier,
 )
 from capps_gateway.errors import GatewayError
-from capps_gateway.events import EventPublisher, build_event
+from capps_gateway.events import SpoolingPublisher, build_event
 from capps_gateway.headers import bearer_token, sane_request_id
 from capps_gateway.proxy import UpstreamError, UpstreamProxy, create_session
 from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable
@@ -92,7 +94,8 @@ class _Runtime:
     keys: JwksKeyStore
     verifier: TokenVerifier
     proxy: UpstreamProxy
-    publisher: EventPublisher
+    publisher: SpoolingPublisher
+    apps: AppStateView
     startup_tasks: list["asyncio.Task[None]"]
 
 
@@ -104,7 +107,9 @@ class GatewayApp:
         self._routes = RouteTable(catalog.routes)
         self._metrics = metrics.RequestMetrics()
         self._runtime: _Runtime | None = None
-        self.admin = AdminApp({"jwks": self._check_jwks, "kafka": self._check_kafka})
+        self.admin = AdminApp(
+            {"jwks": self._check_jwks, "kafka": self._check_kafka, "apps": self._check_apps}
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve HTTP calls and the lifespan; anything else (websockets) is refused."""
@@ -121,8 +126,13 @@ class GatewayApp:
             raise RuntimeError("JWKS not loaded")
 
     async def _check_kafka(self) -> None:
-        if self._runtime is None or not self._runtime.publisher.started:
-            raise RuntimeError("Kafka producer not started")
+        # Ready while Kafka is down too: events spool to disk, and serving calls is the point.
+        if self._runtime is None or not self._runtime.publisher.accepting:
+            raise RuntimeError("request event publisher not running")
+
+    async def _check_apps(self) -> None:
+        if self._runtime is None or not self._runtime.apps.loaded:
+            raise RuntimeError("app state view not loaded yet")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -144,18 +154,31 @@ class GatewayApp:
         verifier = TokenVerifier(
             keys, issuer=settings.token_issuer, audience=settings.token_audience
         )
-        publisher = EventPublisher(
-            settings.kafka_bootstrap_servers, settings.gateway_events_topic, settings.instance_id
+        publisher = SpoolingPublisher(
+            settings.kafka_bootstrap_servers,
+            settings.gateway_events_topic,
+            settings.instance_id,
+            spool_dir=settings.gateway_spool_dir,
+            buffer_max=settings.gateway_events_buffer_max,
+            in_flight_max=settings.gateway_events_in_flight_max,
+            stall_s=settings.gateway_events_stall_s,
+            flush_timeout_s=settings.gateway_events_flush_timeout_s,
+            segment_bytes=settings.gateway_spool_segment_bytes,
         )
-        # Start-up continues in the background so /readyz can say what is still missing.
+        apps = AppStateView(
+            settings.kafka_bootstrap_servers, settings.gateway_apps_topic, settings.instance_id
+        )
+        # Start-up continues in the background so /readyz can say what is still missing;
+        # the app state view's task keeps running after it has loaded, tailing the topic.
         tasks = [
             asyncio.create_task(keys.load_until_ready(), name="jwks-load"),
             asyncio.create_task(publisher.start_until_ready(), name="kafka-start"),
+            asyncio.create_task(apps.run(), name="apps-view"),
         ]
         proxy = UpstreamProxy(
             session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
         )
-        return _Runtime(session, keys, verifier, proxy, publisher, tasks)
+        return _Runtime(session, keys, verifier, proxy, publisher, apps, tasks)
 
     async def _close(self) -> None:
         runtime = self._runtime
@@ -169,6 +192,10 @@ class GatewayApp:
             await runtime.publisher.stop()
         except Exception:
             log.exception("Kafka producer did not stop cleanly")
+        try:
+            await runtime.apps.stop()
+        except Exception:
+            log.exception("app state consumer did not stop cleanly")
         await runtime.session.close()
         self._runtime = None
 
@@ -202,12 +229,31 @@ class GatewayApp:
             )
             return
 
+        # One dict lookup when the app is known; a wait only for an app created a moment ago.
+        state = runtime.apps.get(principal.app_id)
+        if state is None:
+            state = await runtime.apps.wait_for(principal.app_id, self._settings.gateway_app_wait_s)
+        verdict = decide(state, principal, match.route.permission if match is not None else None)
+        if verdict is Verdict.UNKNOWN_APP or verdict is Verdict.TOKEN_REVOKED:
+            # The token is no longer valid for any app: metrics only, never an event.
+            error = errors.invalid_token(
+                "the app is unknown or deleted"
+                if verdict is Verdict.UNKNOWN_APP
+                else "issued before the app's tokens were revoked"
+            )
+            await send_error(send, error, request_id)
+            self._metrics.observe_refused(
+                route, error.status, verdict.value, time.perf_counter() - started
+            )
+            return
+
         bytes_in = int(declared_length) if declared_length and declared_length.isdigit() else 0
         status, bytes_in, bytes_out = await self._authorised(
             scope,
             receive,
             send,
             match=match,
+            verdict=verdict,
             principal=principal,
             request_id=request_id,
             bytes_in=bytes_in,
@@ -236,15 +282,19 @@ class GatewayApp:
         send: Send,
         *,
         match: RouteMatch | None,
+        verdict: Verdict,
         principal: Principal,
         request_id: str,
         bytes_in: int,
     ) -> tuple[int, int, int]:
         """Answer a call from a known app; return (status, bytes in, bytes out)."""
+        if verdict is Verdict.APP_DISABLED:
+            error = errors.app_disabled()
+            return error.status, bytes_in, await send_error(send, error, request_id)
         if match is None:
             error = errors.not_found(scope["method"], scope["path"][:200])
             return error.status, bytes_in, await send_error(send, error, request_id)
-        if match.route.permission not in principal.roles:
+        if verdict is Verdict.INSUFFICIENT_SCOPE:
             error = errors.insufficient_scope(match.route.permission)
             return error.status, bytes_in, await send_error(send, error, request_id)
         return await self._proxy(scope, receive, send, principal=principal, request_id=request_id)

@@ -49,6 +49,11 @@ def insufficient_scope(permission: str) -> GatewayError:
     )
 
 
+def app_disabled() -> GatewayError:
+    """A valid token of an app its tenant's admin has disabled."""
+    return GatewayError(403, "app_disabled", "this app is disabled by its tenant's admin")
+
+
 def not_found(method: str, path: str) -> GatewayError:
     """A call to no route of the catalog."""
     return GatewayError(404, "not_found", f"no route {method} {path}")

@@ -1,6 +1,6 @@
 """Prometheus metrics of the gateway, served by the admin app's `/metrics`."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "capps_gateway_requests_total",
@@ -31,6 +31,45 @@ EVENTS_FAILED = Counter(
 )
 JWKS_FETCHES = Counter(
     "capps_gateway_jwks_fetches_total", "JWKS fetches from the registry, by result.", ["result"]
+)
+EVENTS_SPOOLED = Counter(
+    "capps_gateway_events_spooled_total", "Request events written to the on-disk spool."
+)
+EVENTS_REPLAYED = Counter(
+    "capps_gateway_events_replayed_total", "Spooled request events acknowledged by Kafka."
+)
+EVENTS_AMBIGUOUS = Counter(
+    "capps_gateway_events_ambiguous_total",
+    "Request events sent but never acknowledged: maybe written, kept aside, never replayed.",
+)
+SPOOL_BYTES = Gauge("capps_gateway_spool_bytes", "Bytes of request events waiting in the spool.")
+SPOOL_SEGMENTS = Gauge("capps_gateway_spool_segments", "Segment files in the spool.")
+EVENTS_PENDING = Gauge(
+    "capps_gateway_events_pending",
+    "Request events not yet acknowledged, by where they wait (buffer, in_flight).",
+    ["where"],
+)
+KAFKA_HEALTHY = Gauge(
+    "capps_gateway_kafka_healthy", "1 while events go straight to Kafka, 0 while they spool."
+)
+
+APPS_KNOWN = Gauge("capps_gateway_apps_known", "Apps in the gateway's local view of app state.")
+APP_STATE_RECORDS = Counter(
+    "capps_gateway_app_state_records_total",
+    "App state records read, by result (applied, or ignored as older or deleted).",
+    ["result"],
+)
+APP_STATE_DECODE_ERRORS = Counter(
+    "capps_gateway_app_state_decode_errors_total", "App state records that could not be decoded."
+)
+APP_VIEW_LAG = Gauge(
+    "capps_gateway_app_view_lag_records",
+    "Records of the apps topic not yet read by the local view (as of the last fetch).",
+)
+APP_WAITS = Counter(
+    "capps_gateway_app_waits_total",
+    "Calls that waited for an app unknown to the local view, by result (arrived, timeout).",
+    ["result"],
 )
 
 

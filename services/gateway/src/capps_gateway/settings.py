@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from capps_events import REQUESTS_TOPIC
+from capps_events import APPS_TOPIC, REQUESTS_TOPIC
 from capps_kit.settings import KafkaSettings, ServiceSettings
 
 
@@ -19,6 +19,10 @@ class GatewaySettings(ServiceSettings, KafkaSettings):
     gateway_upstream_idle_timeout_s: float = 3.0
     gateway_upstream_max_connections: int = 1024
     gateway_events_topic: str = REQUESTS_TOPIC
+    gateway_apps_topic: str = APPS_TOPIC
+    # How long a valid token of an app the local view does not know yet waits for its state
+    # (an app created a moment ago) before it is refused.
+    gateway_app_wait_s: float = 2.0
     registry_url: str = "http://127.0.0.1:8080"
     # Not secrets: the expected `iss` and `aud` of access tokens.
     token_issuer: str = "http://127.0.0.1:8080"  # noqa: S105
@@ -29,3 +33,15 @@ class GatewaySettings(ServiceSettings, KafkaSettings):
     def jwks_url(self) -> str:
         """The registry's JWKS document."""
         return self.registry_url.rstrip("/") + "/.well-known/jwks.json"
+
+    # Request events that cannot reach Kafka wait here (segment files), replayed once it answers.
+    gateway_spool_dir: Path = Path(".local/gateway/spool")
+    gateway_spool_segment_bytes: int = 4 * 1024 * 1024
+    # Events buffered in memory before the drain task; past this the backlog goes to disk.
+    gateway_events_buffer_max: int = 100_000
+    # Events handed to the producer and not yet acknowledged; past this new ones spool.
+    gateway_events_in_flight_max: int = 20_000
+    # A batch unacknowledged this long means Kafka is not answering: spool until it does.
+    gateway_events_stall_s: float = 2.0
+    # How long a stopping gateway waits for acknowledgements before spooling what is left.
+    gateway_events_flush_timeout_s: float = 5.0

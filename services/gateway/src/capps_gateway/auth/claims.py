@@ -19,13 +19,14 @@ class InvalidTokenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the app (client_id), its tenant, and the permissions it holds."""
+    """Who is calling: the app (client_id), its tenant, the permissions and times of its token."""
 
     app_id: str
     tenant_id: str
     subject: str
     roles: frozenset[str]
     token_id: str
+    issued_at: float
     expires_at: float
 
 
@@ -86,7 +87,7 @@ def check_claims(
         raise InvalidTokenError("token expired")
     if "nbf" in claims and now + leeway_s < _number(claims, "nbf"):
         raise InvalidTokenError("token not valid yet")
-    _number(claims, "iat")
+    issued_at = _number(claims, "iat")
     for name in REQUIRED_STRINGS:
         value = claims.get(name)
         if not isinstance(value, str) or not value:
@@ -100,6 +101,7 @@ def check_claims(
         subject=claims["sub"],
         roles=frozenset(roles),
         token_id=claims["jti"],
+        issued_at=issued_at,
         expires_at=expires_at,
     )
 
