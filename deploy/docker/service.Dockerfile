@@ -24,7 +24,9 @@ COPY deploy/demo-api deploy/demo-api
 RUN uv sync --frozen --no-dev --no-editable --package "$PACKAGE"
 
 FROM python:3.11-slim-bookworm
-RUN useradd --system --uid 10001 --home-dir /app capps
+RUN useradd --system --uid 10001 --home-dir /app capps \
+ && mkdir -p /var/lib/capps/gateway-spool \
+ && chown capps /var/lib/capps/gateway-spool
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY config /app/config

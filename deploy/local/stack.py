@@ -180,6 +180,8 @@ def service_environment(
         "GATEWAY_PORT": str(ports.gateway),
         "GATEWAY_ADMIN_HOST": HOST,
         "GATEWAY_ADMIN_PORT": str(ports.gateway_admin),
+        # Request events wait here while Kafka is down; kept across restarts, never wiped.
+        "GATEWAY_SPOOL_DIR": str(local_dir / "gateway" / "spool"),
         # Logs go to a file: unbuffered output keeps `make logs` and crash tails complete.
         "PYTHONUNBUFFERED": "1",
     }
