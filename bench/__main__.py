@@ -5,6 +5,7 @@ noisy and only figures taken minutes apart on it compare:
 - gateway: wrk at upstream direct (baseline), nginx proxy (reference) and through gateway,
   interleaved and rotated round by round; then the registry's count of the gateway's calls;
 - count: one call through the gateway, then poll the registry until it counts it;
+- propagation: an admin's permission change, then poll the gateway until it enforces it;
 - aggregator: worker and writer-alone events/s beside the consume + decode ceiling.
 `python -m bench --help` lists the options.
 """
@@ -34,7 +35,13 @@ from bench.results import (
     run_id,
     shape_run,
 )
-from bench.stack import StackUrls, call_to_count_ms, create_load_app, wait_for_count
+from bench.stack import (
+    StackUrls,
+    call_to_count_ms,
+    change_to_enforced_ms,
+    create_load_app,
+    wait_for_count,
+)
 from bench.wrk import LoadResult, run_wrk, wrk_version
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -87,6 +94,8 @@ def _estimate_s(options: BenchOptions) -> float:
         estimate += 3 * options.rounds * options.seconds + 5
     if "count" in options.only:
         estimate += options.samples * 0.2
+    if "propagation" in options.only:
+        estimate += options.samples * 0.3
     if "aggregator" in options.only:
         # Producing, three reads and the worker's start: about 40 µs per event plus 20 s here.
         estimate += 20 + options.events * 40e-6
@@ -105,7 +114,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
     scenarios: dict[str, dict[str, Any]] = {}
     extra: dict[str, Any] = {}
     tools: dict[str, str] = {}
-    if {"gateway", "count"} & set(options.only):
+    if {"gateway", "count", "propagation"} & set(options.only):
         urls = StackUrls.from_env()
         say("creating a tenant and a load-test app in the registry")
         app_id, app_token, admin = create_load_app(urls.registry)
@@ -131,6 +140,14 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 "p50": statistics.median(samples),
                 "p95": percentile(samples, 95),
                 "samples": samples,
+            }
+        if "propagation" in options.only:
+            with ticking(f"admin change -> enforced at the gateway, {options.samples} samples"):
+                changes = change_to_enforced_ms(urls, app_token, admin, app_id, options.samples)
+            extra["change_to_enforced_ms"] = {
+                "p50": statistics.median(changes),
+                "p95": percentile(changes, 95),
+                "samples": changes,
             }
     if "aggregator" in options.only:
         measured = asyncio.run(
@@ -190,6 +207,12 @@ def report(document: dict[str, Any]) -> None:
         print(
             f"call -> count in registry: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms"
             f" ({len(latency['samples'])} samples)"
+        )
+    enforced = document.get("change_to_enforced_ms")
+    if enforced:
+        print(
+            f"admin change -> enforced at the gateway: p50 {enforced['p50']:.0f} ms,"
+            f" p95 {enforced['p95']:.0f} ms ({len(enforced['samples'])} samples)"
         )
     machine = document["machine"]
     print(

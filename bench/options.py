@@ -15,6 +15,10 @@ GROUPS = {
         "call -> count latency: one call through the gateway, then poll the registry"
         " until its count shows it (--samples times)"
     ),
+    "propagation": (
+        "admin change -> enforced: revoke or grant the load app's permission in the"
+        " registry, then poll the gateway until it answers 403 or 200 again (--samples times)"
+    ),
     "aggregator": (
         "events/s of the aggregator worker and of its writer alone, beside the ceiling"
         " (getmany + decode + in-memory count, no writes) on the same --events events,"
@@ -116,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent keep-alive connections of wrk, 1..1024 (32)",
     )
     parser.add_argument(
-        "--samples", type=bounded_int(2, 1000), default=20, help="call -> count samples (20)"
+        "--samples",
+        type=bounded_int(2, 1000),
+        default=20,
+        help="call -> count and change -> enforced samples (20)",
     )
     parser.add_argument(
         "--events",

@@ -135,3 +135,49 @@ def call_to_count_ms(
         count, _waited = wait_for_count(urls.registry, admin, app_id, count + 1)
         latencies.append((time.monotonic() - sent) * 1000)
     return latencies
+
+
+def _set_permissions(registry: str, admin: str, app_id: str, permissions: list[str]) -> None:
+    requests.patch(
+        f"{registry}/v1/apps/{app_id}",
+        json={"permissions": permissions},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=TIMEOUT_S,
+    ).raise_for_status()
+
+
+def _wait_for_status(urls: StackUrls, app_token: str, status: int) -> float:
+    """Poll the gateway every 5 ms until a call answers `status`; the seconds it took."""
+    started = time.monotonic()
+    while True:
+        answered = requests.get(
+            f"{urls.gateway}/api/alerts",
+            headers={"Authorization": f"Bearer {app_token}"},
+            timeout=TIMEOUT_S,
+        ).status_code
+        waited = time.monotonic() - started
+        if answered == status:
+            return waited
+        if waited > COUNT_TIMEOUT_S:
+            raise TimeoutError(f"the gateway still answers {answered}, not {status}")
+        time.sleep(0.005)
+
+
+def change_to_enforced_ms(
+    urls: StackUrls, app_token: str, admin: str, app_id: str, samples: int
+) -> list[float]:
+    """Time from an admin's permission change to the gateway enforcing it, `samples` times.
+
+    Each sample revokes the app's permission (the gateway must answer 403) or grants it back
+    (200 again, since the token still carries the role): registry -> outbox -> Kafka ->
+    every gateway's view.
+    """
+    latencies = []
+    for index in range(samples):
+        revoke = index % 2 == 0
+        _set_permissions(urls.registry, admin, app_id, [] if revoke else ["Alert.Read.All"])
+        latencies.append(_wait_for_status(urls, app_token, 403 if revoke else 200) * 1000)
+    if samples % 2:
+        _set_permissions(urls.registry, admin, app_id, ["Alert.Read.All"])
+        _wait_for_status(urls, app_token, 200)
+    return latencies
