@@ -241,7 +241,7 @@ STREAMED_CHUNKS = 40
 
 @pytest.fixture(scope="session")
 async def odd_upstream_url() -> AsyncIterator[str]:
-    """An upstream that is slower than the gateway's timeout on one route and streams on another."""
+    """An upstream that is too slow on one route, streams on another, sets cookies on a third."""
 
     async def slow(_: web.Request) -> web.Response:
         await asyncio.sleep(5)
@@ -257,8 +257,15 @@ async def odd_upstream_url() -> AsyncIterator[str]:
         await response.write_eof()
         return response
 
+    async def cookies(request: web.Request) -> web.Response:
+        # Sets a cookie and echoes the Cookie header it got: the gateway must keep no jar.
+        response = web.json_response({"cookie": request.headers.get("Cookie")})
+        response.set_cookie("session", f"of-{request.match_info['id']}")
+        return response
+
     app = web.Application()
     app.router.add_get("/api/alerts", slow)
+    app.router.add_get("/api/alerts/{id}", cookies)
     app.router.add_get("/api/machines", streamed)
     async with _serve(app) as url:
         yield url
@@ -445,5 +452,6 @@ async def gateway(start_gateway: StartGateway, demo_api_url: str) -> Gateway:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    # No cookie jar: a cookie a test sees must come from the gateway, not from this client.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         yield session

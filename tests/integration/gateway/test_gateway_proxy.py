@@ -287,6 +287,23 @@ async def test_large_unsized_answer_is_streamed_through(
     assert event_log.by_request[rid][0].bytes_out == len(body)
 
 
+async def test_upstream_cookies_never_reach_another_call(
+    *,
+    start_gateway: StartGateway,
+    odd_upstream_url: str,
+    http: aiohttp.ClientSession,
+    signer: Signer,
+) -> None:
+    """The gateway shares one upstream session across apps: it must not keep a cookie jar."""
+    # By name, not by IP: aiohttp's default jar ignores cookies of IP-address hosts.
+    gateway = await start_gateway(odd_upstream_url.replace("127.0.0.1", "localhost"))
+    token = signer.token(ALL_ROLES)
+    first = await call(http, "GET", f"{gateway.url}/api/alerts/first", token=token)
+    second = await call(http, "GET", f"{gateway.url}/api/alerts/second", token=token)
+    assert first[0] == second[0] == 200
+    assert first[2] == second[2] == {"cookie": None}
+
+
 async def test_new_signing_key_is_fetched_on_unknown_kid(
     gateway: Gateway, http: aiohttp.ClientSession, signer: Signer
 ) -> None:

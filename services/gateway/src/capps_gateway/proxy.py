@@ -41,6 +41,8 @@ def create_session(max_connections: int, idle_timeout_s: float) -> aiohttp.Clien
     )
     return aiohttp.ClientSession(
         connector=connector,
+        # One session serves every app: a jar would hand one app's upstream cookies to the next.
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         # Pass the caller's headers as they are instead of adding aiohttp's defaults.
         skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
