@@ -200,6 +200,9 @@ def kafka_server_properties(ports: Ports, data_dir: Path) -> str:
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         f"log.dirs={data_dir}",
         "num.partitions=1",
+        # Topics come from the event contract (capps_kit.topics) with their partitions and
+        # policies; a client asking for a missing one must not get a default-made topic.
+        "auto.create.topics.enable=false",
         "offsets.topic.replication.factor=1",
         "transaction.state.log.replication.factor=1",
         "transaction.state.log.min.isr=1",
