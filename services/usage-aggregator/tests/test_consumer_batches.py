@@ -2,7 +2,7 @@
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from capps_aggregator.consumer import commit_offsets, source_records
+from capps_aggregator.consumer import commit_offsets, records_behind, source_records
 
 
 def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
@@ -31,3 +31,11 @@ def test_a_fetch_becomes_records_and_next_offsets() -> None:
     assert [(r.partition, r.offset) for r in records] == [(0, 5), (0, 6), (3, 40)]
     assert records[0].headers == [("ce_type", b"x")]
     assert commit_offsets(fetched) == {TopicPartition("t", 0): 7, TopicPartition("t", 3): 41}
+
+
+def test_records_behind_is_highwater_minus_next_offset() -> None:
+    assert records_behind(120, 100) == 20
+    assert records_behind(100, 100) == 0
+    # A highwater from an older fetch can trail what was just applied.
+    assert records_behind(90, 100) == 0
+    assert records_behind(None, 100) is None

@@ -168,6 +168,9 @@ async def test_worker_counts_every_event_once_and_dead_letters_garbage(
     assert status == 200
     assert b'capps_aggregator_events_counted_total{sink="postgres"} 3000.0' in body
     assert b"capps_aggregator_dead_lettered_total 1.0" in body
+    lag = [line for line in body.splitlines() if line.startswith(b"capps_aggregator_lag_records{")]
+    assert lag, body
+    assert all(line.endswith(b" 0.0") for line in lag), lag
 
     dead = await read_topic(topics.dlq, 3.0)
     assert [(r.key, r.value) for r in dead] == [(b"garbage-0", b"\xff not an event")]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from capps_aggregator import metrics
 from capps_aggregator.rollup import SourceRecord
 from capps_aggregator.runtime import AggregatorRuntime
 
@@ -33,6 +34,11 @@ def source_records(fetched: Fetched) -> list[SourceRecord]:
         for tp, records in fetched.items()
         for record in records
     ]
+
+
+def records_behind(highwater: int | None, next_offset: int) -> int | None:
+    """How many records of a partition wait behind `next_offset`; None before any fetch."""
+    return None if highwater is None else max(highwater - next_offset, 0)
 
 
 def commit_offsets(fetched: Fetched) -> dict[TopicPartition, int]:
@@ -77,7 +83,12 @@ class BatchConsumer:
                 if not fetched:
                     continue
                 await stores.writer.apply(source_records(fetched))
-                await _commit(consumer, commit_offsets(fetched))
+                applied = commit_offsets(fetched)
+                await _commit(consumer, applied)
+                for tp, next_offset in applied.items():
+                    behind = records_behind(consumer.highwater(tp), next_offset)
+                    if behind is not None:
+                        metrics.LAG_RECORDS.labels(str(tp.partition)).set(behind)
         finally:
             self._consumer = None
             await consumer.stop()

@@ -1,6 +1,6 @@
 """The aggregator's Prometheus metrics, served on `/metrics` of the admin endpoint."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_COUNTED = Counter(
     "capps_aggregator_events_counted_total",
@@ -29,4 +29,9 @@ BATCH_EVENTS = Histogram(
     "capps_aggregator_batch_events",
     "Records per batch.",
     buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000),
+)
+LAG_RECORDS = Gauge(
+    "capps_aggregator_lag_records",
+    "Records of a partition not counted yet (its highwater minus the next offset to apply).",
+    ["partition"],
 )
