@@ -256,6 +256,7 @@ class GatewayApp:
             verdict=verdict,
             principal=principal,
             request_id=request_id,
+            raw_path=raw_path,
             bytes_in=bytes_in,
         )
         elapsed = time.perf_counter() - started
@@ -285,6 +286,7 @@ class GatewayApp:
         verdict: Verdict,
         principal: Principal,
         request_id: str,
+        raw_path: str,
         bytes_in: int,
     ) -> tuple[int, int, int]:
         """Answer a call from a known app; return (status, bytes in, bytes out)."""
@@ -297,10 +299,19 @@ class GatewayApp:
         if verdict is Verdict.INSUFFICIENT_SCOPE:
             error = errors.insufficient_scope(match.route.permission)
             return error.status, bytes_in, await send_error(send, error, request_id)
-        return await self._proxy(scope, receive, send, principal=principal, request_id=request_id)
+        return await self._proxy(
+            scope, receive, send, principal=principal, request_id=request_id, raw_path=raw_path
+        )
 
     async def _proxy(
-        self, scope: Scope, receive: Receive, send: Send, *, principal: Principal, request_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        principal: Principal,
+        request_id: str,
+        raw_path: str,
     ) -> tuple[int, int, int]:
         """Read the body and relay the call; return (status, bytes in, bytes out)."""
         assert self._runtime is not None
@@ -315,7 +326,7 @@ class GatewayApp:
         try:
             status, bytes_out = await self._runtime.proxy.forward(
                 method=scope["method"],
-                raw_path=scope.get("raw_path", b"").decode("latin-1") or scope["path"],
+                raw_path=raw_path,
                 query_string=scope["query_string"],
                 headers=scope["headers"],
                 body=body,
