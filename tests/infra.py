@@ -1,8 +1,14 @@
 """Where the tests' real servers come from: environment, testcontainers, or a clear failure."""
 
 import os
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from capps_events import TopicSpec
+from capps_kit.kafka import ensure_topics
 
 HOW_TO_START = (
     "no Kafka/PostgreSQL/Redis for the tests: run `make up` and export `.local/stack.env` "
@@ -74,3 +80,20 @@ def stack_from_env() -> Stack | None:
     if not registry_url or not gateway_url:
         return None
     return Stack(registry_url.rstrip("/"), gateway_url.rstrip("/"))
+
+
+@asynccontextmanager
+async def throwaway_topics(
+    bootstrap_servers: str, specs: Sequence[TopicSpec]
+) -> AsyncIterator[None]:
+    """Create topics of one test run only (uniquely named by the caller); delete them after."""
+    await ensure_topics(bootstrap_servers, specs)
+    try:
+        yield
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.delete_topics([spec.name for spec in specs])
+        finally:
+            await admin.close()

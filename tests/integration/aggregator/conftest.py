@@ -13,14 +13,14 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient
 
 from capps_aggregator.migrate import upgrade_head
 from capps_events import RequestEvent, TopicSpec, encode_request, new_event_id
-from capps_kit.kafka import ensure_topics, make_producer
+from capps_kit.kafka import make_producer
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
 from capps_usage.keys import OFFSETS_KEY
+from tests.infra import throwaway_topics
 
 GARBAGE_HEADERS = [("ce_type", b"dev.connectedapps.request.v1"), ("ce_specversion", b"1.0")]
 
@@ -90,16 +90,9 @@ async def topics(infra: Any, run_id: str) -> AsyncIterator[Topics]:
     """A unique 3-partition requests topic and a DLQ topic, deleted afterwards."""
     bootstrap: str = infra.kafka_bootstrap_servers
     found = Topics(f"capps-agg-test-{run_id}", f"capps-agg-test-{run_id}.dlq", 3)
-    await ensure_topics(
-        bootstrap, [TopicSpec(found.requests, found.partitions), TopicSpec(found.dlq, 1)]
-    )
-    yield found
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([found.requests, found.dlq])
-    finally:
-        await admin.close()
+    specs = [TopicSpec(found.requests, found.partitions), TopicSpec(found.dlq, 1)]
+    async with throwaway_topics(bootstrap, specs):
+        yield found
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -34,11 +33,13 @@ from capps_events import (
     AppState,
     RateLimit,
     RequestEvent,
+    TopicSpec,
     decode_request,
     encode_app_deleted,
     encode_app_state,
 )
 from capps_kit.kafka import make_producer
+from tests.infra import throwaway_topics
 
 REPO = Path(__file__).resolve().parents[3]
 ISSUER = "http://issuer.gateway-test"
@@ -288,39 +289,18 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
 async def events_topic(infra: Any) -> AsyncIterator[str]:
     """A topic of this test run only, removed afterwards."""
     name = f"capps.requests.v1.test-gateway-{uuid.uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name, num_partitions=EVENT_PARTITIONS, replication_factor=1)]
-        )
+    spec = TopicSpec(name, partitions=EVENT_PARTITIONS)
+    async with throwaway_topics(infra.kafka_bootstrap_servers, [spec]):
         yield name
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")
 async def apps_topic(infra: Any) -> AsyncIterator[str]:
     """A compacted apps topic of this test run only, removed afterwards."""
     name = f"capps.apps.v1.test-gateway-{uuid.uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    name,
-                    num_partitions=APP_PARTITIONS,
-                    replication_factor=1,
-                    topic_configs={"cleanup.policy": "compact"},
-                )
-            ]
-        )
+    spec = TopicSpec(name, partitions=APP_PARTITIONS, configs={"cleanup.policy": "compact"})
+    async with throwaway_topics(infra.kafka_bootstrap_servers, [spec]):
         yield name
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

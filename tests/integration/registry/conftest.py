@@ -18,16 +18,15 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from capps_events import TopicSpec
-from capps_kit.kafka import ensure_topics
 from capps_kit.postgres import asyncpg_dsn
 from capps_registry.app import create_app
 from capps_registry.migrations.runner import upgrade
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState
 from capps_registry.tenants.service import create_tenant
+from tests.infra import throwaway_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ISSUER = "http://registry.test"
@@ -63,16 +62,8 @@ async def compacted_topic(bootstrap_servers: str) -> AsyncIterator[str]:
     """A uniquely named compacted topic shaped like `capps.apps.v1`, deleted after."""
     name = f"capps.apps.test.{uuid.uuid4().hex[:12]}"
     spec = TopicSpec(name, partitions=6, configs={"cleanup.policy": "compact"})
-    await ensure_topics(bootstrap_servers, [spec])
-    try:
+    async with throwaway_topics(bootstrap_servers, [spec]):
         yield name
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-        await admin.start()
-        try:
-            await admin.delete_topics([name])
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(scope="session")
