@@ -11,6 +11,7 @@ from capps_events.codec import (
 )
 from capps_events.models import AppState, RateLimit, RequestEvent, new_event_id
 from capps_events.topics import APPS_TOPIC, REQUESTS_DLQ_TOPIC, REQUESTS_TOPIC, TOPICS, TopicSpec
+from capps_events.validation import InvalidEventError, TimeWindow, validate_request
 
 __all__ = [
     "APPS_TOPIC",
@@ -19,9 +20,11 @@ __all__ = [
     "TOPICS",
     "AppState",
     "DecodeError",
+    "InvalidEventError",
     "KafkaRecord",
     "RateLimit",
     "RequestEvent",
+    "TimeWindow",
     "TopicSpec",
     "decode_app_state",
     "decode_request",
@@ -29,4 +32,5 @@ __all__ = [
     "encode_app_state",
     "encode_request",
     "new_event_id",
+    "validate_request",
 ]
