@@ -105,6 +105,8 @@ def test_placeholder_secrets_are_refused_in_production(
     for each in ("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"):
         monkeypatch.setenv(each, f"a-real-{each.lower()}")
     monkeypatch.delenv(name)
+    # Production also refuses the database's default password: give it a real one.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://capps:Xq7-vT9pL2mRw4sZ@db:5432/capps")
     assert getattr(RegistrySettings(environment="development"), name.lower())
     with pytest.raises(ValidationError, match=name):
         RegistrySettings(environment="production")

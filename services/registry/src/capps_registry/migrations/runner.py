@@ -13,13 +13,13 @@ from capps_kit.postgres import asyncpg_dsn
 MIGRATIONS_DIR = Path(__file__).parent
 
 
-def alembic_config(database_url: str, secret_pepper: bytes) -> Config:
+def alembic_config(database_url: str, secret_pepper: bytes | None = None) -> Config:
     """An alembic config pointing at this package's scripts and the given database."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Passed as an attribute, not an ini option, so '%' in a password needs no escaping.
     config.attributes["database_url"] = database_url
-    # Revision 0003 keys the stored secret digests with it.
+    # Revision 0003 keys the stored secret digests with it (needed only if there are some).
     config.attributes["secret_pepper"] = secret_pepper
     return config
 

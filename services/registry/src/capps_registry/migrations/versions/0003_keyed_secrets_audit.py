@@ -32,9 +32,9 @@ def _pepper() -> bytes:
 
 def upgrade() -> None:
     """Re-key secret digests; add audit_events, signing_keys.retired_at and the name index."""
-    pepper = _pepper()
     bind = op.get_bind()
     rows = bind.execute(sa.text("SELECT id, secret_hash FROM client_secrets")).fetchall()
+    pepper = _pepper() if rows else b""
     for secret_id, digest in rows:
         keyed = hmac.new(pepper, bytes(digest), hashlib.sha256).digest()
         bind.execute(
