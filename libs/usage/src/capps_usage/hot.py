@@ -11,12 +11,18 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from capps_usage.keys import day_field, day_key, hour_key, seen_key, trailing_hours, trend_days
+from capps_usage.keys import (
+    HOT_READY_KEY,
+    day_field,
+    day_key,
+    hour_key,
+    seen_key,
+    trailing_hours,
+    trend_days,
+)
 from capps_usage.model import AppStats, DayCount
 
-# Set by the aggregator only while Redis holds everything PostgreSQL does (USAGE_CONTRACT.md);
-# moves to keys.py (HOT_READY_KEY) with the aggregator's layout change.
-HOT_READY_KEY = "capps:usage:ready"
+__all__ = ["HOT_READY_KEY", "read_hot_stats"]
 APP_PLACEHOLDER = "{app}"
 # Apps per script call: bounds how long one call keeps Redis busy for other clients.
 CHUNK = 200

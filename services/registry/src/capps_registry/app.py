@@ -24,6 +24,7 @@ from capps_registry.oauth.service import load_signing_keys
 from capps_registry.outbox.relay import OutboxRelay
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState, StateDep
+from capps_registry.usage.endpoints import router as usage_router
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     app.include_router(oauth_router)
     app.include_router(apps_router)
     app.include_router(secrets_router)
+    app.include_router(usage_router)
     app.include_router(audit_router)
 
     @app.get("/healthz", tags=["health"])

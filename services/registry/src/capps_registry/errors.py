@@ -68,6 +68,16 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def app_not_found(app_id: str) -> ApiError:
+    """The 404 of an app that is not the caller's tenant's (or does not exist)."""
+    # Echo the id only when it has the shape of one, so odd input is not reflected back.
+    try:
+        shown = app_id if str(uuid.UUID(app_id)) == app_id else "with this id"
+    except ValueError:
+        shown = "with this id"
+    return ApiError(404, "not_found", f"no app {shown}")
+
+
 def pick_request_id(sent: str | None) -> str:
     """The caller's request id when it is printable and short, else a fresh uuid."""
     if sent and len(sent) <= MAX_REQUEST_ID_LENGTH and sent.isprintable() and sent.isascii():

@@ -26,7 +26,7 @@ from capps_registry.apps.schemas import (
     SecretOut,
 )
 from capps_registry.audit import repository as audit
-from capps_registry.errors import ApiError
+from capps_registry.errors import ApiError, app_not_found
 from capps_registry.models import Client, Principal, SecretInfo
 from capps_registry.oauth.credentials import looks_like_client_id, new_client_id, new_secret
 from capps_registry.outbox import repository as outbox
@@ -68,13 +68,6 @@ def app_view(client: Client, stats: AppStats | None) -> AppOut:
         if stats
         else [],
     )
-
-
-def not_found(app_id: str) -> ApiError:
-    """The 404 of an app that is not the caller's (or does not exist)."""
-    # Echo the id only when it has the shape of one, so odd input is not reflected back.
-    shown = app_id if looks_like_client_id(app_id) else "with this id"
-    return ApiError(404, "not_found", f"no app {shown}")
 
 
 def app_snapshot(client: Client) -> dict[str, Any]:
@@ -198,10 +191,10 @@ async def list_apps(
 async def get_app(state: RegistryState, actor: Principal, app_id: str) -> AppDetail:
     """One app with its stats and its secrets' metadata; 404 if not the tenant's."""
     if not looks_like_client_id(app_id):
-        raise not_found(app_id)
+        raise app_not_found(app_id)
     client = await repository.get_app(state.pool, actor.tenant_id, app_id)
     if client is None:
-        raise not_found(app_id)
+        raise app_not_found(app_id)
     secrets = await repository.list_secrets(state.pool, client.id)
     stats = await stats_of(state, [client.id])
     view = app_view(client, stats.get(client.id))
@@ -216,7 +209,7 @@ async def update_app(
     A rate-limit change names per_minute, per_hour or both; the other keeps its value.
     """
     if not looks_like_client_id(app_id):
-        raise not_found(app_id)
+        raise app_not_found(app_id)
     permissions = (
         checked_permissions(state.catalog, body.permissions)
         if body.permissions is not None
@@ -225,7 +218,7 @@ async def update_app(
     async with state.pool.acquire() as conn, conn.transaction():
         before = await repository.lock_client(conn, actor.tenant_id, app_id)
         if before is None:
-            raise not_found(app_id)
+            raise app_not_found(app_id)
         limit = body.rate_limit
         per_minute = limit.per_minute if limit and limit.per_minute else before.per_minute
         per_hour = limit.per_hour if limit and limit.per_hour else before.per_hour
@@ -262,11 +255,11 @@ async def update_app(
 async def delete_app(state: RegistryState, actor: Principal, app_id: str) -> None:
     """Delete the app and its secrets, so its credentials stop working at once."""
     if not looks_like_client_id(app_id):
-        raise not_found(app_id)
+        raise app_not_found(app_id)
     async with state.pool.acquire() as conn, conn.transaction():
         before = await repository.lock_client(conn, actor.tenant_id, app_id)
         if before is None:
-            raise not_found(app_id)
+            raise app_not_found(app_id)
         version = await repository.delete_app(conn, actor.tenant_id, app_id)
         assert version is not None  # locked above
         # The tombstone's version follows the last state, like any other change.

@@ -1,10 +1,9 @@
 """Reading the audit trail, newest first, one page per call."""
 
 from capps_registry.apps import repository as apps
-from capps_registry.apps.service import not_found
 from capps_registry.audit import repository
 from capps_registry.audit.schemas import AuditEventOut, AuditPage
-from capps_registry.errors import ApiError
+from capps_registry.errors import ApiError, app_not_found
 from capps_registry.models import Principal
 from capps_registry.oauth.credentials import looks_like_client_id
 from capps_registry.pagination import BadCursorError, decode_cursor, encode_cursor
@@ -35,7 +34,7 @@ async def list_events(
 ) -> AuditPage:
     """One page of the tenant's trail (of one app if given); 404 for an app never the tenant's."""
     if app_id is not None and not looks_like_client_id(app_id):
-        raise not_found(app_id)
+        raise app_not_found(app_id)
     before_id = _before_id(cursor)
     found = await repository.page(
         state.pool, actor.tenant_id, app_id=app_id, before_id=before_id, limit=limit + 1
@@ -48,7 +47,7 @@ async def list_events(
         and before_id is None
         and await apps.get_app(state.pool, actor.tenant_id, app_id) is None
     ):
-        raise not_found(app_id)
+        raise app_not_found(app_id)
     return AuditPage(
         events=[
             AuditEventOut(

@@ -8,11 +8,11 @@ credential at once; for an app the gateways hear of it through the outbox.
 from datetime import datetime
 
 from capps_registry.apps import repository as clients
-from capps_registry.apps.service import not_found, secret_view
+from capps_registry.apps.service import secret_view
 from capps_registry.audit import repository as audit
 from capps_registry.client_secrets.schemas import AdminClientOut, SecretCreate, SecretCreated
 from capps_registry.db import Connection
-from capps_registry.errors import ApiError
+from capps_registry.errors import ApiError, app_not_found
 from capps_registry.models import Client, Principal
 from capps_registry.oauth.credentials import MAX_ACTIVE_SECRETS, looks_like_client_id, new_secret
 from capps_registry.outbox import repository as outbox
@@ -84,11 +84,11 @@ async def add_app_secret(
 ) -> SecretCreated:
     """A new secret for the app (shown once); 409 if it has two active already."""
     if not looks_like_client_id(app_id):
-        raise not_found(app_id)
+        raise app_not_found(app_id)
     async with state.pool.acquire() as conn, conn.transaction():
         client = await clients.lock_client(conn, actor.tenant_id, app_id)
         if client is None:
-            raise not_found(app_id)
+            raise app_not_found(app_id)
         return await _add(conn, state.settings.pepper, actor, client, body.expires_at)
 
 
@@ -102,11 +102,11 @@ async def delete_app_secret(
 ) -> None:
     """Delete one of the app's secrets; it stops working at once."""
     if not looks_like_client_id(app_id):
-        raise not_found(app_id)
+        raise app_not_found(app_id)
     async with state.pool.acquire() as conn, conn.transaction():
         client = await clients.lock_client(conn, actor.tenant_id, app_id)
         if client is None:
-            raise not_found(app_id)
+            raise app_not_found(app_id)
         await _delete(conn, actor, client, secret_id, revoke_tokens=revoke_tokens)
 
 
