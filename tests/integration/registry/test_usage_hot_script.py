@@ -3,6 +3,7 @@
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,9 @@ async def test_the_script_matches_the_reference_sum(registry: Running, second: i
         # Every minute of the first and last hours (the edges), a random few elsewhere.
         edge = hour in (hours[0], hours[-1])
         minutes = range(60) if edge else rng.sample(range(60), 5)
-        counts = {minute_field(hour + timedelta(minutes=m)): rng.randint(1, 9) for m in minutes}
+        counts: dict[Any, Any] = {
+            minute_field(hour + timedelta(minutes=m)): rng.randint(1, 9) for m in minutes
+        }
         await redis.hset(hour_key(app_id, hour), mapping=counts)
         hashes.append({field.encode(): str(count).encode() for field, count in counts.items()})
     try:
