@@ -17,6 +17,7 @@ from capps_registry.apps.endpoints import router as apps_router
 from capps_registry.audit.endpoints import router as audit_router
 from capps_registry.client_secrets.endpoints import router as secrets_router
 from capps_registry.errors import install_error_handlers
+from capps_registry.me.endpoints import router as me_router
 from capps_registry.metrics import RequestContextMiddleware
 from capps_registry.oauth.endpoints import router as oauth_router
 from capps_registry.oauth.errors import OAuthError, oauth_error_response
@@ -91,6 +92,7 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     app.include_router(secrets_router)
     app.include_router(usage_router)
     app.include_router(audit_router)
+    app.include_router(me_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
