@@ -32,7 +32,7 @@ from capps_gateway.headers import bearer_token, sane_request_id
 from capps_gateway.proxy import UpstreamError, UpstreamProxy, create_session
 from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable
 from capps_gateway.settings import GatewaySettings
-from capps_kit.health import AdminApp
+from capps_kit.health import AdminApp, Degraded
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -126,9 +126,15 @@ class GatewayApp:
             raise RuntimeError("JWKS not loaded")
 
     async def _check_kafka(self) -> None:
-        # Ready while Kafka is down too: events spool to disk, and serving calls is the point.
-        if self._runtime is None or not self._runtime.publisher.accepting:
+        # Ready while Kafka is down or hung too: events spool to disk, and serving calls is the
+        # point; not ready once the spool cannot take them.
+        if self._runtime is None:
             raise RuntimeError("request event publisher not running")
+        ready, detail = self._runtime.publisher.readiness()
+        if not ready:
+            raise RuntimeError(detail)
+        if detail != "ok":
+            raise Degraded(detail)
 
     async def _check_apps(self) -> None:
         if self._runtime is None or not self._runtime.apps.loaded:
@@ -164,6 +170,7 @@ class GatewayApp:
             stall_s=settings.gateway_events_stall_s,
             flush_timeout_s=settings.gateway_events_flush_timeout_s,
             segment_bytes=settings.gateway_spool_segment_bytes,
+            spool_max_bytes=settings.gateway_spool_max_bytes,
         )
         apps = AppStateView(
             settings.kafka_bootstrap_servers, settings.gateway_apps_topic, settings.instance_id

@@ -26,8 +26,24 @@ UPSTREAM_ERRORS = Counter(
 EVENTS_SENT = Counter("capps_gateway_events_sent_total", "Request events acknowledged by Kafka.")
 EVENTS_FAILED = Counter(
     "capps_gateway_events_failed_total",
-    "Request events that could not be handed to Kafka or were not acknowledged.",
+    "Request events not delivered straight to Kafka, by what became of them: spooled "
+    "(replayed later), ambiguous (maybe written, set aside) or lost (dropped).",
     ["stage"],
+)
+EVENTS_LOST = Counter(
+    "capps_gateway_events_lost_total",
+    "Request events dropped because the spool could not take them (spool_full: at its "
+    "size cap; disk_full; write_failed): served calls that will never be counted.",
+    ["reason"],
+)
+for _stage in ("spooled", "ambiguous", "lost"):
+    EVENTS_FAILED.labels(_stage)
+for _reason in ("spool_full", "disk_full", "write_failed"):
+    EVENTS_LOST.labels(_reason)
+TASK_RESTARTS = Counter(
+    "capps_gateway_task_restarts_total",
+    "Background tasks of the event publisher restarted after an unexpected error.",
+    ["task"],
 )
 JWKS_FETCHES = Counter(
     "capps_gateway_jwks_fetches_total", "JWKS fetches from the registry, by result.", ["result"]

@@ -37,6 +37,9 @@ class GatewaySettings(ServiceSettings, KafkaSettings):
     # Request events that cannot reach Kafka wait here (segment files), replayed once it answers.
     gateway_spool_dir: Path = Path(".local/gateway/spool")
     gateway_spool_segment_bytes: int = 4 * 1024 * 1024
+    # The spool's cap (bytes); past it, or on a full disk, events are dropped, counted in
+    # capps_gateway_events_lost_total, and /readyz fails. ~300 bytes an event: 1 GiB ~ 3.5 M.
+    gateway_spool_max_bytes: int = 1024 * 1024 * 1024
     # Events buffered in memory before the drain task; past this the backlog goes to disk.
     gateway_events_buffer_max: int = 100_000
     # Events handed to the producer and not yet acknowledged; past this new ones spool.
