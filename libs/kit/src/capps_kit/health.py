@@ -23,6 +23,7 @@ DEGRADED = "degraded: "
 class Degraded(Exception):  # noqa: N818 - a state, not an error: the part is ready all the same
     """Raised by a check whose part works around a failure: shown in `/readyz`, still ready."""
 
+
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 2.0
