@@ -129,6 +129,7 @@ class AppStates:
         enabled: bool = True,
         tokens_valid_after: datetime = EPOCH,
         tenant_id: str = TENANT,
+        rate_limit: RateLimit | None = None,
     ) -> AppState:
         """Publish the app's next state (version + 1) and wait for Kafka to acknowledge it."""
         version = self.versions.get(app_id, 0) + 1
@@ -139,7 +140,7 @@ class AppStates:
             tenant_id=tenant_id,
             enabled=enabled,
             permissions=list(ALL_ROLES if permissions is None else permissions),
-            rate_limit=RateLimit(per_minute=100_000, per_hour=1_000_000),
+            rate_limit=rate_limit or RateLimit(per_minute=100_000, per_hour=1_000_000),
             tokens_valid_after=tokens_valid_after,
             version=version,
             updated_at=now,
@@ -393,7 +394,9 @@ async def start_gateway(
     """Starts `python -m capps_gateway` subprocesses; all are stopped at the end."""
     stack = contextlib.ExitStack()
 
-    async def start(upstream_url: str, *, timeout_s: float = 10.0) -> Gateway:
+    async def start(
+        upstream_url: str, *, timeout_s: float = 10.0, extra_env: dict[str, str] | None = None
+    ) -> Gateway:
         port, admin_port = free_port(), free_port()
         instance_id = f"gw-test-{uuid.uuid4().hex[:8]}"
         log_path = tmp_path_factory.mktemp("gateway") / f"{instance_id}.log"
@@ -414,6 +417,8 @@ async def start_gateway(
             "INSTANCE_ID": instance_id,
             "LOG_LEVEL": "INFO",
             "ENVIRONMENT": "test",
+            "REDIS_URL": infra.redis_url,
+            **(extra_env or {}),
         }
         process = stack.enter_context(_process(["-m", "capps_gateway"], env, log_path))
         admin_url = f"http://127.0.0.1:{admin_port}"

@@ -69,6 +69,22 @@ KAFKA_HEALTHY = Gauge(
     "capps_gateway_kafka_healthy", "1 while events go straight to Kafka, 0 while they spool."
 )
 
+RATELIMIT_CHECKS = Counter(
+    "capps_gateway_ratelimit_checks_total",
+    "Rate-limit checks, by who decided (redis: shared and exact; local: the fallback).",
+    ["source"],
+)
+RATELIMIT_ROUND_TRIPS = Counter(
+    "capps_gateway_ratelimit_round_trips_total",
+    "Batched rate-limit script calls sent to Redis (checks / round trips = batch size).",
+)
+RATELIMIT_FALLBACK = Gauge(
+    "capps_gateway_ratelimit_fallback",
+    "1 while Redis does not answer and each process limits alone at limit / processes.",
+)
+for _source in ("redis", "local"):
+    RATELIMIT_CHECKS.labels(_source)
+
 APPS_KNOWN = Gauge("capps_gateway_apps_known", "Apps in the gateway's local view of app state.")
 APP_STATE_RECORDS = Counter(
     "capps_gateway_app_state_records_total",
