@@ -23,7 +23,7 @@ from capps_kit.kafka import make_producer
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
 from capps_usage.keys import HOT_READY_KEY, OFFSETS_KEY
-from tests.infra import throwaway_topics
+from tests.infra import drop_database, throwaway_topics
 from tests.integration.aggregator.worker_process import Worker, free_port
 
 # The aggregator's tests rebuild and flush the hot store, so they keep to a Redis database of
@@ -79,7 +79,7 @@ async def usage_db(infra: Any, run_id: str) -> AsyncIterator[str]:
         await asyncio.to_thread(upgrade_head, url)
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
 
