@@ -168,6 +168,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
             "events": measured.events,
             "apps": measured.apps,
             "produce_seconds": measured.produce_seconds,
+            **measured.extra(),
         }
     machine |= {"load_after": load_average(), "tools": tools}
     finished = datetime.now(UTC)
