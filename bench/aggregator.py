@@ -433,7 +433,7 @@ async def _series_latency(dsn: str) -> dict[str, float]:
                 started = time.perf_counter()
                 result = await statement.fetch(f"series-{index * 7 % SERIES_APPS}")
                 timings.append((time.perf_counter() - started) * 1000)
-                if len(result) < rows - 1:
+                if len(result) < rows - 30:  # minutes pass between seeding and querying
                     raise RuntimeError(f"{name}: {len(result)} rows, expected about {rows}")
             timings.sort()
             found[f"series_{name}_p50_ms"] = timings[len(timings) // 2]
