@@ -17,6 +17,7 @@ from capps_registry.apps.endpoints import router as apps_router
 from capps_registry.audit.endpoints import router as audit_router
 from capps_registry.client_secrets.endpoints import router as secrets_router
 from capps_registry.errors import install_error_handlers
+from capps_registry.limits import BodyLimitMiddleware
 from capps_registry.me.endpoints import router as me_router
 from capps_registry.metrics import RequestContextMiddleware
 from capps_registry.oauth.endpoints import router as oauth_router
@@ -86,6 +87,12 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_exception_handler(OAuthError, oauth_error_response)
+    # Added first, so it runs inside the request-context middleware (which names the request).
+    app.add_middleware(
+        BodyLimitMiddleware,
+        form_max_bytes=chosen.registry_form_max_bytes,
+        json_max_bytes=chosen.registry_json_max_bytes,
+    )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(oauth_router)
     app.include_router(apps_router)

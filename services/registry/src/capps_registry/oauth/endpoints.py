@@ -1,19 +1,20 @@
 """OAuth endpoints: token (RFC 6749 §4.4), introspection (RFC 7662), JWKS and metadata."""
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile
 
 from capps_catalog import Catalog
 from capps_registry.errors import REQUEST_ID_HEADER, request_id_of
 from capps_registry.metrics import TOKENS_ISSUED, TOKENS_REFUSED
 from capps_registry.models import Client
-from capps_registry.oauth import service
+from capps_registry.oauth import service, throttle
 from capps_registry.oauth.claims import TENANT_ADMIN_ROLE
 from capps_registry.oauth.client_auth import authenticate_request
 from capps_registry.oauth.errors import NO_STORE, OAuthError
+from capps_registry.oauth.service import ClientRefusedError
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import RegistryState, StateDep
 
@@ -22,24 +23,62 @@ router = APIRouter(tags=["oauth"])
 FORM_TYPE = "application/x-www-form-urlencoded"
 GRANT_TYPE = "client_credentials"
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# grant_type, scope, client_id, client_secret, token, token_type_hint, assertion...: 16 is ample.
+MAX_FORM_FIELDS = 16
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """The form parameters, each at most once (RFC 6749 §3.2), or invalid_request."""
+    """The form parameters, each at most once (RFC 6749 §3.2), or invalid_request.
+
+    The body is already bounded (BodyLimitMiddleware); the field count is bounded here.
+    """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_TYPE:
         raise OAuthError("invalid_request", f"the request body must be {FORM_TYPE}")
-    form = await request.form()
+    try:
+        pairs = parse_qsl(
+            (await request.body()).decode("utf-8"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise OAuthError("invalid_request", "the form must be UTF-8") from None
+    except ValueError:
+        raise OAuthError(
+            "invalid_request", f"the form has more than {MAX_FORM_FIELDS} fields"
+        ) from None
     params: dict[str, str] = {}
-    for name in form:
-        values = form.getlist(name)
-        if len(values) > 1:
+    for name, value in pairs:
+        if name in params:
             raise OAuthError("invalid_request", f"parameter {name} is repeated")
-        value = values[0]
-        if isinstance(value, UploadFile):
-            raise OAuthError("invalid_request", f"parameter {name} must be text")
         params[name] = value
     return params
+
+
+async def authenticate(request: Request, state: RegistryState, params: dict[str, str]) -> Client:
+    """The client that sent the request, with failed attempts limited per id and address."""
+    address = request.client.host if request.client else "unknown"
+    try:
+        credentials = authenticate_request(request.headers.get("authorization"), params)
+    except OAuthError as exc:
+        if exc.error == "invalid_client":
+            await throttle.record_failure(state.redis, None, address)
+        raise
+    limits = state.settings.auth_failure_limits
+    wait = await throttle.over_limit(state.redis, limits, credentials.client_id, address)
+    if wait is not None:
+        raise ClientRefusedError(
+            "throttled",
+            "too many failed authentications; retry later",
+            status=429,
+            headers={"Retry-After": str(wait)},
+        )
+    try:
+        return await service.authenticate_client(state.pool, state.settings.pepper, credentials)
+    except OAuthError as exc:
+        if exc.error == "invalid_client":
+            await throttle.record_failure(state.redis, credentials.client_id, address)
+        raise
 
 
 async def authenticated_caller(
@@ -47,8 +86,7 @@ async def authenticated_caller(
 ) -> tuple[Client, dict[str, str]]:
     """Read the form and authenticate the client that sent it."""
     params = await read_form(request)
-    credentials = authenticate_request(request.headers.get("authorization"), params)
-    return await service.authenticate_client(state.pool, state.settings.pepper, credentials), params
+    return await authenticate(request, state, params), params
 
 
 async def _grant(request: Request, state: RegistryState) -> tuple[Client, service.IssuedToken]:
@@ -56,9 +94,8 @@ async def _grant(request: Request, state: RegistryState) -> tuple[Client, servic
     grant_type = params.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
-    credentials = authenticate_request(request.headers.get("authorization"), params)
     # Authenticate before judging the grant, so strangers learn nothing about the server.
-    client = await service.authenticate_client(state.pool, state.settings.pepper, credentials)
+    client = await authenticate(request, state, params)
     if grant_type != GRANT_TYPE:
         raise OAuthError(
             "unsupported_grant_type", f"only {GRANT_TYPE} is supported, not {grant_type!r}"

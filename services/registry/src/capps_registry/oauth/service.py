@@ -28,8 +28,15 @@ class IssuedToken:
 class ClientRefusedError(OAuthError):
     """Client authentication failed; `reason` labels the refusal in metrics."""
 
-    def __init__(self, reason: str, description: str) -> None:
-        super().__init__("invalid_client", description)
+    def __init__(
+        self,
+        reason: str,
+        description: str,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__("invalid_client", description, status=status, headers=headers)
         self.reason = reason
 
 
