@@ -13,10 +13,6 @@ from capps_registry.errors import error_body, pick_request_id
 OAUTH_PREFIX = "/oauth2/"
 
 
-class BodyTooLargeError(Exception):
-    """The request body went past its limit while streaming."""
-
-
 class BodyLimitMiddleware:
     """413 for a body over its limit: small for the OAuth forms, larger for the admin API."""
 
@@ -42,28 +38,32 @@ class BodyLimitMiddleware:
                     return
                 break
         seen = 0
+        exceeded = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLargeError
+                    # The app gets an ended, cut body; whatever it answers is replaced below.
+                    exceeded = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        started = False
+        refused = False
 
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except BodyTooLargeError:
-            if not started:
+        async def replaced(message: Message) -> None:
+            nonlocal refused
+            if not exceeded:
+                await send(message)
+            elif not refused:
+                refused = True
                 await self._refuse(scope, send, limit)
+
+        await self.app(scope, counted, replaced)
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, limit: int) -> None:
