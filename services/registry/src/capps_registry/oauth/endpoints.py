@@ -137,7 +137,12 @@ async def introspect(request: Request, state: StateDep) -> JSONResponse:
 @router.get("/.well-known/jwks.json")
 async def jwks(state: StateDep) -> JSONResponse:
     """The public keys that verify access tokens."""
-    return JSONResponse(dict(state.keys.jwks()), headers={"Cache-Control": "public, max-age=300"})
+    # Short enough that a cache drops a retired key soon after it leaves; verifiers refetch on
+    # an unknown kid anyway, which is how a rotated key reaches them at once.
+    return JSONResponse(
+        dict(state.keys.jwks()),
+        headers={"Cache-Control": "public, max-age=60, stale-while-revalidate=30"},
+    )
 
 
 def server_metadata(settings: RegistrySettings, catalog: Catalog) -> dict[str, Any]:
