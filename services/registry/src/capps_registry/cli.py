@@ -58,20 +58,26 @@ def migrate(settings: RegistrySettings) -> None:
 
 
 def serve(settings: RegistrySettings) -> None:
-    """Run the HTTP server (uvloop, httptools) until SIGTERM/SIGINT."""
+    """Run the HTTP server (uvloop, httptools) until SIGTERM/SIGINT, with its limits."""
     import uvicorn  # noqa: PLC0415
 
     from capps_registry.app import build_api  # noqa: PLC0415
+    from capps_registry.server import HeaderTimeoutProtocol  # noqa: PLC0415
 
+    HeaderTimeoutProtocol.header_read_timeout_s = settings.registry_header_read_timeout_seconds
     uvicorn.run(
         build_api(settings),
         host=settings.registry_host,
         port=settings.registry_port,
         loop="uvloop",
-        http="httptools",
+        http=HeaderTimeoutProtocol,
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        # Beyond this many open connections and requests in flight, answer 503 at once.
+        limit_concurrency=settings.registry_max_concurrency,
+        timeout_keep_alive=settings.registry_keep_alive_seconds,
+        backlog=1024,
     )
 
 

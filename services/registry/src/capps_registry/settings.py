@@ -41,6 +41,10 @@ class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSe
     # Request bodies: OAuth forms (a client assertion fits), admin API JSON.
     registry_form_max_bytes: int = Field(default=8 * 1024, ge=1024)
     registry_json_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Server limits: connections + requests in flight, idle keep-alive, time to send a head.
+    registry_max_concurrency: int = Field(default=1000, ge=10)
+    registry_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    registry_header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # How often a running registry reloads its signing keys (picks up `registry keys rotate`).
     registry_keys_reload_seconds: float = Field(default=30.0, gt=0, le=3600)
 
