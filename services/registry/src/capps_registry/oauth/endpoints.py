@@ -5,15 +5,16 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from capps_catalog import Catalog
-from capps_registry.errors import REQUEST_ID_HEADER, request_id_of
+from capps_registry.errors import REQUEST_ID_HEADER, ErrorBody, request_id_of
 from capps_registry.metrics import TOKENS_ISSUED, TOKENS_REFUSED
 from capps_registry.models import Client
 from capps_registry.oauth import service, throttle
 from capps_registry.oauth.claims import TENANT_ADMIN_ROLE
 from capps_registry.oauth.client_auth import authenticate_request
-from capps_registry.oauth.errors import NO_STORE, OAuthError
+from capps_registry.oauth.errors import NO_STORE, OAuthError, OAuthErrorBody
 from capps_registry.oauth.service import ClientRefusedError
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import RegistryState, StateDep
@@ -103,7 +104,66 @@ async def _grant(request: Request, state: RegistryState) -> tuple[Client, servic
     return client, service.issue_token(state.settings, state.keys, client, params.get("scope"))
 
 
-@router.post("/oauth2/token")
+class TokenResponse(BaseModel):
+    """RFC 6749 §5.1 access token response."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+
+
+class IntrospectionResponse(BaseModel):
+    """RFC 7662 §2.2: `active` only for an inactive token, every claim for an active one."""
+
+    active: bool
+    scope: str | None = None
+    client_id: str | None = None
+    token_type: str | None = None
+    exp: int | None = None
+    iat: float | None = None
+    sub: str | None = None
+    aud: str | None = None
+    iss: str | None = None
+    jti: str | None = None
+    tid: str | None = None
+    roles: list[str] | None = None
+
+
+def _form(*fields: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """OpenAPI of a form body the handler reads itself (bounded, fields counted)."""
+    schema = {
+        "type": "object",
+        "properties": {name: {"type": "string"} for name in fields},
+        "required": list(required),
+    }
+    return {"requestBody": {"required": True, "content": {FORM_TYPE: {"schema": schema}}}}
+
+
+def _oauth_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "invalid_request, unsupported_grant_type, invalid_scope",
+        401: "invalid_client: client authentication failed",
+        413: "the form is larger than the limit",
+        429: "too many failed authentications for this client id or address; see Retry-After",
+    }
+    return {
+        status: {
+            "model": ErrorBody if status == 413 else OAuthErrorBody,
+            "description": described[status],
+        }
+        for status in statuses
+    }
+
+
+@router.post(
+    "/oauth2/token",
+    response_model=TokenResponse,
+    responses=_oauth_errors(400, 401, 413, 429),
+    openapi_extra=_form(
+        "grant_type", "scope", "client_id", "client_secret", required=("grant_type",)
+    ),
+)
 async def token(request: Request, state: StateDep) -> JSONResponse:
     """Client credentials grant: a JWT access token for the authenticated client."""
     try:
@@ -123,7 +183,12 @@ async def token(request: Request, state: StateDep) -> JSONResponse:
     )
 
 
-@router.post("/oauth2/introspect")
+@router.post(
+    "/oauth2/introspect",
+    response_model=IntrospectionResponse,
+    responses=_oauth_errors(400, 401, 413, 429),
+    openapi_extra=_form("token", "client_id", "client_secret", required=("token",)),
+)
 async def introspect(request: Request, state: StateDep) -> JSONResponse:
     """RFC 7662 introspection for a tenant's admin client; anything else is inactive."""
     caller, params = await authenticated_caller(request, state)

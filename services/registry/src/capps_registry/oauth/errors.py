@@ -2,10 +2,18 @@
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from capps_registry.errors import REQUEST_ID_HEADER, request_id_of
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthErrorBody(BaseModel):
+    """RFC 6749 §5.2 error body."""
+
+    error: str
+    error_description: str
 
 
 class OAuthError(Exception):
