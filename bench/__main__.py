@@ -26,6 +26,7 @@ from bench.machine import ROOT, load_average, machine_facts
 from bench.nginx import nginx_proxy, nginx_version
 from bench.options import BenchOptions, parse_options
 from bench.progress import say, ticking
+from bench.registry import RegistryTarget, measure_registry, report_registry
 from bench.results import (
     history,
     http_entry,
@@ -149,6 +150,10 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 "p95": percentile(changes, 95),
                 "samples": changes,
             }
+    if "registry" in options.only:
+        extra["registry"] = measure_registry(
+            RegistryTarget.from_env(), options.seconds, options.connections
+        )
     if "aggregator" in options.only:
         measured = asyncio.run(
             measure_aggregator(
@@ -214,6 +219,8 @@ def report(document: dict[str, Any]) -> None:
             f"admin change -> enforced at the gateway: p50 {enforced['p50']:.0f} ms,"
             f" p95 {enforced['p95']:.0f} ms ({len(enforced['samples'])} samples)"
         )
+    if document.get("registry"):
+        report_registry(document["registry"])
     machine = document["machine"]
     print(
         f"machine: {machine['nproc']} CPUs, load {machine['load_before'][0]:.2f} before,"

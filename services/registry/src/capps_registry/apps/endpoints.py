@@ -23,7 +23,7 @@ from capps_registry.errors import error_responses
 from capps_registry.state import StateDep
 
 # Every admin call can be refused for its token, its size or its rate, or fail on a store.
-ADMIN = (401, 403, 413, 422, 429, 503)
+ADMIN = (401, 403, 413, 422, 503)
 router = APIRouter(prefix="/v1", tags=["apps"], responses=error_responses(*ADMIN))
 
 
