@@ -31,7 +31,7 @@ from capps_gateway.events import SpoolingPublisher, build_event
 from capps_gateway.headers import bearer_token, sane_request_id
 from capps_gateway.proxy import UpstreamError, UpstreamProxy, create_session
 from capps_gateway.ratelimit import RateLimiter
-from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable
+from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable, path_refusal
 from capps_gateway.settings import GatewaySettings
 from capps_kit.health import AdminApp, Degraded
 from capps_kit.redis import create_redis
@@ -114,6 +114,8 @@ class GatewayApp:
         self._routes = RouteTable(catalog.routes)
         self._metrics = metrics.RequestMetrics()
         self._runtime: _Runtime | None = None
+        self._in_flight = 0
+        self._max_in_flight = settings.gateway_max_in_flight
         self.admin = AdminApp(
             {
                 "jwks": self._check_jwks,
@@ -127,7 +129,16 @@ class GatewayApp:
         """Serve HTTP calls and the lifespan; anything else (websockets) is refused."""
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            if self._in_flight >= self._max_in_flight:
+                # Refused before any work, and before the app is known: metrics only.
+                await send_error(send, errors.overloaded(self._max_in_flight), new_event_id())
+                self._metrics.observe_refused(UNMATCHED, 503, "overloaded", 0.0)
+                return
+            self._in_flight += 1
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                self._in_flight -= 1
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -247,6 +258,13 @@ class GatewayApp:
         method: str = scope["method"]
         raw = scope.get("raw_path")
         raw_path = raw.decode("latin-1") if raw else scope["path"]
+        refusal = path_refusal(raw_path)
+        if refusal is not None:
+            await send_error(send, errors.invalid_path(refusal), request_id)
+            self._metrics.observe_refused(
+                UNMATCHED, 400, "invalid_path", time.perf_counter() - started
+            )
+            return
         match = self._routes.match(method, raw_path)
         route = match.route.template if match is not None else UNMATCHED
         runtime = self._runtime
@@ -386,6 +404,8 @@ class GatewayApp:
                 principal=principal,
                 send=send,
                 extra_headers=extra_headers,
+                client_ip=client[0] if (client := scope.get("client")) else "",
+                scheme=scope.get("scheme", "http"),
             )
         except UpstreamError as exc:
             metrics.UPSTREAM_ERRORS.labels("timeout" if exc.timeout else "connect").inc()
