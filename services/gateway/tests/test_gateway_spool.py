@@ -114,14 +114,16 @@ def test_past_the_cap_records_are_refused_and_earlier_ones_stay(tmp_path: Path) 
     assert spool.append([record(n) for n in range(4)]) == 4
     assert spool.refusing is None
     assert spool.append([record(n) for n in range(4, 8)]) == 1
-    assert spool.refusing is not None
-    assert loss_reason(spool.refusing) == "spool_full"
+    refusing: str | None = spool.refusing
+    assert refusing is not None
+    assert loss_reason(refusing) == "spool_full"
     assert spool.append([record(9)]) == 0
     spool.seal()
     found = [r for segment in spool.sealed_segments() for r in spool.read(segment)[0]]
     assert found == [record(n) for n in range(5)]
     spool.delete(spool.sealed_segments()[0])
-    assert spool.refusing is None
+    refusing = spool.refusing
+    assert refusing is None
     assert spool.append([record(10)]) == 1
 
 
