@@ -9,6 +9,7 @@ import uvloop
 
 from capps_catalog import load_catalog
 from capps_gateway.app import GatewayApp
+from capps_gateway.edge import guarded_protocol
 from capps_gateway.settings import GatewaySettings
 from capps_kit.health import serve_admin
 from capps_kit.logging import configure_logging
@@ -23,7 +24,11 @@ async def serve(settings: GatewaySettings) -> None:
         app,
         host=settings.gateway_host,
         port=settings.gateway_port,
-        http="httptools",
+        http=guarded_protocol(
+            max_header_bytes=settings.gateway_max_header_bytes,
+            header_timeout_s=settings.gateway_header_timeout_s,
+            body_timeout_s=settings.gateway_body_timeout_s,
+        ),
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -1,9 +1,8 @@
 """Pure access decision for a verified token: app state + token claims + route -> verdict."""
 
 import enum
-import math
 
-from capps_events import AppState
+from capps_events import AppState, token_predates
 from capps_gateway.auth import Principal
 
 
@@ -22,18 +21,6 @@ class Verdict(enum.Enum):
     """403, counted: the route's permission is missing from the token or from the app now."""
 
 
-def issued_before(issued_at: float, valid_after: float) -> bool:
-    """Whether a token issued at `issued_at` predates `valid_after` (both epoch seconds).
-
-    Tokens carry `iat` in whole seconds, so within the second of `valid_after` the order is
-    unknown; such a token is accepted, else a token fetched right after an app is re-enabled
-    would stay refused for its whole life. A fractional `iat` is compared exactly.
-    """
-    if issued_at.is_integer():
-        return issued_at < math.floor(valid_after)
-    return issued_at < valid_after
-
-
 def decide(state: AppState | None, principal: Principal, permission: str | None) -> Verdict:
     """The verdict for a call by `principal` to a route needing `permission` (None: no route).
 
@@ -46,7 +33,7 @@ def decide(state: AppState | None, principal: Principal, permission: str | None)
         return Verdict.UNKNOWN_APP
     if not state.enabled:
         return Verdict.APP_DISABLED
-    if issued_before(principal.issued_at, state.tokens_valid_after.timestamp()):
+    if token_predates(principal.issued_at, state.tokens_valid_after):
         return Verdict.TOKEN_REVOKED
     if permission is not None and (
         permission not in principal.roles or permission not in state.permissions

@@ -69,6 +69,12 @@ KAFKA_HEALTHY = Gauge(
     "capps_gateway_kafka_healthy", "1 while events go straight to Kafka, 0 while they spool."
 )
 
+EDGE_REFUSALS = Counter(
+    "capps_gateway_edge_refusals_total",
+    "Connections answered and closed by the HTTP edge, by reason (header_too_large, "
+    "header_timeout, body_timeout).",
+    ["reason"],
+)
 RATELIMIT_CHECKS = Counter(
     "capps_gateway_ratelimit_checks_total",
     "Rate-limit checks, by who decided (redis: shared and exact; local: the fallback).",
