@@ -79,7 +79,8 @@ def overlay(tmp_path_factory: pytest.TempPathFactory) -> Objects:
     shutil.copytree(K8S, root / "k8s")
     example = root / "k8s" / "overlays" / "example"
     text = (example / "secrets.env.example").read_text().replace("<password>", "Zq8vP2xL9kR4")
-    text = re.sub(r"^REGISTRY_KEY_ENCRYPTION_KEY=$", "REGISTRY_KEY_ENCRYPTION_KEY=kR3w9", text)
+    for name in ("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"):
+        text = re.sub(rf"^{name}=$", f"{name}=kR3w9xQ7vL2p", text, flags=re.M)
     (example / "secrets.env").write_text(text)
     return kustomize_build(example)
 
@@ -188,8 +189,17 @@ def test_kafka_postgres_and_redis_are_external_and_secrets_come_from_the_overlay
     assert config["ENVIRONMENT"] == "production"
     assert "," in config["KAFKA_BOOTSTRAP_SERVERS"]
     secret = next(iter(of_kind(overlay, "Secret").values()))
-    assert set(secret["data"]) == {"DATABASE_URL", "REDIS_URL", "REGISTRY_KEY_ENCRYPTION_KEY"}
+    assert set(secret["data"]) == {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "REGISTRY_KEY_ENCRYPTION_KEY",
+        "REGISTRY_SECRET_PEPPER",
+    }
     assert "secrets.env" in (REPO / ".gitignore").read_text()
     gateway = of_kind(overlay, "Deployment")["gateway"]
     gateway_env = {env["name"] for c in pod_containers(gateway) for env in c.get("env", [])}
-    assert not gateway_env & {"DATABASE_URL", "REDIS_URL", "REGISTRY_KEY_ENCRYPTION_KEY"}
+    assert not gateway_env & {
+        "DATABASE_URL",
+        "REGISTRY_KEY_ENCRYPTION_KEY",
+        "REGISTRY_SECRET_PEPPER",
+    }
