@@ -9,7 +9,7 @@ from capps_events.codec import (
     encode_app_state,
     encode_request,
 )
-from capps_events.models import AppState, RateLimit, RequestEvent, new_event_id
+from capps_events.models import AppState, RateLimit, RequestEvent, new_event_id, normalise_issuer
 from capps_events.topics import APPS_TOPIC, REQUESTS_DLQ_TOPIC, REQUESTS_TOPIC, TOPICS, TopicSpec
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "encode_app_state",
     "encode_request",
     "new_event_id",
+    "normalise_issuer",
 ]
