@@ -28,6 +28,9 @@ class GatewaySettings(ServiceSettings, KafkaSettings):
     token_issuer: str = "http://127.0.0.1:8080"  # noqa: S105
     token_audience: str = "capps-api"  # noqa: S105
     catalog_path: Path | None = None
+    # External identity providers whose access tokens the gateway accepts too (YAML or JSON;
+    # see auth/issuers.py and the README). None: only the registry's own tokens.
+    gateway_issuers_file: Path | None = None
 
     @property
     def jwks_url(self) -> str:
