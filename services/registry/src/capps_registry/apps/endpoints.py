@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Depends, Response
 
-from capps_registry.apps import service
+from capps_registry.apps import external, service
 from capps_registry.apps.schemas import (
     AppCreate,
     AppCreated,
@@ -38,8 +38,15 @@ async def list_permissions(state: AppState) -> PermissionList:
 async def create_app(
     body: AppCreate, admin: TenantAdmin, state: AppState, response: Response
 ) -> AppCreated:
-    """Register an app; the answer carries its client secret, shown only this once."""
-    created = await service.create_app(state, admin.tenant_id, body)
+    """Register an app; the answer carries its client secret, shown only this once.
+
+    With `external: {issuer, client_id}` the app is that identity provider's client: its id is
+    the client id, it gets no secret, and its tokens come from its provider.
+    """
+    if body.external is not None:
+        created = await external.create_external_app(state, admin.tenant_id, body)
+    else:
+        created = await service.create_app(state, admin.tenant_id, body)
     response.headers["Location"] = f"/v1/apps/{created.id}"
     response.headers["Cache-Control"] = "no-store"
     return created
