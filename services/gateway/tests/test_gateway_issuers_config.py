@@ -126,9 +126,10 @@ def test_keys_fit_only_their_own_algorithm_family() -> None:
     ec = ECKey.generate_key("P-256", parameters={"kid": "e"})
     ed = OKPKey.generate_key("Ed25519", parameters={"kid": "o"})
     pinned = RSAKey.generate_key(2048, parameters={"kid": "p", "alg": "RS256"})
+    named: dict[str, RSAKey | ECKey | OKPKey] = {"rsa": rsa, "ec": ec, "ed": ed, "pinned": pinned}
     fits = {
         (kid, alg)
-        for kid, key in {"rsa": rsa, "ec": ec, "ed": ed, "pinned": pinned}.items()
+        for kid, key in named.items()
         for alg in ("RS256", "PS256", "ES256", "ES384", "EdDSA")
         if key_fits(key, alg)
     }

@@ -77,6 +77,9 @@ async def test_the_token_endpoint_never_serves_an_external_app(
         )
         assert answer.status_code == 401, answer.text
         assert answer.json()["error"] == "invalid_client"
+    # Nor can an admin give it a secret to get one.
+    rotated = await admin.post(f"/v1/apps/{client_id}/secrets", json={})
+    assert_error(rotated, 409, "external_app")
 
 
 async def test_a_taken_client_id_is_a_conflict_even_across_tenants_and_issuers(

@@ -8,10 +8,11 @@ secret for it and its token endpoint never issues it a token (no secret ever mat
 import asyncpg
 
 from capps_registry.apps.schemas import AppCreate, AppCreated
-from capps_registry.apps.service import app_view, checked_permissions
+from capps_registry.apps.service import app_snapshot, app_view, checked_permissions
+from capps_registry.audit import repository as audit
 from capps_registry.db import CLIENT_COLUMNS, Connection
 from capps_registry.errors import ApiError
-from capps_registry.models import Client
+from capps_registry.models import Client, Principal
 from capps_registry.outbox import repository as outbox
 from capps_registry.state import RegistryState
 from capps_registry.usage.service import stats_of
@@ -39,21 +40,25 @@ async def insert_external_client(
     return Client.from_row(row)
 
 
-async def create_external_app(state: RegistryState, tenant_id: str, body: AppCreate) -> AppCreated:
+async def create_external_app(
+    state: RegistryState, actor: Principal, body: AppCreate
+) -> AppCreated:
     """Register an external provider's client as an app; 409 if its client id is taken."""
     assert body.external is not None
     permissions = checked_permissions(state.catalog, body.permissions)
     async with state.pool.acquire() as conn, conn.transaction():
         try:
-            client = await insert_external_client(conn, tenant_id, body, permissions)
+            client = await insert_external_client(conn, actor.tenant_id, body, permissions)
         except asyncpg.UniqueViolationError:
             # Client ids are app ids: unique across tenants and issuers alike.
             raise ApiError(
                 409, "conflict", f"an app with client id {body.external.client_id} exists"
             ) from None
         except asyncpg.ForeignKeyViolationError:
-            raise ApiError(404, "not_found", f"no tenant {tenant_id}") from None
+            raise ApiError(404, "not_found", f"no tenant {actor.tenant_id}") from None
         await outbox.enqueue(conn, client.id, "state", client.version)
-    stats = await stats_of(state.redis, [client.id])
+        after = {**app_snapshot(client), "external": {"issuer": client.issuer}}
+        await audit.record(conn, actor, "app.create", app_id=client.id, before=None, after=after)
+    stats = await stats_of(state, [client.id])
     view = app_view(client, stats.get(client.id))
     return AppCreated(**view.model_dump(), client_secret=None)

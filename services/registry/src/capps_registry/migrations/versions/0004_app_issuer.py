@@ -1,7 +1,7 @@
 """Apps of external identity providers: the issuer whose tokens act for an app.
 
-Revision ID: 0003_app_issuer
-Revises: 0002_app_outbox
+Revision ID: 0004_app_issuer
+Revises: 0003_keyed_secrets_audit
 Create Date: 2026-11-30
 
 An app registered by its external client id carries its provider's issuer URL; the registry
@@ -10,8 +10,8 @@ issues it no secret and no token, and gateways accept its tokens only from that 
 
 from alembic import op
 
-revision = "0003_app_issuer"
-down_revision = "0002_app_outbox"
+revision = "0004_app_issuer"
+down_revision = "0003_keyed_secrets_audit"
 branch_labels = None
 depends_on = None
 
