@@ -30,6 +30,9 @@ const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: crypto.random
 
 const provider = new Provider(issuer, {
   clients,
+  // Only client-credentials tokens are issued; no session cookies are ever set.
+  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+  ttl: { ClientCredentials: 600 },
   jwks: { keys: [signingKey] },
   scopes: scopes.split(' '),
   features: {
