@@ -164,3 +164,10 @@ def test_the_jwks_keeps_public_signing_keys_of_allowed_algorithms_only() -> None
         parse_jwks(document, frozenset({"EdDSA"}))
     with pytest.raises(KeyFetchError, match="no 'keys' list"):
         parse_jwks({"keys": "x"}, frozenset({"RS256"}))
+
+
+def test_the_documented_example_file_is_valid() -> None:
+    example = Path(__file__).resolve().parents[3] / "config" / "issuers.example.yaml"
+    entries = load_issuers(example, registry_issuer=REGISTRY)
+    assert [entry.rules().fixed_tenant for entry in entries] == ["contoso-tenant-id", None]
+    assert entries[0].rules().require_at_jwt is False
