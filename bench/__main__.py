@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.aggregator import Servers, measure_aggregator
 from bench.charts import draw_history, draw_run
+from bench.issuers import measure_token_checks
 from bench.machine import ROOT, load_average, machine_facts
 from bench.nginx import nginx_proxy, nginx_version
 from bench.options import BenchOptions, parse_options
@@ -149,6 +150,8 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 "p95": percentile(changes, 95),
                 "samples": changes,
             }
+    if "issuers" in options.only:
+        scenarios |= measure_token_checks()
     if "aggregator" in options.only:
         measured = asyncio.run(
             measure_aggregator(

@@ -146,7 +146,8 @@ class IssuerRouter:
 
     async def verify(self, token: str) -> Principal:
         """The caller behind `token`; raises InvalidTokenError or KeysUnavailableError."""
-        cached = self._external.cached(token)
+        # Cache hits first, so a token seen before is never decoded again to find its issuer.
+        cached = self._registry.cached(token) or self._external.cached(token)
         if cached is not None:
             return cached
         header, claims = unverified_parts(token)
