@@ -7,18 +7,11 @@ discovery down, unknown kids, keys of another issuer, wrong audience, algorithm 
 """
 
 import asyncio
-import base64
-import contextlib
-import os
 import secrets
-import shutil
-import signal
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,116 +27,26 @@ from tests.integration.gateway.conftest import (
     Gateway,
     StartGateway,
     _serve,
-    free_port,
 )
+from tests.integration.gateway.oidc_provider import AUDIENCE, OidcProvider, running_provider
 
 pytestmark = pytest.mark.integration
 
-OIDC_DIR = Path(__file__).parent / "oidc"
-RESOURCE = "urn:capps:platform-api"
-EXT_AUDIENCE = "capps-platform-api"
+EXT_AUDIENCE = AUDIENCE
 OIDC_TENANT = f"tenant-oidc-{uuid.uuid4().hex[:8]}"
 OWN_TENANT = f"tenant-own-{uuid.uuid4().hex[:8]}"
-SCOPES = "Alert.Read.All Machine.Read.All Machine.Isolate"
 DEADLINE_S = 30.0
 # The flaky issuer's keys serve this long after their last fetch when discovery is down.
 FLAKY_MAX_STALE_S = 4.0
 
 
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js is needed for the oidc-provider tests: apt-get install nodejs npm")
-    return node
-
-
-def _install_provider() -> None:
-    """`npm ci` from the committed lock, once (node_modules is not committed)."""
-    if (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("npm is needed to install oidc-provider: apt-get install npm")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=OIDC_DIR, check=True, timeout=300)
-
-
-@dataclass(frozen=True)
-class OidcProvider:
-    """The running oidc-provider: its issuer and its registered clients' credentials."""
-
-    issuer: str
-    clients: dict[str, str]
-
-    async def token(self, http: aiohttp.ClientSession, client_id: str, scope: str) -> str:
-        """A client-credentials access token for the platform API (RFC 8707 resource)."""
-        basic = base64.b64encode(f"{client_id}:{self.clients[client_id]}".encode())
-        async with http.post(
-            f"{self.issuer}/token",
-            data={"grant_type": "client_credentials", "scope": scope, "resource": RESOURCE},
-            headers={"Authorization": "Basic " + basic.decode()},
-        ) as response:
-            body = await response.json()
-            assert response.status == 200, body
-            token: str = body["access_token"]
-            return token
-
-
-@contextlib.contextmanager
-def _node_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [_node(), "provider.mjs"],
-            cwd=OIDC_DIR,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture(scope="module")
 async def oidc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OidcProvider]:
-    """panva's oidc-provider on a free port, with two clients (one never registered as an app)."""
-    _install_provider()
-    port = free_port()
-    clients = {
-        f"partner-siem-{uuid.uuid4().hex[:8]}": secrets.token_urlsafe(32),
-        f"partner-unregistered-{uuid.uuid4().hex[:8]}": secrets.token_urlsafe(32),
-    }
-    env = {
-        "OIDC_PORT": str(port),
-        "OIDC_CLIENTS": orjson.dumps(
-            [{"client_id": cid, "client_secret": s, "scope": SCOPES} for cid, s in clients.items()]
-        ).decode(),
-        "OIDC_RESOURCE": RESOURCE,
-        "OIDC_AUDIENCE": EXT_AUDIENCE,
-        "OIDC_SCOPES": SCOPES,
-    }
+    """panva's oidc-provider with two clients, one never registered as an app."""
+    client_ids = [f"partner-siem-{uuid.uuid4().hex[:8]}", f"partner-other-{uuid.uuid4().hex[:8]}"]
     log_path = tmp_path_factory.mktemp("oidc") / "oidc-provider.log"
-    issuer = f"http://127.0.0.1:{port}"
-    with _node_process(env, log_path) as process:
-        deadline = time.monotonic() + DEADLINE_S
-        async with aiohttp.ClientSession() as http:
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"oidc-provider exited:\n{log_path.read_text()[-4000:]}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    url = f"{issuer}/.well-known/openid-configuration"
-                    async with http.get(url) as response:
-                        if response.status == 200:
-                            break
-                if time.monotonic() > deadline:
-                    pytest.fail(f"oidc-provider not up:\n{log_path.read_text()[-4000:]}")
-                await asyncio.sleep(0.2)
-        yield OidcProvider(issuer, clients)
+    async with running_provider(client_ids, log_path) as provider:
+        yield provider
 
 
 @dataclass
