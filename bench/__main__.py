@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.aggregator import Servers, measure_aggregator
 from bench.charts import draw_history, draw_run
+from bench.issuers import measure_token_checks
 from bench.machine import ROOT, load_average, machine_facts
 from bench.nginx import nginx_proxy, nginx_version
 from bench.options import BenchOptions, parse_options
@@ -154,6 +155,8 @@ def run(options: BenchOptions) -> dict[str, Any]:
         extra["registry"] = measure_registry(
             RegistryTarget.from_env(), options.seconds, options.connections
         )
+    if "issuers" in options.only:
+        scenarios |= measure_token_checks()
     if "aggregator" in options.only:
         measured = asyncio.run(
             measure_aggregator(

@@ -9,6 +9,7 @@ import uvloop
 
 from capps_catalog import load_catalog
 from capps_gateway.app import GatewayApp
+from capps_gateway.auth.issuers import IssuerConfigError
 from capps_gateway.edge import guarded_protocol
 from capps_gateway.settings import GatewaySettings
 from capps_kit.health import serve_admin
@@ -64,7 +65,13 @@ def main() -> None:
     """Read settings, configure JSON logging and serve on uvloop."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level)
-    uvloop.run(serve(settings))
+    try:
+        uvloop.run(serve(settings))
+    except IssuerConfigError as exc:
+        log.error(  # noqa: TRY400 - the message says it all; a traceback would only bury it
+            "invalid issuers file, not starting", extra={"reason": str(exc)}
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
