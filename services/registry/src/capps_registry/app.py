@@ -22,6 +22,7 @@ from capps_registry.oauth.service import load_signing_keys
 from capps_registry.outbox.relay import OutboxRelay
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, AppState, RegistryState
+from capps_registry.web import install_page
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(oauth_router)
     app.include_router(apps_router)
+    install_page(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
