@@ -1,10 +1,12 @@
 """Where the tests' real servers come from: environment, testcontainers, or a clear failure."""
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from capps_events import TopicSpec
@@ -97,3 +99,21 @@ async def throwaway_topics(
             await admin.delete_topics([spec.name for spec in specs])
         finally:
             await admin.close()
+
+
+async def drop_database(admin: "asyncpg.Connection[asyncpg.Record]", name: str) -> None:
+    """Drop a throwaway database, its sessions too.
+
+    `WITH (FORCE)` refuses, as a non-superuser, while an autovacuum worker happens to be in the
+    database (it belongs to no role the caller is a member of); such a worker leaves within
+    moments, so the drop is tried again for a while instead of leaking the database.
+    """
+    for attempt in range(50):
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.2)
+        else:
+            return

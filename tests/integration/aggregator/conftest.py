@@ -20,7 +20,7 @@ from capps_kit.kafka import make_producer
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
 from capps_usage.keys import OFFSETS_KEY
-from tests.infra import throwaway_topics
+from tests.infra import drop_database, throwaway_topics
 
 GARBAGE_HEADERS = [("ce_type", b"dev.connectedapps.request.v1"), ("ce_specversion", b"1.0")]
 
@@ -71,7 +71,7 @@ async def usage_db(infra: Any, run_id: str) -> AsyncIterator[str]:
         await asyncio.to_thread(upgrade_head, url)
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
 

@@ -26,7 +26,7 @@ from capps_registry.migrations.runner import upgrade
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState
 from capps_registry.tenants.service import create_tenant
-from tests.infra import throwaway_topics
+from tests.infra import drop_database, throwaway_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ISSUER = "http://registry.test"
@@ -53,7 +53,7 @@ async def migrated_database(database_url: str) -> AsyncIterator[str]:
         await asyncio.to_thread(upgrade, url)
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
 
