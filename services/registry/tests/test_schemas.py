@@ -100,6 +100,8 @@ def test_request_ids() -> None:
 
 def test_placeholder_key_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REGISTRY_KEY_ENCRYPTION_KEY", raising=False)
+    # Production also refuses the database's default password: give it a real one.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://capps:Xq7-vT9pL2mRw4sZ@db:5432/capps")
     assert RegistrySettings(environment="development").registry_key_encryption_key
     with pytest.raises(ValidationError, match="REGISTRY_KEY_ENCRYPTION_KEY"):
         RegistrySettings(environment="production")

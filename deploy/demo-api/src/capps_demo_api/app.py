@@ -2,7 +2,7 @@
 
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -10,11 +10,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from capps_demo_api.data import build_alerts, build_machines
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from capps_kit.asgi import Receive, Scope, Send, error_body
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TOP = 10_000
@@ -369,5 +365,4 @@ async def _respond(send: Send, status: int, body: bytes, request_id: str) -> Non
 
 
 async def _error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
-    payload = {"error": {"code": code, "message": message, "target": request_id}}
-    await _respond(send, status, orjson.dumps(payload), request_id)
+    await _respond(send, status, error_body(code, message, request_id), request_id)

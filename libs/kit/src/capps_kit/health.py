@@ -7,18 +7,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
 
 import orjson
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from capps_kit.asgi import Receive, Scope, Send, error_body
+
 ReadinessCheck = Callable[[], Awaitable[None]]
 """Raises when the dependency does not answer; the message is shown in `/readyz`."""
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +66,8 @@ class AdminApp:
             body = generate_latest(self._registry)
             await _respond(send, 200, body, CONTENT_TYPE_LATEST.encode())
         else:
-            error = {"code": "not_found", "message": f"no route {path}", "target": None}
-            await _json(send, 404, {"error": error})
+            body = error_body("not_found", f"no route {path}", None)
+            await _respond(send, 404, body, b"application/json")
 
 
 async def serve_admin(app: AdminApp, host: str, port: int) -> None:

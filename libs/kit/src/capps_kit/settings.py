@@ -6,18 +6,47 @@ development, secrets that still hold a placeholder are refused at start.
 
 import socket
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
 PLACEHOLDER = "changethis"
+# Values seen in examples and defaults; compared case-insensitively, so "ChangeThis" is refused.
+TRIVIAL_SECRETS = frozenset(
+    {
+        "changethis", "changeme", "change-me", "change_me", "changeit", "secret", "password",
+        "passw0rd", "admin", "root", "default", "example", "test", "todo", "none", "null",
+        "capps", "postgres", "redis", "kafka", "letmein", "123456", "12345678", "qwerty",
+    }
+)  # fmt: skip
+MIN_SECRET_LENGTH = 12
+
+
+def weak_secret_reason(value: str) -> str | None:
+    """Why a value cannot serve as a production secret, or None when it can.
+
+    Refuses what a person leaves by accident: empty, a known placeholder in any case (also
+    inside a longer value, like "changethis-please"), one repeated character, or too short.
+    """
+    folded = value.strip().casefold()
+    if not folded:
+        return "is empty"
+    if folded in TRIVIAL_SECRETS or any(word in folded for word in ("changethis", "changeme")):
+        return "is a placeholder"
+    if len(set(folded)) == 1:
+        return "repeats one character"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    return None
 
 
 class ServiceSettings(BaseSettings):
     """Settings every service shares; a service subclasses it and adds its own fields."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # Errors never echo the input: a refused secret must not reach the logs.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     environment: Environment = "development"
     log_level: str = "INFO"
@@ -27,12 +56,25 @@ class ServiceSettings(BaseSettings):
         """Names of fields that hold secrets; subclasses list theirs."""
         return ()
 
+    def production_secrets(self) -> dict[str, str]:
+        """Every secret this service holds, by the name a person sets it with."""
+        found = {name.upper(): str(getattr(self, name)) for name in self.secret_fields()}
+        if isinstance(self, DatabaseSettings):
+            # The database's default password (capps) must not reach production either.
+            found["the password in DATABASE_URL"] = urlsplit(self.database_url).password or ""
+        if isinstance(self, RedisSettings):
+            password = urlsplit(self.redis_url).password
+            if password is not None:  # Redis without a password is a network-level decision
+                found["the password in REDIS_URL"] = password
+        return found
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "ServiceSettings":
         if self.environment == "production":
-            for name in self.secret_fields():
-                if str(getattr(self, name)) in ("", PLACEHOLDER):
-                    raise ValueError(f"{name.upper()} must be set to a real secret in production")
+            for name, value in self.production_secrets().items():
+                reason = weak_secret_reason(value)
+                if reason is not None:
+                    raise ValueError(f"{name} {reason}: set a real secret in production")
         return self
 
 

@@ -8,6 +8,11 @@ Redis holds, per app:
 - `capps:usage:{app}:seen`: last seen, epoch milliseconds.
 - `capps:usage:offsets`: hash, field = "{topic}:{partition}" -> next offset to apply; the
   watermark that makes the writer's updates idempotent.
+- `capps:usage:ready`: the completeness marker. The aggregator sets it only while Redis holds
+  everything PostgreSQL counted up to Redis's own watermarks (after a rebuild from PostgreSQL,
+  or on a fresh store whose PostgreSQL watermarks are all 0). Missing means Redis lost data
+  (restart without persistence, FLUSHDB): the writer refuses to count into it and rebuilds it,
+  and readers answer from PostgreSQL meanwhile.
 PostgreSQL (system of record) keeps the same counters in `usage_minute`, `usage_day` and
 `app_last_seen`, with `usage_offsets` as the watermark.
 """
@@ -17,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 MINUTE_TTL_S = 49 * 3600
 DAY_RETENTION_DAYS = 35
 OFFSETS_KEY = "capps:usage:offsets"
+HOT_READY_KEY = "capps:usage:ready"
 
 
 def minute_floor(moment: datetime) -> datetime:

@@ -1,0 +1,25 @@
+"""The ASGI shapes our raw ASGI apps share, and the one JSON error body every service answers.
+
+Every error a client sees, from any service, is `{"error": {"code", "message", "target"}}`,
+where `target` is the request id (or null where there is none), per DESIGN.md.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def error_payload(code: str, message: str, target: str | None) -> dict[str, dict[str, Any]]:
+    """The error body as a mapping (for frameworks that serialise it themselves)."""
+    return {"error": {"code": code, "message": message, "target": target}}
+
+
+def error_body(code: str, message: str, target: str | None) -> bytes:
+    """The error body as JSON bytes."""
+    return orjson.dumps(error_payload(code, message, target))
