@@ -14,7 +14,7 @@ STACK_PY = $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 STACK = $(STACK_PY) deploy/local/stack.py
 WITH_STACK_ENV = set -a; . $(LOCAL_DIR)/stack.env; set +a;
 # mypy refuses a directory without Python files, so only the ones that have some.
-MYPY_DIRS = $(shell for d in libs services deploy/demo-api/src deploy/local tests bench; do \
+MYPY_DIRS = $(shell for d in libs services deploy/demo-api/src deploy/local deploy/grafana tests bench; do \
 	[ -n "$$(find $$d -name '*.py' -print -quit 2>/dev/null)" ] && echo $$d; done)
 
 .PHONY: help venv up down status logs test lint bench fmt clean distclean

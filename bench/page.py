@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench.progress import say
-from capps_registry.app import create_app
+from capps_registry.app import build_api
 from capps_registry.apps import repository
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState
@@ -110,7 +110,7 @@ async def _served(
     settings: RegistrySettings,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, RegistryState]]:
     """The registry app inside its lifespan, reached in-process through httpx's ASGI transport."""
-    app = create_app(settings)
+    app = build_api(settings)
     async with app.router.lifespan_context(app) as lifespan_state:
         assert lifespan_state is not None
 
@@ -146,7 +146,9 @@ async def measure_page(rounds: int, secrets_file: Path) -> PageTimings:
         registry_outbox_relay=False,
     )
     async with _served(settings) as (client, state):
-        tenant = await create_tenant(state.pool, f"bench-page-{uuid.uuid4().hex[:8]}")
+        tenant = await create_tenant(
+            state.pool, state.settings.pepper, f"bench-page-{uuid.uuid4().hex[:8]}"
+        )
         say(f"seeding {APPS:,} apps with 30 days of usage for tenant {tenant.tenant_id}")
         app_ids = await _seed_apps(state, tenant.tenant_id)
         try:

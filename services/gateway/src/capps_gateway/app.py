@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from capps_catalog import Catalog
-from capps_events import new_event_id
+from capps_events import AppState, new_event_id
 from capps_gateway import errors, metrics
 from capps_gateway.access import Verdict, decide
 from capps_gateway.appstate import AppStateView
@@ -30,9 +30,11 @@ from capps_gateway.errors import GatewayError
 from capps_gateway.events import SpoolingPublisher, build_event
 from capps_gateway.headers import bearer_token, sane_request_id
 from capps_gateway.proxy import UpstreamError, UpstreamProxy, create_session
+from capps_gateway.ratelimit import RateLimiter
 from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable
 from capps_gateway.settings import GatewaySettings
-from capps_kit.health import AdminApp
+from capps_kit.health import AdminApp, Degraded
+from capps_kit.redis import create_redis
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -78,9 +80,13 @@ async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-async def send_error(send: Send, error: GatewayError, request_id: str) -> int:
-    """Answer with the error's JSON body; return the bytes sent."""
+async def send_error(
+    send: Send, error: GatewayError, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> int:
+    """Answer with the error's JSON body (and any `extra` headers); return the bytes sent."""
     headers, body = errors.render(error, request_id)
+    if extra:
+        headers += extra
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return len(body)
@@ -96,6 +102,7 @@ class _Runtime:
     proxy: UpstreamProxy
     publisher: SpoolingPublisher
     apps: AppStateView
+    limiter: RateLimiter
     startup_tasks: list["asyncio.Task[None]"]
 
 
@@ -108,7 +115,12 @@ class GatewayApp:
         self._metrics = metrics.RequestMetrics()
         self._runtime: _Runtime | None = None
         self.admin = AdminApp(
-            {"jwks": self._check_jwks, "kafka": self._check_kafka, "apps": self._check_apps}
+            {
+                "jwks": self._check_jwks,
+                "kafka": self._check_kafka,
+                "apps": self._check_apps,
+                "ratelimit": self._check_ratelimit,
+            }
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,9 +138,24 @@ class GatewayApp:
             raise RuntimeError("JWKS not loaded")
 
     async def _check_kafka(self) -> None:
-        # Ready while Kafka is down too: events spool to disk, and serving calls is the point.
-        if self._runtime is None or not self._runtime.publisher.accepting:
+        # Ready while Kafka is down or hung too: events spool to disk, and serving calls is the
+        # point; not ready once the spool cannot take them.
+        if self._runtime is None:
             raise RuntimeError("request event publisher not running")
+        ready, detail = self._runtime.publisher.readiness()
+        if not ready:
+            raise RuntimeError(detail)
+        if detail != "ok":
+            raise Degraded(detail)
+
+    async def _check_ratelimit(self) -> None:
+        # Ready without Redis too: each process then limits alone at its share of the limit.
+        if self._runtime is None:
+            raise RuntimeError("rate limiter not running")
+        error = self._runtime.limiter.redis_error
+        if error is not None:
+            share = self._settings.gateway_ratelimit_fallback_processes
+            raise Degraded(f"Redis not answering ({error}); local limits of limit / {share}")
 
     async def _check_apps(self) -> None:
         if self._runtime is None or not self._runtime.apps.loaded:
@@ -164,6 +191,7 @@ class GatewayApp:
             stall_s=settings.gateway_events_stall_s,
             flush_timeout_s=settings.gateway_events_flush_timeout_s,
             segment_bytes=settings.gateway_spool_segment_bytes,
+            spool_max_bytes=settings.gateway_spool_max_bytes,
         )
         apps = AppStateView(
             settings.kafka_bootstrap_servers, settings.gateway_apps_topic, settings.instance_id
@@ -178,7 +206,12 @@ class GatewayApp:
         proxy = UpstreamProxy(
             session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
         )
-        return _Runtime(session, keys, verifier, proxy, publisher, apps, tasks)
+        limiter = RateLimiter(
+            create_redis(settings.redis_url, timeout_s=settings.gateway_ratelimit_timeout_s),
+            fallback_share=settings.gateway_ratelimit_fallback_processes,
+            timeout_s=settings.gateway_ratelimit_timeout_s,
+        )
+        return _Runtime(session, keys, verifier, proxy, publisher, apps, limiter, tasks)
 
     async def _close(self) -> None:
         runtime = self._runtime
@@ -196,6 +229,7 @@ class GatewayApp:
             await runtime.apps.stop()
         except Exception:
             log.exception("app state consumer did not stop cleanly")
+        await runtime.limiter.close()
         await runtime.session.close()
         self._runtime = None
 
@@ -254,6 +288,7 @@ class GatewayApp:
             send,
             match=match,
             verdict=verdict,
+            state=state,
             principal=principal,
             request_id=request_id,
             raw_path=raw_path,
@@ -284,23 +319,39 @@ class GatewayApp:
         *,
         match: RouteMatch | None,
         verdict: Verdict,
+        state: AppState | None,
         principal: Principal,
         request_id: str,
         raw_path: str,
         bytes_in: int,
     ) -> tuple[int, int, int]:
-        """Answer a call from a known app; return (status, bytes in, bytes out)."""
-        if verdict is Verdict.APP_DISABLED:
+        """Answer a call from a known app; return (status, bytes in, bytes out).
+
+        Every call of an enabled app takes one from its rate limit (404 and 403 too: they are
+        counted calls), and every answer carries the RateLimit headers.
+        """
+        if verdict is Verdict.APP_DISABLED or state is None or self._runtime is None:
             error = errors.app_disabled()
+            return error.status, bytes_in, await send_error(send, error, request_id)
+        decision = await self._runtime.limiter.check(principal.app_id, state.rate_limit)
+        limits = decision.headers()
+        if not decision.allowed:
+            error = errors.rate_limited(limits)
             return error.status, bytes_in, await send_error(send, error, request_id)
         if match is None:
             error = errors.not_found(scope["method"], scope["path"][:200])
-            return error.status, bytes_in, await send_error(send, error, request_id)
+            return error.status, bytes_in, await send_error(send, error, request_id, limits)
         if verdict is Verdict.INSUFFICIENT_SCOPE:
             error = errors.insufficient_scope(match.route.permission)
-            return error.status, bytes_in, await send_error(send, error, request_id)
+            return error.status, bytes_in, await send_error(send, error, request_id, limits)
         return await self._proxy(
-            scope, receive, send, principal=principal, request_id=request_id, raw_path=raw_path
+            scope,
+            receive,
+            send,
+            principal=principal,
+            request_id=request_id,
+            raw_path=raw_path,
+            extra_headers=limits,
         )
 
     async def _proxy(
@@ -312,6 +363,7 @@ class GatewayApp:
         principal: Principal,
         request_id: str,
         raw_path: str,
+        extra_headers: list[tuple[bytes, bytes]],
     ) -> tuple[int, int, int]:
         """Read the body and relay the call; return (status, bytes in, bytes out)."""
         assert self._runtime is not None
@@ -319,7 +371,7 @@ class GatewayApp:
             body = await read_body(receive)
         except BodyTooLargeError:
             error = errors.payload_too_large(MAX_BODY_BYTES)
-            return error.status, 0, await send_error(send, error, request_id)
+            return error.status, 0, await send_error(send, error, request_id, extra_headers)
         except ClientGoneError:
             metrics.UPSTREAM_ERRORS.labels("client_gone").inc()
             return CLIENT_CLOSED_REQUEST, 0, 0
@@ -333,6 +385,7 @@ class GatewayApp:
                 request_id=request_id,
                 principal=principal,
                 send=send,
+                extra_headers=extra_headers,
             )
         except UpstreamError as exc:
             metrics.UPSTREAM_ERRORS.labels("timeout" if exc.timeout else "connect").inc()
@@ -344,7 +397,7 @@ class GatewayApp:
             if exc.response_started:
                 # Too late for an error answer: the connection is dropped mid-body.
                 return error.status, len(body), 0
-            return error.status, len(body), await send_error(send, error, request_id)
+            return error.status, len(body), await send_error(send, error, request_id, extra_headers)
         return status, len(body), bytes_out
 
 

@@ -85,6 +85,16 @@ def gateway_timeout(timeout_s: float) -> GatewayError:
     return GatewayError(504, "gateway_timeout", message)
 
 
+def rate_limited(window_headers: list[tuple[bytes, bytes]]) -> GatewayError:
+    """429: the app used its calls of the window; the headers say how long to wait."""
+    return GatewayError(
+        429,
+        "rate_limited",
+        "the app's rate limit is used up; retry after the Retry-After seconds",
+        tuple(window_headers),
+    )
+
+
 def render(error: GatewayError, request_id: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Response headers and body of an error; `target` is the request id."""
     body = orjson.dumps(

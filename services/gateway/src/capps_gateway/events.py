@@ -9,6 +9,11 @@ answers. Only records that certainly never reached Kafka are spooled: the usage 
 dedups by offset, not event id, so a record written twice would be counted twice. Records that
 may or may not have been written (sent, never acknowledged) are kept in a separate
 `ambiguous/` spool that is never replayed, counted and logged for a person to reconcile.
+
+Nothing here raises into the call path, and the background tasks are supervised (restarted
+after an unexpected error). When the spool cannot take records (its size cap, a full disk),
+they are dropped and counted (`capps_gateway_events_lost_total`), readiness fails until it can
+again, and what was spooled before stays intact for the replay.
 """
 
 import asyncio
@@ -17,7 +22,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +40,7 @@ from aiokafka.structs import TopicPartition
 from capps_events import KafkaRecord, RequestEvent, encode_request, new_event_id
 from capps_gateway import metrics
 from capps_gateway.auth import Principal
-from capps_gateway.spool import Spool
+from capps_gateway.spool import Spool, loss_reason
 from capps_kit.kafka import make_producer
 
 log = logging.getLogger(__name__)
@@ -43,8 +48,7 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 PROBE_INTERVAL_S = 0.5
 REPLAY_CHUNK = 2000
-
-# Defined here, not in metrics.py, because only the publisher moves them.
+RESTART_DELAY_S = 0.5
 
 
 def build_event(
@@ -166,6 +170,7 @@ class SpoolingPublisher:
         flush_timeout_s: float = 5.0,
         linger_s: float = 0.005,
         segment_bytes: int = 4 * 1024 * 1024,
+        spool_max_bytes: int = 1024 * 1024 * 1024,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = f"capps-gateway-{instance_id}"
@@ -177,8 +182,9 @@ class SpoolingPublisher:
         self._stall_s = stall_s
         self._flush_timeout_s = flush_timeout_s
         self._linger_s = linger_s
-        self._spool = Spool(spool_dir, segment_bytes)
-        self._ambiguous = Spool(spool_dir / "ambiguous", segment_bytes)
+        self._spool = Spool(spool_dir, segment_bytes, spool_max_bytes)
+        self._ambiguous = Spool(spool_dir / "ambiguous", segment_bytes, spool_max_bytes)
+        self._unhealthy_reason = "not connected yet"
         self._buffer: list[RequestEvent] = []
         self._wake = asyncio.Event()
         self._flights: set[_Flight] = set()
@@ -201,7 +207,8 @@ class SpoolingPublisher:
     @property
     def accepting(self) -> bool:
         """Whether events are being taken care of: sent to Kafka or spooled to disk."""
-        return bool(self._tasks) and not self._closing
+        tasks = self._tasks
+        return bool(tasks) and not self._closing and not any(task.done() for task in tasks)
 
     @property
     def healthy(self) -> bool:
@@ -212,6 +219,24 @@ class SpoolingPublisher:
     def unacknowledged(self) -> int:
         """Events buffered or handed to the producer and not acknowledged yet."""
         return len(self._buffer) + self._in_flight
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the gateway may take calls, as far as their events go, and what to say.
+
+        A Kafka that refuses or hangs keeps the gateway ready while the spool takes the events
+        (the detail says so); a spool that cannot take them any more makes it not ready.
+        """
+        if not self.accepting:
+            return False, "request event publisher not running"
+        refusing = self._spool.refusing
+        if refusing is not None:
+            return False, f"spool cannot take request events ({refusing}): they are being lost"
+        if not self._healthy:
+            return True, (
+                f"Kafka not answering ({self._unhealthy_reason}); spooling to disk, "
+                f"{self._spool.size_bytes} of {self._spool.max_bytes} bytes used"
+            )
+        return True, "ok"
 
     @property
     def spooled_bytes(self) -> int:
@@ -225,8 +250,10 @@ class SpoolingPublisher:
         """
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(self._drain_forever(), name="events-drain"),
-                asyncio.create_task(self._replay_forever(), name="events-replay"),
+                asyncio.create_task(_supervised("drain", self._drain_forever), name="events-drain"),
+                asyncio.create_task(
+                    _supervised("replay", self._replay_forever), name="events-replay"
+                ),
             ]
         attempt = 0
         while True:
@@ -247,6 +274,7 @@ class SpoolingPublisher:
                 await asyncio.sleep(delay)
                 continue
             self._started = self._healthy = True
+            self._unhealthy_reason = ""
             log.info("Kafka producer started", extra={"topic": self._topic})
             return
 
@@ -403,9 +431,11 @@ class SpoolingPublisher:
             self._to_spool(flight.records)
             self._spool.sync()
         else:
-            self._ambiguous.append(flight.records)
+            kept = self._ambiguous.append(flight.records)
             self._ambiguous.sync()
-            metrics.EVENTS_AMBIGUOUS.inc(count)
+            metrics.EVENTS_AMBIGUOUS.inc(kept)
+            metrics.EVENTS_FAILED.labels("ambiguous").inc(kept)
+            _count_lost(count - kept, self._ambiguous.refusing)
             log.error(
                 "request events maybe written, set aside for reconciliation",
                 extra={
@@ -417,7 +447,11 @@ class SpoolingPublisher:
         self._mark_unhealthy(f"delivery failed: {exc!r}")
 
     def _to_spool(self, records: list[KafkaRecord]) -> None:
-        metrics.EVENTS_SPOOLED.inc(self._spool.append(records))
+        """Spool records; count those the spool cannot take as lost. Never raises."""
+        written = self._spool.append(records)
+        metrics.EVENTS_SPOOLED.inc(written)
+        metrics.EVENTS_FAILED.labels("spooled").inc(written)
+        _count_lost(len(records) - written, self._spool.refusing)
 
     def _check_stall(self) -> None:
         oldest = min((flight.sent_at for flight in self._flights), default=None)
@@ -427,6 +461,7 @@ class SpoolingPublisher:
     def _mark_unhealthy(self, reason: str) -> None:
         if self._healthy:
             log.warning("Kafka not answering, spooling request events", extra={"reason": reason})
+            self._unhealthy_reason = reason
         self._healthy = False
 
     async def _replay_forever(self) -> None:
@@ -520,6 +555,32 @@ class SpoolingPublisher:
             await asyncio.wait({sender}, timeout=self._flush_timeout_s)
         if accumulator is not None and (sender is None or sender.done()):
             accumulator.fail_all(KafkaConnectionError("gateway stopping"))
+
+
+def _count_lost(count: int, refusing: str | None) -> None:
+    """Count records a spool did not take, by the reason it gave."""
+    if count <= 0:
+        return
+    metrics.EVENTS_LOST.labels(loss_reason(refusing)).inc(count)
+    metrics.EVENTS_FAILED.labels("lost").inc(count)
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a background loop until it returns; restart it after any unexpected error.
+
+    A dead drain would leave every later event in memory, unsent and uncounted.
+    """
+    while True:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.TASK_RESTARTS.labels(name).inc()
+            log.exception("request event task failed, restarting", extra={"task": name})
+            await asyncio.sleep(RESTART_DELAY_S)
+        else:
+            return
 
 
 def _build_batches(

@@ -1,6 +1,6 @@
 """Forward one authorised call upstream through the shared aiohttp session and relay the answer."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -68,6 +68,7 @@ class UpstreamProxy:
         request_id: str,
         principal: Principal,
         send: Send,
+        extra_headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> tuple[int, int]:
         """Relay the call and its answer; return the upstream status and the bytes sent back."""
         target = self._base + raw_path
@@ -87,6 +88,7 @@ class UpstreamProxy:
                 timeout=self._timeout,
             ) as response:
                 returned = downstream_response_headers(response.raw_headers, request_id)
+                returned += extra_headers
                 length = response.content_length
                 if length is not None and length <= BUFFER_LIMIT:
                     payload = await response.read()

@@ -1,4 +1,4 @@
-"""The registry's composition root: `create_app()` and the lifespan that opens its resources."""
+"""The registry's composition root: `build_api()` and the lifespan that opens its resources."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -14,14 +14,18 @@ from capps_kit import postgres
 from capps_kit import redis as kit_redis
 from capps_kit.health import run_checks
 from capps_registry.apps.endpoints import router as apps_router
+from capps_registry.audit.endpoints import router as audit_router
+from capps_registry.client_secrets.endpoints import router as secrets_router
 from capps_registry.errors import install_error_handlers
+from capps_registry.me.endpoints import router as me_router
 from capps_registry.metrics import RequestContextMiddleware
 from capps_registry.oauth.endpoints import router as oauth_router
 from capps_registry.oauth.errors import OAuthError, oauth_error_response
 from capps_registry.oauth.service import load_signing_keys
 from capps_registry.outbox.relay import OutboxRelay
 from capps_registry.settings import RegistrySettings
-from capps_registry.state import STATE_KEY, AppState, RegistryState
+from capps_registry.state import STATE_KEY, RegistryState, StateDep
+from capps_registry.usage.endpoints import router as usage_router
 from capps_registry.web import install_page
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,7 @@ async def run_outbox_relay(state: RegistryState) -> AsyncIterator[OutboxRelay | 
         await relay.stop()
 
 
-def create_app(settings: RegistrySettings | None = None) -> FastAPI:
+def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     """Build the registry app; resources open in its lifespan, not at import."""
     chosen = settings or RegistrySettings()
 
@@ -86,6 +90,10 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(oauth_router)
     app.include_router(apps_router)
+    app.include_router(secrets_router)
+    app.include_router(usage_router)
+    app.include_router(audit_router)
+    app.include_router(me_router)
     install_page(app)
 
     @app.get("/healthz", tags=["health"])
@@ -94,7 +102,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    async def readyz(state: AppState) -> JSONResponse:
+    async def readyz(state: StateDep) -> JSONResponse:
         """PostgreSQL and Redis both answer."""
 
         async def check_postgres() -> None:

@@ -57,3 +57,29 @@ class SecretInfo:
     expires_at: datetime | None
     last_used_at: datetime | None
     hint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who acts: a client in one tenant (always taken from its token's `tid`), for one request."""
+
+    tenant_id: str
+    client_id: str
+    roles: tuple[str, ...] = ()
+    request_id: str | None = None
+    """Recorded with each audit event, so an event can be matched with the request's logs."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One admin action as recorded: who, what, when, and the state before and after."""
+
+    id: int
+    tenant_id: str
+    app_id: str | None
+    actor: str
+    action: str
+    at: datetime
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None

@@ -24,6 +24,8 @@ class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSe
     token_ttl_seconds: int = Field(default=3600, gt=0, le=86400)
     # Encrypts signing keys at rest; the placeholder works in development only.
     registry_key_encryption_key: str = Field(default=PLACEHOLDER, repr=False)
+    # Keys the client-secret digests (HMAC-SHA-256); must not change once secrets exist.
+    registry_secret_pepper: str = Field(default=PLACEHOLDER, repr=False)
     catalog_path: Path | None = None
     # The compacted topic app states go to; tests point it at a topic of their own.
     registry_apps_topic: str = Field(default=APPS_TOPIC, min_length=1)
@@ -34,10 +36,15 @@ class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSe
     registry_outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
 
     def secret_fields(self) -> tuple[str, ...]:
-        """The key-encryption key must be a real secret in production."""
-        return ("registry_key_encryption_key",)
+        """The key-encryption key and the secret pepper must be real secrets in production."""
+        return ("registry_key_encryption_key", "registry_secret_pepper")
 
     @property
     def issuer(self) -> str:
         """The issuer without a trailing slash, the base of every advertised endpoint."""
         return self.token_issuer.rstrip("/")
+
+    @property
+    def pepper(self) -> bytes:
+        """The key of the client-secret digests."""
+        return self.registry_secret_pepper.encode()

@@ -1,25 +1,40 @@
 """Request and response bodies of the apps API; validation lives here, not in handlers."""
 
 from datetime import date, datetime
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from capps_registry.models import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
+from capps_registry.text import refuse_bidi_controls
 
 # Generous enough for first-party and load-testing apps, small enough to stay a sane integer.
 MAX_RATE = 1_000_000_000
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
 
-# No control characters in names; descriptions may hold tabs and line breaks.
+# No control characters in names (C0 and C1); descriptions may hold tabs and line breaks.
+# Neither may hold bidi controls, which make text display other than it reads.
 Name = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"
     ),
+    AfterValidator(refuse_bidi_controls),
 ]
 Description = Annotated[
-    str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+    str,
+    StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"),
+    AfterValidator(refuse_bidi_controls),
 ]
+AppSort = Literal["name", "last_seen", "requests"]
 PermissionName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
@@ -35,6 +50,21 @@ class RateLimit(BaseModel):
     def _hour_covers_minute(self) -> Self:
         if self.per_hour < self.per_minute:
             raise ValueError("per_hour must be at least per_minute")
+        return self
+
+
+class RateLimitPatch(BaseModel):
+    """A change of rate limit: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_minute: int | None = Field(default=None, gt=0, le=MAX_RATE)
+    per_hour: int | None = Field(default=None, gt=0, le=MAX_RATE)
+
+    @model_validator(mode="after")
+    def _something_given(self) -> Self:
+        if self.per_minute is None and self.per_hour is None:
+            raise ValueError("give per_minute, per_hour or both")
         return self
 
 
@@ -58,7 +88,7 @@ class AppUpdate(BaseModel):
     description: Description | None = None
     enabled: bool | None = None
     permissions: list[PermissionName] | None = Field(default=None, max_length=100)
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitPatch | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
@@ -115,9 +145,10 @@ class AppDetail(AppOut):
 
 
 class AppList(BaseModel):
-    """Every app of the tenant."""
+    """One page of the tenant's apps; pass `next_cursor` back as `cursor` for the next."""
 
     apps: list[AppOut]
+    next_cursor: str | None
 
 
 class RouteOut(BaseModel):

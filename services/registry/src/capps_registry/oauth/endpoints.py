@@ -15,7 +15,7 @@ from capps_registry.oauth.claims import TENANT_ADMIN_ROLE
 from capps_registry.oauth.client_auth import authenticate_request
 from capps_registry.oauth.errors import NO_STORE, OAuthError
 from capps_registry.settings import RegistrySettings
-from capps_registry.state import AppState, RegistryState
+from capps_registry.state import RegistryState, StateDep
 
 router = APIRouter(tags=["oauth"])
 
@@ -48,7 +48,7 @@ async def authenticated_caller(
     """Read the form and authenticate the client that sent it."""
     params = await read_form(request)
     credentials = authenticate_request(request.headers.get("authorization"), params)
-    return await service.authenticate_client(state.pool, credentials), params
+    return await service.authenticate_client(state.pool, state.settings.pepper, credentials), params
 
 
 async def _grant(request: Request, state: RegistryState) -> tuple[Client, service.IssuedToken]:
@@ -58,7 +58,7 @@ async def _grant(request: Request, state: RegistryState) -> tuple[Client, servic
         raise OAuthError("invalid_request", "grant_type is required")
     credentials = authenticate_request(request.headers.get("authorization"), params)
     # Authenticate before judging the grant, so strangers learn nothing about the server.
-    client = await service.authenticate_client(state.pool, credentials)
+    client = await service.authenticate_client(state.pool, state.settings.pepper, credentials)
     if grant_type != GRANT_TYPE:
         raise OAuthError(
             "unsupported_grant_type", f"only {GRANT_TYPE} is supported, not {grant_type!r}"
@@ -67,7 +67,7 @@ async def _grant(request: Request, state: RegistryState) -> tuple[Client, servic
 
 
 @router.post("/oauth2/token")
-async def token(request: Request, state: AppState) -> JSONResponse:
+async def token(request: Request, state: StateDep) -> JSONResponse:
     """Client credentials grant: a JWT access token for the authenticated client."""
     try:
         client, issued = await _grant(request, state)
@@ -87,7 +87,7 @@ async def token(request: Request, state: AppState) -> JSONResponse:
 
 
 @router.post("/oauth2/introspect")
-async def introspect(request: Request, state: AppState) -> JSONResponse:
+async def introspect(request: Request, state: StateDep) -> JSONResponse:
     """RFC 7662 introspection for a tenant's admin client; anything else is inactive."""
     caller, params = await authenticated_caller(request, state)
     token_value = params.get("token")
@@ -98,7 +98,7 @@ async def introspect(request: Request, state: AppState) -> JSONResponse:
 
 
 @router.get("/.well-known/jwks.json")
-async def jwks(state: AppState) -> JSONResponse:
+async def jwks(state: StateDep) -> JSONResponse:
     """The public keys that verify access tokens."""
     return JSONResponse(dict(state.keys.jwks()), headers={"Cache-Control": "public, max-age=300"})
 
@@ -123,12 +123,12 @@ def server_metadata(settings: RegistrySettings, catalog: Catalog) -> dict[str, A
 
 
 @router.get("/.well-known/oauth-authorization-server")
-async def oauth_metadata(state: AppState) -> dict[str, Any]:
+async def oauth_metadata(state: StateDep) -> dict[str, Any]:
     """Where the token, introspection and key endpoints are."""
     return server_metadata(state.settings, state.catalog)
 
 
 @router.get("/.well-known/openid-configuration")
-async def openid_configuration(state: AppState) -> dict[str, Any]:
+async def openid_configuration(state: StateDep) -> dict[str, Any]:
     """The same metadata under the OpenID discovery name that many client libraries read."""
     return server_metadata(state.settings, state.catalog)

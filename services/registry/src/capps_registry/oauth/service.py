@@ -55,14 +55,16 @@ async def load_signing_keys(pool: Pool, encryption_secret: str) -> SigningKeys:
     return SigningKeys(active, opened)
 
 
-async def authenticate_client(pool: Pool, credentials: ClientCredentials) -> Client:
-    """The enabled client whose secret matches, or ClientRefusedError."""
-    client = await repository.find_client(pool, credentials.client_id)
+async def authenticate_client(pool: Pool, pepper: bytes, credentials: ClientCredentials) -> Client:
+    """The enabled client whose secret matches, or ClientRefusedError.
+
+    An unknown client id runs the same query and the same comparisons (against decoys) as a
+    known one with a wrong secret, so timing does not tell which client ids exist.
+    """
+    client, stored = await repository.find_client_and_secrets(pool, credentials.client_id)
+    secret_id = match_secret(pepper, credentials.client_secret, stored)
     if client is None:
         raise ClientRefusedError("unknown_client", "client authentication failed")
-    secret_id = match_secret(
-        credentials.client_secret, await repository.usable_secrets(pool, client.id)
-    )
     if secret_id is None:
         raise ClientRefusedError("bad_secret", "client authentication failed")
     if not client.enabled:
@@ -109,7 +111,9 @@ async def introspect(
     claims = verified.claims
     if issued_before(claims.get("iat"), subject.tokens_valid_after):
         return inactive
-    roles = verified.roles
+    # Report only what the client may still do: a permission revoked since issuance is gone.
+    current = client_roles(subject.kind, subject.permissions)
+    roles = [role for role in verified.roles if role in current]
     return {
         "active": True,
         "scope": " ".join(roles),

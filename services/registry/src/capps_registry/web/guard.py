@@ -5,8 +5,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from capps_registry.errors import request_id_of
+from capps_registry.models import Principal
 from capps_registry.oauth import repository as oauth_repository
-from capps_registry.oauth.claims import issued_before
+from capps_registry.oauth.claims import TENANT_ADMIN_ROLE, issued_before
 from capps_registry.state import RegistryState, registry_state
 from capps_registry.web.rendering import PageError, SignInRequired
 from capps_registry.web.sessions import SESSION_COOKIE, WebSession, close_session, load_session
@@ -44,6 +46,16 @@ async def signed_in(request: Request, state: RegistryDep) -> WebSession:
 
 
 AdminSession = Annotated[WebSession, Depends(signed_in)]
+
+
+def acting_admin(request: Request, session: AdminSession) -> Principal:
+    """The signed-in admin as the service layer's caller; the audit trail records it."""
+    return Principal(
+        session.tenant_id, session.client_id, (TENANT_ADMIN_ROLE,), request_id_of(request)
+    )
+
+
+Admin = Annotated[Principal, Depends(acting_admin)]
 
 
 def tokens_match(expected: str, sent: object) -> bool:

@@ -5,10 +5,13 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, Response
 
 from capps_registry.apps import service
+from capps_registry.apps.schemas import MAX_PAGE, AppOut
+from capps_registry.models import Principal
+from capps_registry.state import RegistryState
 from capps_registry.web import detail
 from capps_registry.web.charts import sparkline
 from capps_registry.web.forms import FormError, app_create
-from capps_registry.web.guard import AdminSession, CheckedForm, RegistryDep
+from capps_registry.web.guard import Admin, AdminSession, CheckedForm, RegistryDep
 from capps_registry.web.listing import PAGE_SIZES, SORT_KEYS, ListQueryError, apply_query
 from capps_registry.web.listing import parse_list_query as parse_query
 from capps_registry.web.rendering import PageError, PageRoute, render
@@ -28,14 +31,32 @@ COLUMNS = {
 }
 
 
+async def all_apps(state: RegistryState, actor: Principal) -> list[AppOut]:
+    """Every app of the tenant with its stats, read through the service's pages.
+
+    The page filters by name and status and sorts by any column, so it needs them all; the
+    service reads stats in one script call per chunk of apps, not commands per app.
+    """
+    found: list[AppOut] = []
+    cursor: str | None = None
+    while True:
+        page = await service.list_apps(state, actor, cursor=cursor, limit=MAX_PAGE)
+        found.extend(page.apps)
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
+
+
 @router.get("/")
-async def app_list(request: Request, session: AdminSession, state: RegistryDep) -> Response:
+async def app_list(
+    request: Request, session: AdminSession, actor: Admin, state: RegistryDep
+) -> Response:
     """Every app of the tenant: filter, sort and page through them with their usage."""
     try:
         query = parse_query(request.query_params)
     except ListQueryError as exc:
         raise PageError(400, "Bad request", str(exc)) from None
-    apps = await service.list_apps(state, session.tenant_id)
+    apps = await all_apps(state, actor)
     page = apply_query(apps, query)
     trends = {
         app.id: sparkline(
@@ -91,7 +112,7 @@ async def register_page(request: Request, session: AdminSession, state: Registry
 
 @router.post("/apps")
 async def register(
-    request: Request, session: AdminSession, state: RegistryDep, fields: CheckedForm
+    request: Request, session: AdminSession, actor: Admin, state: RegistryDep, fields: CheckedForm
 ) -> Response:
     """Register the app and show its secret this once (never stored, never in a URL)."""
     try:
@@ -100,7 +121,7 @@ async def register(
         values: dict[str, object] = {name: (v[0] if v else "") for name, v in fields.items()}
         values["permissions"] = fields.get("permissions", [])
         return _register_form(request, session, state, values=values, error=str(exc), status=400)
-    created = await service.create_app(state, session.tenant_id, body)
+    created = await service.create_app(state, actor, body)
     return render(
         request,
         "secret.html",
@@ -116,11 +137,28 @@ async def register(
 
 @router.get("/apps/{app_id}")
 async def app_page(
-    request: Request, app_id: str, session: AdminSession, state: RegistryDep
+    request: Request, app_id: str, session: AdminSession, actor: Admin, state: RegistryDep
 ) -> Response:
     """One app: details, usage charts, permissions, secrets, settings and its audit trail."""
-    app = await service.get_app(state, session.tenant_id, app_id)
-    view = await detail.build(state, session.tenant_id, app, datetime.now(UTC))
+    notice = detail.NOTICES.get(request.query_params.get("done", ""))
+    return await render_app_page(request, session, actor, state, app_id, notice=notice)
+
+
+async def render_app_page(
+    request: Request,
+    session: AdminSession,
+    actor: Principal,
+    state: RegistryState,
+    app_id: str,
+    *,
+    notice: str | None = None,
+    edit_error: str | None = None,
+    secret_error: str | None = None,
+) -> Response:
+    """The application page, with a notice or a form's problem when there is one."""
+    app = await service.get_app(state, actor, app_id)
+    now = datetime.now(UTC)
+    view = await detail.build(state, actor, app, now)
     return render(
         request,
         "app.html",
@@ -129,7 +167,10 @@ async def app_page(
             "app": app,
             "view": view,
             "catalog": list(state.catalog.permissions.values()),
-            "now": datetime.now(UTC),
-            "notice": detail.NOTICES.get(request.query_params.get("done", "")),
+            "now": now,
+            "notice": notice,
+            "edit_error": edit_error,
+            "secret_error": secret_error,
         },
+        status=400 if edit_error or secret_error else 200,
     )

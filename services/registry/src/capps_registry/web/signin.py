@@ -87,7 +87,9 @@ async def signin(
         )
     credentials = ClientCredentials(client_id, client_secret.strip(), "client_secret_post")
     try:
-        client = await oauth_service.authenticate_client(state.pool, credentials)
+        client = await oauth_service.authenticate_client(
+            state.pool, state.settings.pepper, credentials
+        )
     except OAuthError as exc:
         TOKENS_REFUSED.labels(getattr(exc, "reason", exc.error)).inc()
         return _signin_form(request, None, WRONG_CREDENTIALS, client_id, 401)
