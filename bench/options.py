@@ -32,6 +32,10 @@ GROUPS = {
         " (getmany + decode + in-memory count, no writes) on the same --events events,"
         " on a unique topic, database and consumer group removed afterwards"
     ),
+    "page": (
+        "server-side render time of the Connected applications page for a seeded tenant of"
+        " 1,000 apps with usage, beside the admin API's JSON list of the same apps"
+    ),
 }
 
 EPILOG = (
