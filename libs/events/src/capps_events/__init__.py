@@ -9,7 +9,14 @@ from capps_events.codec import (
     encode_app_state,
     encode_request,
 )
-from capps_events.models import AppState, RateLimit, RequestEvent, new_event_id
+from capps_events.models import (
+    AppState,
+    RateLimit,
+    RequestEvent,
+    new_event_id,
+    normalise_issuer,
+    token_predates,
+)
 from capps_events.topics import APPS_TOPIC, REQUESTS_DLQ_TOPIC, REQUESTS_TOPIC, TOPICS, TopicSpec
 from capps_events.validation import InvalidEventError, TimeWindow, validate_request
 
@@ -32,5 +39,7 @@ __all__ = [
     "encode_app_state",
     "encode_request",
     "new_event_id",
+    "normalise_issuer",
+    "token_predates",
     "validate_request",
 ]
