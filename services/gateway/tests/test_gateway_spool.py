@@ -1,9 +1,10 @@
 """Unit tests of the on-disk spool: segments written, read back, resumed, torn tails, sizes."""
 
+import stat
 from pathlib import Path
 
 from capps_events import KafkaRecord
-from capps_gateway.spool import Spool, decode_frames, encode_frame
+from capps_gateway.spool import Spool, decode_frames, encode_frame, loss_reason
 
 
 def record(n: int) -> KafkaRecord:
@@ -105,3 +106,33 @@ def test_secrets_are_never_written(tmp_path: Path) -> None:
     data = b"".join(path.read_bytes() for path in tmp_path.glob("*.seg"))
     assert b"Bearer" not in data
     assert b"authorization" not in data.lower()
+
+
+def test_past_the_cap_records_are_refused_and_earlier_ones_stay(tmp_path: Path) -> None:
+    frame = len(encode_frame(record(0)))
+    spool = Spool(tmp_path, segment_bytes=frame * 3, max_bytes=frame * 5)
+    assert spool.append([record(n) for n in range(4)]) == 4
+    assert spool.refusing is None
+    assert spool.append([record(n) for n in range(4, 8)]) == 1
+    refusing: str | None = spool.refusing
+    assert refusing is not None
+    assert loss_reason(refusing) == "spool_full"
+    assert spool.append([record(9)]) == 0
+    spool.seal()
+    found = [r for segment in spool.sealed_segments() for r in spool.read(segment)[0]]
+    assert found == [record(n) for n in range(5)]
+    spool.delete(spool.sealed_segments()[0])
+    refusing = spool.refusing
+    assert refusing is None
+    assert spool.append([record(10)]) == 1
+
+
+def test_spool_files_are_private_to_the_service_user(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o755)
+    spool = Spool(directory)
+    spool.append([record(1)])
+    spool.seal()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    [segment] = spool.sealed_segments()
+    assert stat.S_IMODE(segment.stat().st_mode) == 0o600

@@ -111,6 +111,7 @@ class Gateway:
     url: str
     admin_url: str
     instance_id: str
+    pid: int = 0
 
 
 @dataclass
@@ -129,6 +130,8 @@ class AppStates:
         enabled: bool = True,
         tokens_valid_after: datetime = EPOCH,
         tenant_id: str = TENANT,
+        rate_limit: RateLimit | None = None,
+        issuer: str | None = None,
     ) -> AppState:
         """Publish the app's next state (version + 1) and wait for Kafka to acknowledge it."""
         version = self.versions.get(app_id, 0) + 1
@@ -139,10 +142,11 @@ class AppStates:
             tenant_id=tenant_id,
             enabled=enabled,
             permissions=list(ALL_ROLES if permissions is None else permissions),
-            rate_limit=RateLimit(per_minute=100_000, per_hour=1_000_000),
+            rate_limit=rate_limit or RateLimit(per_minute=100_000, per_hour=1_000_000),
             tokens_valid_after=tokens_valid_after,
             version=version,
             updated_at=now,
+            issuer=issuer,
         )
         record = encode_app_state(state, "//capps/test")
         await self.producer.send_and_wait(
@@ -393,7 +397,9 @@ async def start_gateway(
     """Starts `python -m capps_gateway` subprocesses; all are stopped at the end."""
     stack = contextlib.ExitStack()
 
-    async def start(upstream_url: str, *, timeout_s: float = 10.0) -> Gateway:
+    async def start(
+        upstream_url: str, *, timeout_s: float = 10.0, extra_env: dict[str, str] | None = None
+    ) -> Gateway:
         port, admin_port = free_port(), free_port()
         instance_id = f"gw-test-{uuid.uuid4().hex[:8]}"
         log_path = tmp_path_factory.mktemp("gateway") / f"{instance_id}.log"
@@ -414,11 +420,15 @@ async def start_gateway(
             "INSTANCE_ID": instance_id,
             "LOG_LEVEL": "INFO",
             "ENVIRONMENT": "test",
+            "REDIS_URL": infra.redis_url,
+            # Its own spool and journal: a directory belongs to one process.
+            "GATEWAY_SPOOL_DIR": str(log_path.parent / "spool"),
+            **(extra_env or {}),
         }
         process = stack.enter_context(_process(["-m", "capps_gateway"], env, log_path))
         admin_url = f"http://127.0.0.1:{admin_port}"
         await _wait_ready(f"{admin_url}/readyz", process, log_path)
-        return Gateway(f"http://127.0.0.1:{port}", admin_url, instance_id)
+        return Gateway(f"http://127.0.0.1:{port}", admin_url, instance_id, process.pid)
 
     with stack:
         yield start
@@ -435,3 +445,30 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     # No cookie jar: a cookie a test sees must come from the gateway, not from this client.
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         yield session
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Any]:
+    """A Kafka broker of this test's own, to kill, pause and restart."""
+    from .publisher_rig import started_broker
+
+    yield from started_broker(tmp_path)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KB tmpfs of this test's own (mounting needs root), unmounted afterwards."""
+    mount_point = tmp_path / "tiny-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a 256 KB tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

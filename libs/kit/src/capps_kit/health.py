@@ -17,6 +17,13 @@ from capps_kit.asgi import Receive, Scope, Send, error_body
 ReadinessCheck = Callable[[], Awaitable[None]]
 """Raises when the dependency does not answer; the message is shown in `/readyz`."""
 
+DEGRADED = "degraded: "
+
+
+class Degraded(Exception):  # noqa: N818 - a state, not an error: the part is ready all the same
+    """Raised by a check whose part works around a failure: shown in `/readyz`, still ready."""
+
+
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 2.0
@@ -28,6 +35,8 @@ async def run_checks(checks: Mapping[str, ReadinessCheck]) -> dict[str, str]:
     async def one(check: ReadinessCheck) -> str:
         try:
             await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+        except Degraded as exc:
+            return f"{DEGRADED}{exc}"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its reason
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return "ok"
@@ -60,7 +69,7 @@ class AdminApp:
             await _json(send, 200, {"status": "ok"})
         elif path == "/readyz":
             results = await run_checks(self._checks)
-            ready = all(value == "ok" for value in results.values())
+            ready = all(value == "ok" or value.startswith(DEGRADED) for value in results.values())
             await _json(send, 200 if ready else 503, {"ready": ready, "checks": results})
         elif path == "/metrics":
             body = generate_latest(self._registry)

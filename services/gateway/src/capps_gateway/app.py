@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from capps_catalog import Catalog
-from capps_events import new_event_id
+from capps_events import AppState, new_event_id
 from capps_gateway import errors, metrics
 from capps_gateway.access import Verdict, decide
 from capps_gateway.appstate import AppStateView
@@ -26,13 +26,18 @@ from capps_gateway.auth import (
     Principal,
     TokenVerifier,
 )
+from capps_gateway.auth.external import ExternalTokenVerifier, IssuerRouter
+from capps_gateway.auth.issuer_keys import IssuerKeys
+from capps_gateway.auth.issuers import load_issuers
 from capps_gateway.errors import GatewayError
 from capps_gateway.events import SpoolingPublisher, build_event
 from capps_gateway.headers import bearer_token, sane_request_id
 from capps_gateway.proxy import UpstreamError, UpstreamProxy, create_session
-from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable
+from capps_gateway.ratelimit import RateLimiter
+from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable, path_refusal
 from capps_gateway.settings import GatewaySettings
-from capps_kit.health import AdminApp
+from capps_kit.health import AdminApp, Degraded
+from capps_kit.redis import create_redis
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -78,9 +83,13 @@ async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-async def send_error(send: Send, error: GatewayError, request_id: str) -> int:
-    """Answer with the error's JSON body; return the bytes sent."""
+async def send_error(
+    send: Send, error: GatewayError, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> int:
+    """Answer with the error's JSON body (and any `extra` headers); return the bytes sent."""
     headers, body = errors.render(error, request_id)
+    if extra:
+        headers += extra
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return len(body)
@@ -92,10 +101,11 @@ class _Runtime:
 
     session: aiohttp.ClientSession
     keys: JwksKeyStore
-    verifier: TokenVerifier
+    verifier: TokenVerifier | IssuerRouter
     proxy: UpstreamProxy
     publisher: SpoolingPublisher
     apps: AppStateView
+    limiter: RateLimiter
     startup_tasks: list["asyncio.Task[None]"]
 
 
@@ -107,15 +117,38 @@ class GatewayApp:
         self._routes = RouteTable(catalog.routes)
         self._metrics = metrics.RequestMetrics()
         self._runtime: _Runtime | None = None
+        self._in_flight = 0
+        self._max_in_flight = settings.gateway_max_in_flight
+        # Read before serving, so a wrong issuers file stops the gateway at start.
+        self._issuers = (
+            load_issuers(settings.gateway_issuers_file, registry_issuer=settings.token_issuer)
+            if settings.gateway_issuers_file is not None
+            else []
+        )
+        self._all_permissions = frozenset(catalog.permissions)
         self.admin = AdminApp(
-            {"jwks": self._check_jwks, "kafka": self._check_kafka, "apps": self._check_apps}
+            {
+                "jwks": self._check_jwks,
+                "kafka": self._check_kafka,
+                "apps": self._check_apps,
+                "ratelimit": self._check_ratelimit,
+            }
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve HTTP calls and the lifespan; anything else (websockets) is refused."""
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            if self._in_flight >= self._max_in_flight:
+                # Refused before any work, and before the app is known: metrics only.
+                await send_error(send, errors.overloaded(self._max_in_flight), new_event_id())
+                self._metrics.observe_refused(UNMATCHED, 503, "overloaded", 0.0)
+                return
+            self._in_flight += 1
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                self._in_flight -= 1
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -126,9 +159,24 @@ class GatewayApp:
             raise RuntimeError("JWKS not loaded")
 
     async def _check_kafka(self) -> None:
-        # Ready while Kafka is down too: events spool to disk, and serving calls is the point.
-        if self._runtime is None or not self._runtime.publisher.accepting:
+        # Ready while Kafka is down or hung too: events spool to disk, and serving calls is the
+        # point; not ready once the spool cannot take them.
+        if self._runtime is None:
             raise RuntimeError("request event publisher not running")
+        ready, detail = self._runtime.publisher.readiness()
+        if not ready:
+            raise RuntimeError(detail)
+        if detail != "ok":
+            raise Degraded(detail)
+
+    async def _check_ratelimit(self) -> None:
+        # Ready without Redis too: each process then limits alone at its share of the limit.
+        if self._runtime is None:
+            raise RuntimeError("rate limiter not running")
+        error = self._runtime.limiter.redis_error
+        if error is not None:
+            share = self._settings.gateway_ratelimit_fallback_processes
+            raise Degraded(f"Redis not answering ({error}); local limits of limit / {share}")
 
     async def _check_apps(self) -> None:
         if self._runtime is None or not self._runtime.apps.loaded:
@@ -151,8 +199,18 @@ class GatewayApp:
             settings.gateway_upstream_max_connections, settings.gateway_upstream_idle_timeout_s
         )
         keys = JwksKeyStore(session, settings.jwks_url)
-        verifier = TokenVerifier(
+        registry_verifier = TokenVerifier(
             keys, issuer=settings.token_issuer, audience=settings.token_audience
+        )
+        # External issuers, when configured, are routed to by each token's `iss`.
+        issuer_keys = [IssuerKeys(session, config) for config in self._issuers]
+        verifier: TokenVerifier | IssuerRouter = (
+            IssuerRouter(
+                registry_verifier,
+                ExternalTokenVerifier(issuer_keys, all_permissions=self._all_permissions),
+            )
+            if issuer_keys
+            else registry_verifier
         )
         publisher = SpoolingPublisher(
             settings.kafka_bootstrap_servers,
@@ -164,6 +222,7 @@ class GatewayApp:
             stall_s=settings.gateway_events_stall_s,
             flush_timeout_s=settings.gateway_events_flush_timeout_s,
             segment_bytes=settings.gateway_spool_segment_bytes,
+            spool_max_bytes=settings.gateway_spool_max_bytes,
         )
         apps = AppStateView(
             settings.kafka_bootstrap_servers, settings.gateway_apps_topic, settings.instance_id
@@ -174,11 +233,20 @@ class GatewayApp:
             asyncio.create_task(keys.load_until_ready(), name="jwks-load"),
             asyncio.create_task(publisher.start_until_ready(), name="kafka-start"),
             asyncio.create_task(apps.run(), name="apps-view"),
+            *(
+                asyncio.create_task(holder.run(), name=f"issuer-keys-{holder.config.issuer}")
+                for holder in issuer_keys
+            ),
         ]
         proxy = UpstreamProxy(
             session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
         )
-        return _Runtime(session, keys, verifier, proxy, publisher, apps, tasks)
+        limiter = RateLimiter(
+            create_redis(settings.redis_url, timeout_s=settings.gateway_ratelimit_timeout_s),
+            fallback_share=settings.gateway_ratelimit_fallback_processes,
+            timeout_s=settings.gateway_ratelimit_timeout_s,
+        )
+        return _Runtime(session, keys, verifier, proxy, publisher, apps, limiter, tasks)
 
     async def _close(self) -> None:
         runtime = self._runtime
@@ -196,6 +264,7 @@ class GatewayApp:
             await runtime.apps.stop()
         except Exception:
             log.exception("app state consumer did not stop cleanly")
+        await runtime.limiter.close()
         await runtime.session.close()
         self._runtime = None
 
@@ -213,6 +282,13 @@ class GatewayApp:
         method: str = scope["method"]
         raw = scope.get("raw_path")
         raw_path = raw.decode("latin-1") if raw else scope["path"]
+        refusal = path_refusal(raw_path)
+        if refusal is not None:
+            await send_error(send, errors.invalid_path(refusal), request_id)
+            self._metrics.observe_refused(
+                UNMATCHED, 400, "invalid_path", time.perf_counter() - started
+            )
+            return
         match = self._routes.match(method, raw_path)
         route = match.route.template if match is not None else UNMATCHED
         runtime = self._runtime
@@ -248,33 +324,41 @@ class GatewayApp:
             return
 
         bytes_in = int(declared_length) if declared_length and declared_length.isdigit() else 0
+        publisher = runtime.publisher
+        gateway_id = self._settings.instance_id
+
+        def emit(status: int, bytes_in: int, bytes_out: int) -> None:
+            publisher.publish(
+                build_event(
+                    principal=principal,
+                    method=method,
+                    route=route,
+                    status=status,
+                    latency_ms=(time.perf_counter() - started) * 1000.0,
+                    bytes_in=bytes_in,
+                    bytes_out=bytes_out,
+                    request_id=request_id,
+                    gateway=gateway_id,
+                )
+            )
+
+        answer = _EventBeforeLastBody(send, emit, bytes_in)
         status, bytes_in, bytes_out = await self._authorised(
             scope,
             receive,
-            send,
+            answer,
             match=match,
             verdict=verdict,
+            state=state,
             principal=principal,
             request_id=request_id,
             raw_path=raw_path,
             bytes_in=bytes_in,
         )
-        elapsed = time.perf_counter() - started
-        self._metrics.observe(route, status, elapsed)
-        # After the answer is sent: the event never delays the caller.
-        await runtime.publisher.publish(
-            build_event(
-                principal=principal,
-                method=method,
-                route=route,
-                status=status,
-                latency_ms=elapsed * 1000.0,
-                bytes_in=bytes_in,
-                bytes_out=bytes_out,
-                request_id=request_id,
-                gateway=self._settings.instance_id,
-            )
-        )
+        if not answer.emitted:
+            # No complete answer went out (caller gone, upstream failed mid-body).
+            emit(status, bytes_in, bytes_out)
+        self._metrics.observe(route, status, time.perf_counter() - started)
 
     async def _authorised(
         self,
@@ -284,23 +368,39 @@ class GatewayApp:
         *,
         match: RouteMatch | None,
         verdict: Verdict,
+        state: AppState | None,
         principal: Principal,
         request_id: str,
         raw_path: str,
         bytes_in: int,
     ) -> tuple[int, int, int]:
-        """Answer a call from a known app; return (status, bytes in, bytes out)."""
-        if verdict is Verdict.APP_DISABLED:
+        """Answer a call from a known app; return (status, bytes in, bytes out).
+
+        Every call of an enabled app takes one from its rate limit (404 and 403 too: they are
+        counted calls), and every answer carries the RateLimit headers.
+        """
+        if verdict is Verdict.APP_DISABLED or state is None or self._runtime is None:
             error = errors.app_disabled()
+            return error.status, bytes_in, await send_error(send, error, request_id)
+        decision = await self._runtime.limiter.check(principal.app_id, state.rate_limit)
+        limits = decision.headers()
+        if not decision.allowed:
+            error = errors.rate_limited(limits)
             return error.status, bytes_in, await send_error(send, error, request_id)
         if match is None:
             error = errors.not_found(scope["method"], scope["path"][:200])
-            return error.status, bytes_in, await send_error(send, error, request_id)
+            return error.status, bytes_in, await send_error(send, error, request_id, limits)
         if verdict is Verdict.INSUFFICIENT_SCOPE:
             error = errors.insufficient_scope(match.route.permission)
-            return error.status, bytes_in, await send_error(send, error, request_id)
+            return error.status, bytes_in, await send_error(send, error, request_id, limits)
         return await self._proxy(
-            scope, receive, send, principal=principal, request_id=request_id, raw_path=raw_path
+            scope,
+            receive,
+            send,
+            principal=principal,
+            request_id=request_id,
+            raw_path=raw_path,
+            extra_headers=limits,
         )
 
     async def _proxy(
@@ -312,14 +412,17 @@ class GatewayApp:
         principal: Principal,
         request_id: str,
         raw_path: str,
+        extra_headers: list[tuple[bytes, bytes]],
     ) -> tuple[int, int, int]:
         """Read the body and relay the call; return (status, bytes in, bytes out)."""
         assert self._runtime is not None
         try:
             body = await read_body(receive)
+            if isinstance(send, _EventBeforeLastBody):
+                send.bytes_in = len(body)
         except BodyTooLargeError:
             error = errors.payload_too_large(MAX_BODY_BYTES)
-            return error.status, 0, await send_error(send, error, request_id)
+            return error.status, 0, await send_error(send, error, request_id, extra_headers)
         except ClientGoneError:
             metrics.UPSTREAM_ERRORS.labels("client_gone").inc()
             return CLIENT_CLOSED_REQUEST, 0, 0
@@ -333,6 +436,9 @@ class GatewayApp:
                 request_id=request_id,
                 principal=principal,
                 send=send,
+                extra_headers=extra_headers,
+                client_ip=client[0] if (client := scope.get("client")) else "",
+                scheme=scope.get("scheme", "http"),
             )
         except UpstreamError as exc:
             metrics.UPSTREAM_ERRORS.labels("timeout" if exc.timeout else "connect").inc()
@@ -344,8 +450,38 @@ class GatewayApp:
             if exc.response_started:
                 # Too late for an error answer: the connection is dropped mid-body.
                 return error.status, len(body), 0
-            return error.status, len(body), await send_error(send, error, request_id)
+            return error.status, len(body), await send_error(send, error, request_id, extra_headers)
         return status, len(body), bytes_out
+
+
+class _EventBeforeLastBody:
+    """Wraps a call's `send`: the call's event is published just before its last body message.
+
+    The event is then in the journal before the caller has its whole answer, so a process
+    killed at any moment loses no answered call.
+    """
+
+    __slots__ = ("_emit", "_send", "bytes_in", "bytes_out", "emitted", "status")
+
+    def __init__(self, send: Send, emit: Callable[[int, int, int], None], bytes_in: int) -> None:
+        self._send = send
+        self._emit = emit
+        self.status = 0
+        self.bytes_in = bytes_in
+        self.bytes_out = 0
+        self.emitted = False
+
+    async def __call__(self, message: Message) -> None:
+        """Count the answer as it goes out; publish before the last body message."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            self.bytes_out += len(message.get("body", b""))
+            if not message.get("more_body", False) and not self.emitted:
+                self.emitted = True
+                self._emit(self.status, self.bytes_in, self.bytes_out)
+        elif kind == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,7 +493,7 @@ class _Refusal:
 
 
 async def _authenticate(
-    verifier: TokenVerifier, authorization: bytes | None
+    verifier: TokenVerifier | IssuerRouter, authorization: bytes | None
 ) -> Principal | _Refusal:
     """The caller behind the Authorization header, or why it is refused."""
     token = bearer_token(authorization)

@@ -59,6 +59,21 @@ def not_found(method: str, path: str) -> GatewayError:
     return GatewayError(404, "not_found", f"no route {method} {path}")
 
 
+def invalid_path(reason: str) -> GatewayError:
+    """400: a path the gateway will not forward (it could route differently upstream)."""
+    return GatewayError(400, "invalid_path", reason)
+
+
+def overloaded(limit: int) -> GatewayError:
+    """503: the gateway is at its limit of calls in progress; retry shortly."""
+    return GatewayError(
+        503,
+        "overloaded",
+        f"the gateway is serving its maximum of {limit} calls at once; retry shortly",
+        ((b"retry-after", b"1"),),
+    )
+
+
 def keys_unavailable() -> GatewayError:
     """The signing keys are not loaded yet, so no token can be judged either way."""
     return GatewayError(
@@ -83,6 +98,16 @@ def gateway_timeout(timeout_s: float) -> GatewayError:
     """The upstream did not answer in time."""
     message = f"the upstream API did not answer in {timeout_s:g} s"
     return GatewayError(504, "gateway_timeout", message)
+
+
+def rate_limited(window_headers: list[tuple[bytes, bytes]]) -> GatewayError:
+    """429: the app used its calls of the window; the headers say how long to wait."""
+    return GatewayError(
+        429,
+        "rate_limited",
+        "the app's rate limit is used up; retry after the Retry-After seconds",
+        tuple(window_headers),
+    )
 
 
 def render(error: GatewayError, request_id: str) -> tuple[list[tuple[bytes, bytes]], bytes]:

@@ -1,6 +1,8 @@
 """One RequestEvent per authenticated call, delivered to Kafka, spooled to disk when it cannot be.
 
-The call path only appends the event to an in-memory buffer (no await on the broker, no I/O).
+The call path encodes the event, writes it to the journal (one `write()`, before the answer
+is sent: a killed process loses no answered call, see journal.py) and appends it to an
+in-memory buffer (no await on the broker).
 One background task drains the buffer: it encodes the events and hands them to the producer as
 ready-made batches, one per partition, or appends them to the on-disk spool when Kafka is not
 answering (producer not started, a batch unacknowledged for `stall_s`, too much in flight, or a
@@ -9,6 +11,11 @@ answers. Only records that certainly never reached Kafka are spooled: the usage 
 dedups by offset, not event id, so a record written twice would be counted twice. Records that
 may or may not have been written (sent, never acknowledged) are kept in a separate
 `ambiguous/` spool that is never replayed, counted and logged for a person to reconcile.
+
+Nothing here raises into the call path, and the background tasks are supervised (restarted
+after an unexpected error). When the spool cannot take records (its size cap, a full disk),
+they are dropped and counted (`capps_gateway_events_lost_total`), readiness fails until it can
+again, and what was spooled before stays intact for the replay.
 """
 
 import asyncio
@@ -17,7 +24,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +42,8 @@ from aiokafka.structs import TopicPartition
 from capps_events import KafkaRecord, RequestEvent, encode_request, new_event_id
 from capps_gateway import metrics
 from capps_gateway.auth import Principal
-from capps_gateway.spool import Spool
+from capps_gateway.journal import Journal, JournalBatch
+from capps_gateway.spool import Spool, loss_reason
 from capps_kit.kafka import make_producer
 
 log = logging.getLogger(__name__)
@@ -43,8 +51,7 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 PROBE_INTERVAL_S = 0.5
 REPLAY_CHUNK = 2000
-
-# Defined here, not in metrics.py, because only the publisher moves them.
+RESTART_DELAY_S = 0.5
 
 
 def build_event(
@@ -146,6 +153,7 @@ class _Flight:
     future: "asyncio.Future[Any]"
     batch: Any
     replay: bool
+    journal_batch: JournalBatch | None = None
     sent_at: float = field(default_factory=time.monotonic)
     settled: bool = False
 
@@ -166,6 +174,7 @@ class SpoolingPublisher:
         flush_timeout_s: float = 5.0,
         linger_s: float = 0.005,
         segment_bytes: int = 4 * 1024 * 1024,
+        spool_max_bytes: int = 1024 * 1024 * 1024,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = f"capps-gateway-{instance_id}"
@@ -177,9 +186,12 @@ class SpoolingPublisher:
         self._stall_s = stall_s
         self._flush_timeout_s = flush_timeout_s
         self._linger_s = linger_s
-        self._spool = Spool(spool_dir, segment_bytes)
-        self._ambiguous = Spool(spool_dir / "ambiguous", segment_bytes)
-        self._buffer: list[RequestEvent] = []
+        self._spool = Spool(spool_dir, segment_bytes, spool_max_bytes)
+        self._ambiguous = Spool(spool_dir / "ambiguous", segment_bytes, spool_max_bytes)
+        self._unhealthy_reason = "not connected yet"
+        self._journal = Journal(spool_dir / "journal")
+        self._store_recovered()
+        self._buffer: list[KafkaRecord] = []
         self._wake = asyncio.Event()
         self._flights: set[_Flight] = set()
         self._in_flight = 0
@@ -201,7 +213,8 @@ class SpoolingPublisher:
     @property
     def accepting(self) -> bool:
         """Whether events are being taken care of: sent to Kafka or spooled to disk."""
-        return bool(self._tasks) and not self._closing
+        tasks = self._tasks
+        return bool(tasks) and not self._closing and not any(task.done() for task in tasks)
 
     @property
     def healthy(self) -> bool:
@@ -212,6 +225,24 @@ class SpoolingPublisher:
     def unacknowledged(self) -> int:
         """Events buffered or handed to the producer and not acknowledged yet."""
         return len(self._buffer) + self._in_flight
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the gateway may take calls, as far as their events go, and what to say.
+
+        A Kafka that refuses or hangs keeps the gateway ready while the spool takes the events
+        (the detail says so); a spool that cannot take them any more makes it not ready.
+        """
+        if not self.accepting:
+            return False, "request event publisher not running"
+        refusing = self._spool.refusing
+        if refusing is not None:
+            return False, f"spool cannot take request events ({refusing}): they are being lost"
+        if not self._healthy:
+            return True, (
+                f"Kafka not answering ({self._unhealthy_reason}); spooling to disk, "
+                f"{self._spool.size_bytes} of {self._spool.max_bytes} bytes used"
+            )
+        return True, "ok"
 
     @property
     def spooled_bytes(self) -> int:
@@ -225,8 +256,10 @@ class SpoolingPublisher:
         """
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(self._drain_forever(), name="events-drain"),
-                asyncio.create_task(self._replay_forever(), name="events-replay"),
+                asyncio.create_task(_supervised("drain", self._drain_forever), name="events-drain"),
+                asyncio.create_task(
+                    _supervised("replay", self._replay_forever), name="events-replay"
+                ),
             ]
         attempt = 0
         while True:
@@ -247,22 +280,41 @@ class SpoolingPublisher:
                 await asyncio.sleep(delay)
                 continue
             self._started = self._healthy = True
+            self._unhealthy_reason = ""
             log.info("Kafka producer started", extra={"topic": self._topic})
             return
 
-    async def publish(self, event: RequestEvent) -> None:
-        """Buffer the event for the background drain; never waits, never raises.
+    def publish(self, event: RequestEvent) -> None:
+        """Journal the event and buffer it for the background drain; never waits, never raises.
 
-        Async only to keep the call site's `await`; nothing in here suspends.
+        Called before the call's answer is sent: once it returns, a killed process loses nothing.
         """
+        record = encode_request(event, self._source)
+        self._journal.write(record)
         buffer = self._buffer
-        buffer.append(event)
+        buffer.append(record)
         if len(buffer) == 1:
             self._wake.set()
         elif len(buffer) >= self._buffer_max:
             # The drain is far behind: put the backlog on disk rather than grow without bound.
             self._buffer = []
-            self._to_spool([encode_request(e, self._source) for e in buffer])
+            batch = self._journal.hand_over(len(buffer))
+            self._to_spool(buffer)
+            self._journal.settle(batch, len(buffer))
+
+    def _store_recovered(self) -> None:
+        """Put what a killed predecessor left in the journal into the spools, then reopen it."""
+        recovered = self._journal.recovered
+        if recovered.unsent:
+            self._to_spool(recovered.unsent)
+            self._spool.sync()
+        if recovered.ambiguous:
+            kept = self._ambiguous.append(recovered.ambiguous)
+            self._ambiguous.sync()
+            metrics.EVENTS_AMBIGUOUS.inc(kept)
+            metrics.EVENTS_FAILED.labels("ambiguous").inc(kept)
+            _count_lost(len(recovered.ambiguous) - kept, self._ambiguous.refusing)
+        self._journal.open()
 
     async def stop(self) -> None:
         """Send what is buffered (or spool it), wait for acknowledgements up to the flush
@@ -280,7 +332,9 @@ class SpoolingPublisher:
                 await replay
         if self._buffer:
             buffered, self._buffer = self._buffer, []
-            self._to_spool([encode_request(e, self._source) for e in buffered])
+            batch = self._journal.hand_over(len(buffered))
+            self._to_spool(buffered)
+            self._journal.settle(batch, len(buffered))
         pending = [flight.future for flight in self._flights]
         if pending:
             await asyncio.wait(pending, timeout=self._flush_timeout_s)
@@ -290,6 +344,8 @@ class SpoolingPublisher:
             await replay
         self._spool.close()
         self._ambiguous.close()
+        # Every journalled event is acknowledged, spooled or set aside by now.
+        self._journal.close(all_settled=not self._flights and not self._buffer)
         if self._started:
             try:
                 await asyncio.wait_for(self._producer.stop(), self._flush_timeout_s)
@@ -316,19 +372,23 @@ class SpoolingPublisher:
             if self._linger_s and not self._closing:
                 # A few milliseconds gather many calls' events into one batch per partition.
                 await asyncio.sleep(self._linger_s)
-            events, self._buffer = self._buffer, []
-            if events:
+            records, self._buffer = self._buffer, []
+            if records:
+                # Marked handed over before the producer may send any of them.
+                batch = self._journal.hand_over(len(records))
                 try:
-                    await self._dispatch([encode_request(e, self._source) for e in events])
+                    await self._dispatch(records, batch)
                 except Exception:
                     log.exception("request events not dispatched; spooled")
-                    self._to_spool([encode_request(e, self._source) for e in events])
+                    self._to_spool(records)
+                    self._journal.settle(batch, batch.remaining)
             self._check_stall()
             self._spool.sync()
+            self._journal.checkpoint()
             if self._closing and not self._buffer:
                 return
 
-    async def _dispatch(self, records: list[KafkaRecord]) -> None:
+    async def _dispatch(self, records: list[KafkaRecord], batch: JournalBatch) -> None:
         if should_spool(
             producer_started=self._started,
             healthy=self._healthy,
@@ -337,10 +397,13 @@ class SpoolingPublisher:
             in_flight_max=self._in_flight_max,
         ):
             self._to_spool(records)
+            self._journal.settle(batch, len(records))
             return
-        await self._send(records, replay=False)
+        await self._send(records, replay=False, batch=batch)
 
-    async def _send(self, records: list[KafkaRecord], *, replay: bool) -> list[_Flight]:
+    async def _send(
+        self, records: list[KafkaRecord], *, replay: bool, batch: JournalBatch | None = None
+    ) -> list[_Flight]:
         """Hand records to the producer as one batch per partition; spool what it refuses."""
         producer = self._producer
         known = producer.client.cluster.partitions_for_topic(self._topic)
@@ -348,6 +411,7 @@ class SpoolingPublisher:
         if not partitions:
             self._mark_unhealthy("topic metadata unknown")
             self._to_spool(records)
+            self._journal.settle(batch, len(records))
             return []
         if partitions != self._partitions:
             self._partitions = partitions
@@ -374,6 +438,7 @@ class SpoolingPublisher:
                     future,
                     _queued_batch(producer, TopicPartition(self._topic, partition), builder),
                     replay,
+                    batch,
                 )
                 self._flights.add(flight)
                 self._in_flight += len(batch_records)
@@ -381,6 +446,7 @@ class SpoolingPublisher:
                 flights.append(flight)
         if refused:
             self._to_spool(refused)
+            self._journal.settle(batch, len(refused))
         return flights
 
     def _settle(self, flight: _Flight, future: "asyncio.Future[Any]") -> None:
@@ -396,6 +462,7 @@ class SpoolingPublisher:
         self._flights.discard(flight)
         self._in_flight -= len(flight.records)
         count = len(flight.records)
+        self._journal.settle(flight.journal_batch, count)
         if outcome is Outcome.ACKED:
             (metrics.EVENTS_REPLAYED if flight.replay else metrics.EVENTS_SENT).inc(count)
             return
@@ -403,9 +470,11 @@ class SpoolingPublisher:
             self._to_spool(flight.records)
             self._spool.sync()
         else:
-            self._ambiguous.append(flight.records)
+            kept = self._ambiguous.append(flight.records)
             self._ambiguous.sync()
-            metrics.EVENTS_AMBIGUOUS.inc(count)
+            metrics.EVENTS_AMBIGUOUS.inc(kept)
+            metrics.EVENTS_FAILED.labels("ambiguous").inc(kept)
+            _count_lost(count - kept, self._ambiguous.refusing)
             log.error(
                 "request events maybe written, set aside for reconciliation",
                 extra={
@@ -417,7 +486,11 @@ class SpoolingPublisher:
         self._mark_unhealthy(f"delivery failed: {exc!r}")
 
     def _to_spool(self, records: list[KafkaRecord]) -> None:
-        metrics.EVENTS_SPOOLED.inc(self._spool.append(records))
+        """Spool records; count those the spool cannot take as lost. Never raises."""
+        written = self._spool.append(records)
+        metrics.EVENTS_SPOOLED.inc(written)
+        metrics.EVENTS_FAILED.labels("spooled").inc(written)
+        _count_lost(len(records) - written, self._spool.refusing)
 
     def _check_stall(self) -> None:
         oldest = min((flight.sent_at for flight in self._flights), default=None)
@@ -427,6 +500,7 @@ class SpoolingPublisher:
     def _mark_unhealthy(self, reason: str) -> None:
         if self._healthy:
             log.warning("Kafka not answering, spooling request events", extra={"reason": reason})
+            self._unhealthy_reason = reason
         self._healthy = False
 
     async def _replay_forever(self) -> None:
@@ -520,6 +594,32 @@ class SpoolingPublisher:
             await asyncio.wait({sender}, timeout=self._flush_timeout_s)
         if accumulator is not None and (sender is None or sender.done()):
             accumulator.fail_all(KafkaConnectionError("gateway stopping"))
+
+
+def _count_lost(count: int, refusing: str | None) -> None:
+    """Count records a spool did not take, by the reason it gave."""
+    if count <= 0:
+        return
+    metrics.EVENTS_LOST.labels(loss_reason(refusing)).inc(count)
+    metrics.EVENTS_FAILED.labels("lost").inc(count)
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a background loop until it returns; restart it after any unexpected error.
+
+    A dead drain would leave every later event in memory, unsent and uncounted.
+    """
+    while True:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.TASK_RESTARTS.labels(name).inc()
+            log.exception("request event task failed, restarting", extra={"task": name})
+            await asyncio.sleep(RESTART_DELAY_S)
+        else:
+            return
 
 
 def _build_batches(

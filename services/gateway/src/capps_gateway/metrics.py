@@ -26,8 +26,24 @@ UPSTREAM_ERRORS = Counter(
 EVENTS_SENT = Counter("capps_gateway_events_sent_total", "Request events acknowledged by Kafka.")
 EVENTS_FAILED = Counter(
     "capps_gateway_events_failed_total",
-    "Request events that could not be handed to Kafka or were not acknowledged.",
+    "Request events not delivered straight to Kafka, by what became of them: spooled "
+    "(replayed later), ambiguous (maybe written, set aside) or lost (dropped).",
     ["stage"],
+)
+EVENTS_LOST = Counter(
+    "capps_gateway_events_lost_total",
+    "Request events dropped because the spool could not take them (spool_full: at its "
+    "size cap; disk_full; write_failed): served calls that will never be counted.",
+    ["reason"],
+)
+for _stage in ("spooled", "ambiguous", "lost"):
+    EVENTS_FAILED.labels(_stage)
+for _reason in ("spool_full", "disk_full", "write_failed"):
+    EVENTS_LOST.labels(_reason)
+TASK_RESTARTS = Counter(
+    "capps_gateway_task_restarts_total",
+    "Background tasks of the event publisher restarted after an unexpected error.",
+    ["task"],
 )
 JWKS_FETCHES = Counter(
     "capps_gateway_jwks_fetches_total", "JWKS fetches from the registry, by result.", ["result"]
@@ -52,6 +68,28 @@ EVENTS_PENDING = Gauge(
 KAFKA_HEALTHY = Gauge(
     "capps_gateway_kafka_healthy", "1 while events go straight to Kafka, 0 while they spool."
 )
+
+EDGE_REFUSALS = Counter(
+    "capps_gateway_edge_refusals_total",
+    "Connections answered and closed by the HTTP edge, by reason (header_too_large, "
+    "header_timeout, body_timeout).",
+    ["reason"],
+)
+RATELIMIT_CHECKS = Counter(
+    "capps_gateway_ratelimit_checks_total",
+    "Rate-limit checks, by who decided (redis: shared and exact; local: the fallback).",
+    ["source"],
+)
+RATELIMIT_ROUND_TRIPS = Counter(
+    "capps_gateway_ratelimit_round_trips_total",
+    "Batched rate-limit script calls sent to Redis (checks / round trips = batch size).",
+)
+RATELIMIT_FALLBACK = Gauge(
+    "capps_gateway_ratelimit_fallback",
+    "1 while Redis does not answer and each process limits alone at limit / processes.",
+)
+for _source in ("redis", "local"):
+    RATELIMIT_CHECKS.labels(_source)
 
 APPS_KNOWN = Gauge("capps_gateway_apps_known", "Apps in the gateway's local view of app state.")
 APP_STATE_RECORDS = Counter(
@@ -99,3 +137,17 @@ class RequestMetrics:
             counter = self._refusals[reason] = UNAUTHENTICATED.labels(reason)
         counter.inc()
         self.observe(route, status, duration_s)
+
+
+# External identity providers (auth/issuer_keys.py): one label value per configured issuer.
+ISSUER_KEY_FETCHES = Counter(
+    "capps_gateway_issuer_key_fetches_total",
+    "Discovery and JWKS fetches of external issuers, by issuer and result (ok, error).",
+    ["issuer", "result"],
+)
+ISSUER_KEYS_FETCHED_AT = Gauge(
+    "capps_gateway_issuer_keys_fetched_timestamp_seconds",
+    "When each external issuer's keys were last fetched successfully (Unix time).",
+    ["issuer"],
+    multiprocess_mode="max",
+)

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 from capps_events import APPS_TOPIC, REQUESTS_TOPIC
-from capps_kit.settings import KafkaSettings, ServiceSettings
+from capps_kit.settings import KafkaSettings, RedisSettings, ServiceSettings
 
 
-class GatewaySettings(ServiceSettings, KafkaSettings):
+class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings):
     """Where the gateway listens, what it proxies to and whom it trusts."""
 
     gateway_host: str = "127.0.0.1"
@@ -18,6 +18,13 @@ class GatewaySettings(ServiceSettings, KafkaSettings):
     # closes idle connections first and never writes to one the upstream is closing.
     gateway_upstream_idle_timeout_s: float = 3.0
     gateway_upstream_max_connections: int = 1024
+    # Calls in progress per process; past it, 503 `overloaded` with Retry-After: 1.
+    gateway_max_in_flight: int = 1024
+    # Request line + headers larger than this answer 431; headers (and a body) that take
+    # longer than the read timeout to arrive close the connection (408 when still possible).
+    gateway_max_header_bytes: int = 16 * 1024
+    gateway_header_timeout_s: float = 10.0
+    gateway_body_timeout_s: float = 30.0
     gateway_events_topic: str = REQUESTS_TOPIC
     gateway_apps_topic: str = APPS_TOPIC
     # How long a valid token of an app the local view does not know yet waits for its state
@@ -28,6 +35,14 @@ class GatewaySettings(ServiceSettings, KafkaSettings):
     token_issuer: str = "http://127.0.0.1:8080"  # noqa: S105
     token_audience: str = "capps-api"  # noqa: S105
     catalog_path: Path | None = None
+    # Rate limits are shared through Redis (REDIS_URL); a check waits at most this for it.
+    gateway_ratelimit_timeout_s: float = 0.25
+    # While Redis is away each process admits limit // this: the number of gateway processes
+    # sharing the limits (all hosts), so together they stay within the limit.
+    gateway_ratelimit_fallback_processes: int = 1
+    # External identity providers whose access tokens the gateway accepts too (YAML or JSON;
+    # see auth/issuers.py and the README). None: only the registry's own tokens.
+    gateway_issuers_file: Path | None = None
 
     @property
     def jwks_url(self) -> str:
@@ -37,6 +52,9 @@ class GatewaySettings(ServiceSettings, KafkaSettings):
     # Request events that cannot reach Kafka wait here (segment files), replayed once it answers.
     gateway_spool_dir: Path = Path(".local/gateway/spool")
     gateway_spool_segment_bytes: int = 4 * 1024 * 1024
+    # The spool's cap (bytes); past it, or on a full disk, events are dropped, counted in
+    # capps_gateway_events_lost_total, and /readyz fails. ~300 bytes an event: 1 GiB ~ 3.5 M.
+    gateway_spool_max_bytes: int = 1024 * 1024 * 1024
     # Events buffered in memory before the drain task; past this the backlog goes to disk.
     gateway_events_buffer_max: int = 100_000
     # Events handed to the producer and not yet acknowledged; past this new ones spool.

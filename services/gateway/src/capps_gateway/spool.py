@@ -6,17 +6,22 @@ from it on is skipped instead of being replayed as garbage. A segment is deleted
 every record in it was acknowledged; a `.acked` file beside it remembers how many leading
 records already were, so a replay interrupted by a crash resumes instead of starting over.
 Only what the gateway publishes is written here: event data and CloudEvents headers, never
-a token or any other secret.
+a token or any other secret; still, directories are 0700 and files 0600 (the service's user).
+
+The spool never raises on a full disk and never grows past `max_bytes`: records that do not
+fit are refused (`append` returns how many were written) and the file is cut back to its last
+whole frame, so what was spooled before stays readable. Writes are plain `write()` calls on
+the file descriptor, no user-space buffer: a record written survives the process being killed.
 """
 
 import contextlib
+import errno
 import logging
 import os
 import struct
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
 
 import msgspec
 
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 FRAME = struct.Struct(">II")
 SEGMENT_SUFFIX = ".seg"
 ACKED_SUFFIX = ".acked"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 """A frame longer than this can only be a torn or corrupt length field."""
 
@@ -66,23 +73,47 @@ def decode_frames(data: bytes) -> tuple[list[KafkaRecord], int]:
     return records, pos
 
 
+AT_CAP = "spool at its size cap"
+DISK_FULL = "disk full"
+
+
+def loss_reason(refusing: str | None) -> str:
+    """The metric label of a spool's refusal: spool_full, disk_full or write_failed."""
+    if refusing is not None and refusing.startswith(AT_CAP):
+        return "spool_full"
+    if refusing == DISK_FULL:
+        return "disk_full"
+    return "write_failed"
+
+
 class Spool:
     """Segments in one directory: append and sync, then seal, replay and delete."""
 
-    def __init__(self, directory: Path, segment_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        segment_bytes: int = 4 * 1024 * 1024,
+        max_bytes: int = 1024 * 1024 * 1024,
+    ) -> None:
         self.directory = directory
         self._segment_bytes = segment_bytes
-        directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        # mkdir's mode passes through the umask, and an older run may have made it wider.
+        directory.chmod(DIR_MODE)
         # Segments left by an earlier run (even one that crashed mid-write) are sealed.
-        self._sealed: dict[Path, int] = {
-            path: path.stat().st_size for path in sorted(directory.glob("*" + SEGMENT_SUFFIX))
-        }
+        self._sealed: dict[Path, int] = {}
+        for path in sorted(directory.glob("*" + SEGMENT_SUFFIX)):
+            path.chmod(FILE_MODE)
+            self._sealed[path] = path.stat().st_size
         last = max((int(path.stem) for path in self._sealed), default=0)
         self._next_seq = last + 1
-        self._active: IO[bytes] | None = None
+        self._active: int | None = None
         self._active_path: Path | None = None
         self._active_bytes = 0
         self._dirty = False
+        self.refusing: str | None = None
+        """Why the last append could not write everything (cap, disk full); None once one could."""
 
     @property
     def size_bytes(self) -> int:
@@ -102,26 +133,73 @@ class Spool:
     def append(self, records: Iterable[KafkaRecord]) -> int:
         """Write records to the open segment (rotating when full); return how many.
 
-        Written to the file's buffer only: `sync` makes them durable, once per batch.
+        The records past the size cap, or past what the disk takes, are not written (the
+        caller counts them as lost); `refusing` then says why. Never raises.
+        Written with `write()`: durable against a killed process at once, against a machine
+        crash after `sync`.
         """
-        count = 0
-        for record in records:
-            frame = encode_frame(record)
-            if self._active is None or self._active_bytes >= self._segment_bytes:
-                self._rotate()
-            assert self._active is not None
-            self._active.write(frame)
-            self._active_bytes += len(frame)
-            count += 1
-        if count:
+        frames = [encode_frame(record) for record in records]
+        written = 0
+        while written < len(frames):
+            room = self.max_bytes - self.size_bytes
+            needs_segment = self._active is None or self._active_bytes >= self._segment_bytes
+            if needs_segment and not self._rotate():
+                break
+            # As many whole frames as fit under the cap and in this segment, in one write().
+            chunk: list[bytes] = []
+            size = 0
+            segment_room = max(self._segment_bytes - self._active_bytes, 0)
+            for frame in frames[written:]:
+                if size + len(frame) > room or (chunk and size + len(frame) > segment_room):
+                    break
+                chunk.append(frame)
+                size += len(frame)
+            if not chunk:
+                self.refusing = f"{AT_CAP} of {self.max_bytes} bytes"
+                break
+            if not self._write(b"".join(chunk)):
+                break
+            written += len(chunk)
+        if written:
             self._dirty = True
-        return count
+            if written == len(frames):
+                self.refusing = None
+        return written
+
+    def _write(self, data: bytes) -> bool:
+        """Write all of `data` to the open segment, or nothing (cut back to the last frame)."""
+        assert self._active is not None
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._active, view[done:])
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._active, self._active_bytes)
+            self._refuse(exc)
+            return False
+        self._active_bytes += done
+        return True
+
+    def _refuse(self, exc: OSError) -> None:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = DISK_FULL if full else f"write failed: {exc.strerror or exc}"
+        if self.refusing != reason:
+            log.error(
+                "spool cannot take request events",
+                extra={"reason": reason, "dir": str(self.directory)},
+            )
+        self.refusing = reason
 
     def sync(self) -> None:
-        """Flush and fsync the open segment, if anything was written since the last sync."""
+        """Fsync the open segment, if anything was written since the last sync; never raises."""
         if self._active is not None and self._dirty:
-            self._active.flush()
-            os.fsync(self._active.fileno())
+            try:
+                os.fsync(self._active)
+            except OSError as exc:
+                self._refuse(exc)
+                return
             self._dirty = False
 
     def seal(self) -> None:
@@ -129,7 +207,8 @@ class Spool:
         if self._active is None or self._active_path is None:
             return
         self.sync()
-        self._active.close()
+        with contextlib.suppress(OSError):
+            os.close(self._active)
         if self._active_bytes:
             self._sealed[self._active_path] = self._active_bytes
         else:
@@ -166,26 +245,47 @@ class Spool:
             return 0
 
     def mark_acked(self, segment: Path, count: int) -> None:
-        """Remember that the first `count` records of the segment were acknowledged."""
+        """Remember that the first `count` records of the segment were acknowledged.
+
+        On a full disk the marker stays behind: the replay goes on, and only a crash before
+        the segment is deleted would send those records again.
+        """
         marker = segment.with_suffix(ACKED_SUFFIX)
         tmp = marker.with_suffix(".tmp")
-        with tmp.open("w") as handle:
-            handle.write(f"{count}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(marker)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                os.write(fd, f"{count}\n".encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            tmp.replace(marker)
+        except OSError as exc:
+            log.warning(
+                "spool marker not written", extra={"segment": segment.name, "reason": str(exc)}
+            )
+            tmp.unlink(missing_ok=True)
 
     def delete(self, segment: Path) -> None:
         """Remove a fully acknowledged segment and its marker."""
         segment.unlink(missing_ok=True)
         segment.with_suffix(ACKED_SUFFIX).unlink(missing_ok=True)
         self._sealed.pop(segment, None)
+        # Room was made: the next append finds out whether it is enough.
+        self.refusing = None
 
-    def _rotate(self) -> None:
+    def _rotate(self) -> bool:
+        """Seal the open segment and open the next; False (refusing) when the disk says no."""
         self.seal()
         path = self.directory / f"{self._next_seq:016d}{SEGMENT_SUFFIX}"
+        try:
+            self._active = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE
+            )
+        except OSError as exc:
+            self._refuse(exc)
+            return False
         self._next_seq += 1
-        self._active = path.open("xb")
         self._active_path = path
         self._active_bytes = 0
         # The new file's directory entry must survive a crash too.
@@ -195,3 +295,4 @@ class Spool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        return True

@@ -30,6 +30,7 @@ from capps_registry.outbox.relay import OutboxRelay
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState, StateDep
 from capps_registry.usage.endpoints import router as usage_router
+from capps_registry.web import install_page
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     app.include_router(usage_router)
     app.include_router(audit_router)
     app.include_router(me_router)
+    install_page(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

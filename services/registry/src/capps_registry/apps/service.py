@@ -24,6 +24,7 @@ from capps_registry.apps.schemas import (
     DayRequests,
     RateLimit,
     SecretOut,
+    external_identity,
 )
 from capps_registry.audit import repository as audit
 from capps_registry.errors import ApiError, app_not_found
@@ -67,6 +68,7 @@ def app_view(client: Client, stats: AppStats | None) -> AppOut:
         trend_30d=[DayRequests(date=day.date, requests=day.requests) for day in stats.trend_30d]
         if stats
         else [],
+        external=external_identity(client),
     )
 
 

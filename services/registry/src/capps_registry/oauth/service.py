@@ -15,7 +15,6 @@ from capps_registry.oauth.keys import SigningKeys, generate_key, key_cipher, ope
 from capps_registry.oauth.tokens import LEEWAY_S, InvalidAccessTokenError, sign_token, verify_token
 from capps_registry.settings import RegistrySettings
 
-
 # last_used_at is written at most once a minute (the SQL says so too); remembering when this
 # process last wrote it spares the token endpoint a database round trip on most calls.
 TOUCH_EVERY_S = 60.0

@@ -1,0 +1,201 @@
+"""A rig for the publisher's tests: a Kafka broker of the test's own, events, spool readers.
+
+The broker (jars from .local/kafka/lib, storage formatted like deploy/local/stack.py does, free
+ports, a temp dir) is killed, paused and restarted without disturbing anyone.
+"""
+
+import asyncio
+import importlib.util
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from capps_events import RequestEvent, new_event_id
+from capps_gateway.events import SpoolingPublisher
+from capps_gateway.spool import Spool
+
+from .conftest import REPO, free_port
+
+PARTITIONS = 3
+KAFKA_LIB = REPO / ".local" / "kafka" / "lib"
+
+
+def _stack_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("capps_stack", REPO / "deploy/local/stack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up by name while being defined.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Broker:
+    """One KRaft broker+controller in a temp dir; `kill` and `start` keep its data."""
+
+    home: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self, *args: str) -> list[str]:
+        return [shutil.which("java") or "java", "-Xmx384m", "-cp", f"{KAFKA_LIB}/*", *args]
+
+    def start(self) -> None:
+        with (self.home / "broker.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command("kafka.Kafka", str(self.home / "server.properties")),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def pause(self) -> None:
+        """Freeze the broker: connections stay open, nothing answers (a hung Kafka)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused broker run on."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+def started_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A formatted, started broker in `tmp_path`, killed at the end (the `broker` fixture)."""
+    if not list(KAFKA_LIB.glob("kafka_2.13-*.jar")) or shutil.which("java") is None:
+        pytest.fail(f"needs the Kafka jars in {KAFKA_LIB} (make up fetches them) and a JDK")
+    stack = _stack_module()
+    home = tmp_path / "kafka"
+    home.mkdir()
+    ports = stack.Ports(kafka=free_port(), kafka_controller=free_port())
+    (home / "server.properties").write_text(stack.kafka_server_properties(ports, home / "data"))
+    found = Broker(home, ports.kafka)
+    subprocess.run(
+        found.command(
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            stack.new_kafka_cluster_id(),
+            "-c",
+            str(home / "server.properties"),
+        ),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    found.start()
+    yield found
+    if found.process is not None and found.process.poll() is None:
+        found.kill()
+
+
+async def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Poll `predicate` every 0.1 s until it holds; fail naming `what` past the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def create_topic(bootstrap: str, topic: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            return
+        finally:
+            await admin.close()
+
+
+async def topic_event_ids(bootstrap: str, topic: str) -> list[str]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        ids: list[str] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                ids.extend(dict(record.headers)["ce_id"].decode() for record in records)
+        return ids
+    finally:
+        await consumer.stop()
+
+
+def events(count: int) -> list[RequestEvent]:
+    now = datetime.now(UTC)
+    return [
+        RequestEvent(
+            id=new_event_id(),
+            time=now,
+            tenant_id="tenant-spool",
+            app_id=f"app-{n % 5}",
+            method="GET",
+            route="/api/alerts",
+            status=200,
+            latency_ms=1.0,
+            bytes_in=0,
+            bytes_out=n,
+            request_id=uuid.uuid4().hex,
+            gateway="spool-test",
+        )
+        for n in range(count)
+    ]
+
+
+async def publish_all(publisher: SpoolingPublisher, batch: list[RequestEvent]) -> float:
+    """Publish every event; return the seconds it took (the call path's cost)."""
+    started = time.perf_counter()
+    for event in batch:
+        publisher.publish(event)
+    return time.perf_counter() - started
+
+
+def spooled_ids(directory: Path) -> list[str]:
+    spool = Spool(directory)
+    return [
+        dict(record.headers)["ce_id"].decode()
+        for segment in spool.sealed_segments()
+        for record in spool.read(segment)[0]
+    ]
+
+
+async def start(publisher: SpoolingPublisher) -> "asyncio.Task[None]":
+    task = asyncio.create_task(publisher.start_until_ready())
+    await wait_until(task.done, 60, "the producer to start")
+    return task
