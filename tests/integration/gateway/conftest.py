@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[3]
 ISSUER = "http://issuer.gateway-test"
 AUDIENCE = "capps-api"
 TENANT = f"tenant-{uuid.uuid4().hex[:8]}"
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0
 EVENT_PARTITIONS = 3
 APP_PARTITIONS = 3
 DEFAULT_APP = f"app-test-{uuid.uuid4().hex[:8]}"
@@ -421,6 +421,7 @@ async def start_gateway(
             "REDIS_URL": infra.redis_url,
             # Its own spool and journal: a directory belongs to one process.
             "GATEWAY_SPOOL_DIR": str(log_path.parent / "spool"),
+            "GATEWAY_WORKERS": "1",
             **(extra_env or {}),
         }
         process = stack.enter_context(_process(["-m", "capps_gateway"], env, log_path))

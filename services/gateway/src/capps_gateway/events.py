@@ -204,11 +204,11 @@ class SpoolingPublisher:
         self._replay_idle.set()
         self._replay_in_chunk = False
         self._tasks: list[asyncio.Task[None]] = []
-        metrics.SPOOL_BYTES.set_function(lambda: self._spool.size_bytes)
-        metrics.SPOOL_SEGMENTS.set_function(lambda: self._spool.segment_count)
-        metrics.EVENTS_PENDING.labels("buffer").set_function(lambda: len(self._buffer))
-        metrics.EVENTS_PENDING.labels("in_flight").set_function(lambda: self._in_flight)
-        metrics.KAFKA_HEALTHY.set_function(lambda: 1 if self._healthy else 0)
+        metrics.track(metrics.SPOOL_BYTES, lambda: self._spool.size_bytes)
+        metrics.track(metrics.SPOOL_SEGMENTS, lambda: self._spool.segment_count)
+        metrics.track(metrics.EVENTS_PENDING.labels("buffer"), lambda: len(self._buffer))
+        metrics.track(metrics.EVENTS_PENDING.labels("in_flight"), lambda: self._in_flight)
+        metrics.track(metrics.KAFKA_HEALTHY, lambda: 1 if self._healthy else 0)
 
     @property
     def accepting(self) -> bool:
