@@ -98,13 +98,21 @@ def test_request_ids() -> None:
     assert pick_request_id("bad\nid") != "bad\nid"
 
 
-def test_placeholder_key_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("REGISTRY_KEY_ENCRYPTION_KEY", raising=False)
+@pytest.mark.parametrize("name", ["REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"])
+def test_placeholder_secrets_are_refused_in_production(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    for each in ("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"):
+        monkeypatch.setenv(each, f"a-real-{each.lower()}")
+    monkeypatch.delenv(name)
     # Production also refuses the database's default password: give it a real one.
     monkeypatch.setenv("DATABASE_URL", "postgresql://capps:Xq7-vT9pL2mRw4sZ@db:5432/capps")
-    assert RegistrySettings(environment="development").registry_key_encryption_key
-    with pytest.raises(ValidationError, match="REGISTRY_KEY_ENCRYPTION_KEY"):
+    assert getattr(RegistrySettings(environment="development"), name.lower())
+    with pytest.raises(ValidationError, match=name):
         RegistrySettings(environment="production")
-    monkeypatch.setenv("REGISTRY_KEY_ENCRYPTION_KEY", "a-real-secret")
-    assert RegistrySettings(environment="production").registry_key_encryption_key == "a-real-secret"
+    monkeypatch.setenv(name, "changethis")
+    with pytest.raises(ValidationError, match=name):
+        RegistrySettings(environment="production")
+    monkeypatch.setenv(name, "a-real-secret")
+    assert getattr(RegistrySettings(environment="production"), name.lower()) == "a-real-secret"
     assert "a-real-secret" not in repr(RegistrySettings(environment="production"))

@@ -131,6 +131,7 @@ class AppStates:
         tokens_valid_after: datetime = EPOCH,
         tenant_id: str = TENANT,
         rate_limit: RateLimit | None = None,
+        issuer: str | None = None,
     ) -> AppState:
         """Publish the app's next state (version + 1) and wait for Kafka to acknowledge it."""
         version = self.versions.get(app_id, 0) + 1
@@ -145,6 +146,7 @@ class AppStates:
             tokens_valid_after=tokens_valid_after,
             version=version,
             updated_at=now,
+            issuer=issuer,
         )
         record = encode_app_state(state, "//capps/test")
         await self.producer.send_and_wait(

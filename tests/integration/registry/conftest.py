@@ -19,9 +19,10 @@ import asyncpg
 import httpx
 import pytest
 
+from capps_aggregator.migrate import upgrade_head
 from capps_events import TopicSpec
 from capps_kit.postgres import asyncpg_dsn
-from capps_registry.app import create_app
+from capps_registry.app import build_api
 from capps_registry.migrations.runner import upgrade
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState
@@ -30,6 +31,7 @@ from tests.infra import drop_database, throwaway_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ISSUER = "http://registry.test"
+TEST_PEPPER = "test-pepper-" + uuid.uuid4().hex
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -50,7 +52,9 @@ async def migrated_database(database_url: str) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = with_database(database_url, name)
         # alembic runs its own event loop, so it gets a thread of its own.
-        await asyncio.to_thread(upgrade, url)
+        await asyncio.to_thread(upgrade, url, TEST_PEPPER.encode())
+        # The usage tables the registry reads are the aggregator's, in the same database.
+        await asyncio.to_thread(upgrade_head, url)
         yield url
     finally:
         await drop_database(admin, name)
@@ -85,12 +89,15 @@ def registry_settings(infra: Any, registry_database: str, apps_topic: str) -> Re
     """Settings of the registry under test."""
     return RegistrySettings(
         database_url=registry_database,
-        redis_url=infra.redis_url,
+        # A Redis database of their own: these tests set and clear the usage store's ready
+        # marker, which must not mislead the stack's aggregator sharing the server.
+        redis_url=with_database(infra.redis_url, "7"),
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
         token_issuer=ISSUER,
         catalog_path=REPO_ROOT / "config" / "catalog.yaml",
         environment="test",
         registry_apps_topic=apps_topic,
+        registry_secret_pepper=TEST_PEPPER,
     )
 
 
@@ -102,16 +109,16 @@ class Running:
     state: RegistryState
     asgi: ASGI
 
-    def new_client(self, **headers: str) -> httpx.AsyncClient:
-        """Another client of the same app (its own headers, e.g. a bearer token)."""
-        transport = httpx.ASGITransport(app=self.asgi)
+    def new_client(self, address: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
+        """Another client of the same app (its own headers, e.g. a bearer token, and address)."""
+        transport = httpx.ASGITransport(app=self.asgi, client=(address, 40000))
         return httpx.AsyncClient(transport=transport, base_url=ISSUER, headers=headers)
 
 
 @pytest.fixture(scope="session")
 async def registry(registry_settings: RegistrySettings) -> AsyncIterator[Running]:
     """The app inside its lifespan, reached through httpx's ASGI transport."""
-    app = create_app(registry_settings)
+    app = build_api(registry_settings)
     async with app.router.lifespan_context(app) as lifespan_state:
         assert lifespan_state is not None
 
@@ -136,7 +143,9 @@ class Tenant:
 
 async def new_tenant(registry: Running) -> Tenant:
     """A fresh tenant, made the way `registry tenant create` makes it."""
-    made = await create_tenant(registry.state.pool, f"test-{uuid.uuid4().hex[:8]}")
+    made = await create_tenant(
+        registry.state.pool, TEST_PEPPER.encode(), f"test-{uuid.uuid4().hex[:8]}"
+    )
     return Tenant(made.tenant_id, made.client_id, made.client_secret)
 
 

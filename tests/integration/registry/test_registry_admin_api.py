@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from capps_usage.hot import HOT_READY_KEY
 from capps_usage.keys import day_field, day_key, hour_key, minute_field, minute_floor, seen_key
 from tests.integration.registry.conftest import Running, Tenant, new_tenant, token_for
 
@@ -108,7 +109,7 @@ async def test_other_tenants_apps_answer_404(registry: Running, admin: httpx.Asy
     other_tenant = await new_tenant(registry)
     token = await token_for(registry, other_tenant.client_id, other_tenant.client_secret)
     async with registry.new_client(Authorization=f"Bearer {token}") as other:
-        assert (await other.get("/v1/apps")).json() == {"apps": []}
+        assert (await other.get("/v1/apps")).json() == {"apps": [], "next_cursor": None}
         assert_error(await other.get(f"/v1/apps/{mine['id']}"), 404, "not_found")
         assert_error(await other.patch(f"/v1/apps/{mine['id']}", json={"enabled": False}), 404)
         assert_error(await other.delete(f"/v1/apps/{mine['id']}"), 404)
@@ -204,6 +205,7 @@ async def test_stats_come_from_redis(
     minute = minute_floor(now)
     three_days_ago = (now - timedelta(days=3)).date()
     keys = [seen_key(app["id"]), day_key(app["id"]), hour_key(app["id"], minute)]
+    await redis.set(HOT_READY_KEY, 1)
     try:
         await redis.set(seen_key(app["id"]), int(now.timestamp() * 1000))
         await redis.hset(

@@ -26,6 +26,7 @@ from capps_registry.outbox import repository as outbox
 from capps_registry.outbox.relay import LISTENER_APPLICATION_NAME, OutboxRelay
 from capps_registry.tenants.service import create_tenant
 from tests.integration.registry.conftest import (
+    TEST_PEPPER,
     Running,
     Tenant,
     migrated_database,
@@ -269,7 +270,7 @@ class RelayWorld:
 @pytest.fixture
 async def world(infra: Any, apps_topic: str, relay_database: str, relay_pool: Pool) -> RelayWorld:
     """A fresh tenant in the relay tests' database, and where its relays publish."""
-    tenant = await create_tenant(relay_pool, f"relay-{uuid.uuid4().hex[:8]}")
+    tenant = await create_tenant(relay_pool, TEST_PEPPER.encode(), f"relay-{uuid.uuid4().hex[:8]}")
     return RelayWorld(
         relay_database, relay_pool, tenant.tenant_id, infra.kafka_bootstrap_servers, apps_topic
     )

@@ -52,6 +52,9 @@ class AppState(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     """Grows with every change of the app; a consumer ignores a state older than it holds."""
     updated_at: datetime
+    issuer: str | None = None
+    """The external identity provider whose tokens act for this app (its issuer URL without a
+    trailing slash, see `normalise_issuer`); None for an app of the registry's own tokens."""
 
 
 def token_predates(issued_at: object, tokens_valid_after: datetime) -> bool:
@@ -66,3 +69,8 @@ def token_predates(issued_at: object, tokens_valid_after: datetime) -> bool:
     if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
         return True
     return issued_at < tokens_valid_after.timestamp()
+
+
+def normalise_issuer(issuer: str) -> str:
+    """An issuer URL as apps and gateways compare it: without trailing slashes."""
+    return issuer.rstrip("/")

@@ -1,28 +1,20 @@
-"""The stats read model: last seen, trailing-24h requests and the 30-day trend of apps."""
+"""The stats read model: last seen, trailing-24h requests and the 30-day trend of apps.
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+Redis answers while its ready marker says it holds everything; otherwise (a restart without
+its data, a flush, a rebuild in progress) PostgreSQL answers, so a reader is never wrong.
+"""
 
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
 import redis.asyncio as redis
 
-from capps_usage.keys import day_field, day_key, hour_key, seen_key, trailing_hours, trend_days
+from capps_usage.cold import read_cold_last_seen, read_cold_stats
+from capps_usage.hot import read_hot_last_seen, read_hot_stats
+from capps_usage.model import AppStats, DayCount
 
-
-@dataclass(frozen=True, slots=True)
-class DayCount:
-    """Requests on one UTC day."""
-
-    date: date
-    requests: int
-
-
-@dataclass(frozen=True, slots=True)
-class AppStats:
-    """What an admin sees of an app's usage."""
-
-    last_seen: datetime | None
-    requests_24h: int
-    trend_30d: list[DayCount]
+__all__ = ["AppStats", "DayCount", "read_last_seen", "read_stats", "sum_trailing_minutes"]
 
 
 def sum_trailing_minutes(
@@ -40,29 +32,36 @@ def sum_trailing_minutes(
 
 
 async def read_stats(
-    client: "redis.Redis", app_ids: list[str], now: datetime | None = None
+    client: "redis.Redis",
+    app_ids: Sequence[str],
+    now: datetime | None = None,
+    *,
+    pool: asyncpg.Pool | None = None,
+    with_trend: bool = True,
 ) -> dict[str, AppStats]:
-    """Read the stats of many apps in one pipelined round trip."""
+    """Stats of many apps: one Redis round trip, or PostgreSQL while Redis is incomplete.
+
+    Without a `pool` there is no system of record to fall back to, so Redis answers as it is.
+    """
+    if not app_ids:
+        return {}
     moment = now or datetime.now(UTC)
-    hours = trailing_hours(moment)
-    days = trend_days(moment)
-    pipe = client.pipeline(transaction=False)
-    for app_id in app_ids:
-        pipe.get(seen_key(app_id))
-        pipe.hmget(day_key(app_id), [day_field(day) for day in days])
-        for hour in hours:
-            pipe.hgetall(hour_key(app_id, hour))
-    replies = await pipe.execute()
-    stride = 2 + len(hours)
-    stats: dict[str, AppStats] = {}
-    for index, app_id in enumerate(app_ids):
-        seen, day_counts, *hour_hashes = replies[index * stride : (index + 1) * stride]
-        stats[app_id] = AppStats(
-            last_seen=datetime.fromtimestamp(int(seen) / 1000, UTC) if seen else None,
-            requests_24h=sum_trailing_minutes(hours, hour_hashes, moment),
-            trend_30d=[
-                DayCount(day, int(count) if count else 0)
-                for day, count in zip(days, day_counts, strict=True)
-            ],
-        )
-    return stats
+    hot = await read_hot_stats(
+        client, app_ids, moment, with_trend=with_trend, require_ready=pool is not None
+    )
+    if hot is not None:
+        return hot
+    assert pool is not None  # only a ready-gated read answers None
+    return await read_cold_stats(pool, app_ids, moment, with_trend=with_trend)
+
+
+async def read_last_seen(
+    client: "redis.Redis", pool: asyncpg.Pool, app_ids: Sequence[str]
+) -> dict[str, datetime | None]:
+    """Last seen of many apps (sorting a list by it): one MGET, or PostgreSQL when not ready."""
+    if not app_ids:
+        return {}
+    hot = await read_hot_last_seen(client, app_ids)
+    if hot is not None:
+        return hot
+    return await read_cold_last_seen(pool, app_ids)

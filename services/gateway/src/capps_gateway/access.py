@@ -12,7 +12,7 @@ class Verdict(enum.Enum):
     ALLOW = "allow"
     """The app may go on; the caller still answers 404 when no route matched."""
     UNKNOWN_APP = "unknown_app"
-    """401, no usage event: no such app (never seen, deleted, or of another tenant)."""
+    """401, no usage event: no such app (never seen, deleted, of another tenant or issuer)."""
     TOKEN_REVOKED = "token_revoked"  # noqa: S105 - a verdict name, not a secret
     """401, no usage event: the token was issued before the app's tokens_valid_after."""
     APP_DISABLED = "app_disabled"
@@ -29,7 +29,13 @@ def decide(state: AppState | None, principal: Principal, permission: str | None)
     A permission must be both in the token and in the app's live state: revoking one takes
     effect at once, while granting one takes a new token, as usual with OAuth scopes.
     """
-    if state is None or state.tenant_id != principal.tenant_id:
+    if (
+        state is None
+        or state.tenant_id != principal.tenant_id
+        # An app answers only to the issuer it was registered with: the same client id at
+        # another provider (or at the registry) is another party.
+        or state.issuer != principal.issuer
+    ):
         return Verdict.UNKNOWN_APP
     if not state.enabled:
         return Verdict.APP_DISABLED

@@ -26,6 +26,9 @@ from capps_gateway.auth import (
     Principal,
     TokenVerifier,
 )
+from capps_gateway.auth.external import ExternalTokenVerifier, IssuerRouter
+from capps_gateway.auth.issuer_keys import IssuerKeys
+from capps_gateway.auth.issuers import load_issuers
 from capps_gateway.errors import GatewayError
 from capps_gateway.events import SpoolingPublisher, build_event
 from capps_gateway.headers import bearer_token, sane_request_id
@@ -98,7 +101,7 @@ class _Runtime:
 
     session: aiohttp.ClientSession
     keys: JwksKeyStore
-    verifier: TokenVerifier
+    verifier: TokenVerifier | IssuerRouter
     proxy: UpstreamProxy
     publisher: SpoolingPublisher
     apps: AppStateView
@@ -116,6 +119,13 @@ class GatewayApp:
         self._runtime: _Runtime | None = None
         self._in_flight = 0
         self._max_in_flight = settings.gateway_max_in_flight
+        # Read before serving, so a wrong issuers file stops the gateway at start.
+        self._issuers = (
+            load_issuers(settings.gateway_issuers_file, registry_issuer=settings.token_issuer)
+            if settings.gateway_issuers_file is not None
+            else []
+        )
+        self._all_permissions = frozenset(catalog.permissions)
         self.admin = AdminApp(
             {
                 "jwks": self._check_jwks,
@@ -189,8 +199,18 @@ class GatewayApp:
             settings.gateway_upstream_max_connections, settings.gateway_upstream_idle_timeout_s
         )
         keys = JwksKeyStore(session, settings.jwks_url)
-        verifier = TokenVerifier(
+        registry_verifier = TokenVerifier(
             keys, issuer=settings.token_issuer, audience=settings.token_audience
+        )
+        # External issuers, when configured, are routed to by each token's `iss`.
+        issuer_keys = [IssuerKeys(session, config) for config in self._issuers]
+        verifier: TokenVerifier | IssuerRouter = (
+            IssuerRouter(
+                registry_verifier,
+                ExternalTokenVerifier(issuer_keys, all_permissions=self._all_permissions),
+            )
+            if issuer_keys
+            else registry_verifier
         )
         publisher = SpoolingPublisher(
             settings.kafka_bootstrap_servers,
@@ -213,6 +233,10 @@ class GatewayApp:
             asyncio.create_task(keys.load_until_ready(), name="jwks-load"),
             asyncio.create_task(publisher.start_until_ready(), name="kafka-start"),
             asyncio.create_task(apps.run(), name="apps-view"),
+            *(
+                asyncio.create_task(holder.run(), name=f"issuer-keys-{holder.config.issuer}")
+                for holder in issuer_keys
+            ),
         ]
         proxy = UpstreamProxy(
             session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
@@ -469,7 +493,7 @@ class _Refusal:
 
 
 async def _authenticate(
-    verifier: TokenVerifier, authorization: bytes | None
+    verifier: TokenVerifier | IssuerRouter, authorization: bytes | None
 ) -> Principal | _Refusal:
     """The caller behind the Authorization header, or why it is refused."""
     token = bearer_token(authorization)

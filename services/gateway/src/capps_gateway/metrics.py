@@ -179,3 +179,17 @@ class RequestMetrics:
             counter = self._refusals[reason] = UNAUTHENTICATED.labels(reason)
         counter.inc()
         self.observe(route, status, duration_s)
+
+
+# External identity providers (auth/issuer_keys.py): one label value per configured issuer.
+ISSUER_KEY_FETCHES = Counter(
+    "capps_gateway_issuer_key_fetches_total",
+    "Discovery and JWKS fetches of external issuers, by issuer and result (ok, error).",
+    ["issuer", "result"],
+)
+ISSUER_KEYS_FETCHED_AT = Gauge(
+    "capps_gateway_issuer_keys_fetched_timestamp_seconds",
+    "When each external issuer's keys were last fetched successfully (Unix time).",
+    ["issuer"],
+    multiprocess_mode="max",
+)

@@ -46,6 +46,9 @@ class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings):
     # While Redis is away each process admits limit // this: the number of gateway processes
     # sharing the limits (all hosts), so together they stay within the limit.
     gateway_ratelimit_fallback_processes: int = 1
+    # External identity providers whose access tokens the gateway accepts too (YAML or JSON;
+    # see auth/issuers.py and the README). None: only the registry's own tokens.
+    gateway_issuers_file: Path | None = None
 
     @property
     def jwks_url(self) -> str:

@@ -9,14 +9,22 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from pydantic import ValidationError
 
 from capps_kit import postgres
 from capps_kit.logging import configure_logging
+from capps_registry.db import Pool
 from capps_registry.settings import RegistrySettings
-from capps_registry.tenants.service import InvalidTenantNameError, create_tenant
+from capps_registry.tenants.service import (
+    BootstrappedTenant,
+    InvalidTenantNameError,
+    UnknownTenantError,
+    create_tenant,
+    rotate_admin_secret,
+)
 
 DB_WAIT_S = 30.0
 
@@ -46,40 +54,50 @@ def migrate(settings: RegistrySettings) -> None:
         asyncio.run(wait_for_database(settings.database_url, DB_WAIT_S))
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, settings.pepper)
 
 
 def serve(settings: RegistrySettings) -> None:
-    """Run the HTTP server (uvloop, httptools) until SIGTERM/SIGINT."""
+    """Run the HTTP server (uvloop, httptools) until SIGTERM/SIGINT, with its limits."""
     import uvicorn  # noqa: PLC0415
 
-    from capps_registry.app import create_app  # noqa: PLC0415
+    from capps_registry.app import build_api  # noqa: PLC0415
+    from capps_registry.server import HeaderTimeoutProtocol  # noqa: PLC0415
 
+    HeaderTimeoutProtocol.header_read_timeout_s = settings.registry_header_read_timeout_seconds
     uvicorn.run(
-        create_app(settings),
+        build_api(settings),
         host=settings.registry_host,
         port=settings.registry_port,
         loop="uvloop",
-        http="httptools",
+        http=HeaderTimeoutProtocol,
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        # Beyond this many open connections and requests in flight, answer 503 at once.
+        limit_concurrency=settings.registry_max_concurrency,
+        timeout_keep_alive=settings.registry_keep_alive_seconds,
+        backlog=1024,
     )
 
 
-async def _create_tenant(settings: RegistrySettings, name: str) -> dict[str, str]:
+async def _bootstrap(
+    settings: RegistrySettings,
+    action: Callable[[Pool], Awaitable[BootstrappedTenant]],
+) -> dict[str, str]:
+    """Run a tenant action on a one-connection pool; its credentials as printed JSON fields."""
     try:
         pool = await postgres.create_pool(settings.database_url, max_size=1)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
     try:
-        tenant = await create_tenant(pool, name)
+        tenant = await action(pool)
     except asyncpg.UndefinedTableError:
         raise CommandError(
             "the registry tables are missing: run `registry migrate` first"
         ) from None
     except asyncpg.PostgresError as exc:
-        raise CommandError(f"could not create the tenant: {exc}") from None
+        raise CommandError(f"the tenant action failed: {exc}") from None
     finally:
         await pool.close()
     return {
@@ -92,10 +110,23 @@ async def _create_tenant(settings: RegistrySettings, name: str) -> dict[str, str
 def tenant_create(settings: RegistrySettings, name: str) -> None:
     """Create a tenant and print its admin client's credentials as one JSON object."""
     try:
-        created = asyncio.run(_create_tenant(settings, name))
+        created = asyncio.run(
+            _bootstrap(settings, lambda pool: create_tenant(pool, settings.pepper, name))
+        )
     except InvalidTenantNameError as exc:
         raise CommandError(str(exc)) from None
     sys.stdout.write(json.dumps(created) + "\n")
+
+
+def tenant_rotate_secret(settings: RegistrySettings, tenant_id: str) -> None:
+    """Replace every admin secret of the tenant with a new one, revoke its admin tokens."""
+    try:
+        rotated = asyncio.run(
+            _bootstrap(settings, lambda pool: rotate_admin_secret(pool, settings.pepper, tenant_id))
+        )
+    except UnknownTenantError as exc:
+        raise CommandError(str(exc)) from None
+    sys.stdout.write(json.dumps(rotated) + "\n")
 
 
 async def _republish_apps(settings: RegistrySettings) -> int:
@@ -121,6 +152,32 @@ def apps_republish(settings: RegistrySettings) -> None:
     sys.stdout.write(json.dumps({"enqueued": enqueued}) + "\n")
 
 
+async def _rotate_keys(settings: RegistrySettings) -> dict[str, object]:
+    from capps_registry.oauth.service import rotate_signing_key  # noqa: PLC0415
+
+    try:
+        pool = await postgres.create_pool(settings.database_url, max_size=1)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
+    try:
+        rotated = await rotate_signing_key(pool, settings)
+    except asyncpg.UndefinedTableError:
+        raise CommandError(
+            "the registry tables are missing: run `registry migrate` first"
+        ) from None
+    except asyncpg.PostgresError as exc:
+        raise CommandError(f"could not rotate the signing key: {exc}") from None
+    finally:
+        await pool.close()
+    return {"kid": rotated.kid, "retired": rotated.retired, "deleted": rotated.deleted}
+
+
+def keys_rotate(settings: RegistrySettings) -> None:
+    """Add a signing key that signs from now on; the old one stays published until it expires."""
+    rotated = asyncio.run(_rotate_keys(settings))
+    sys.stdout.write(json.dumps(rotated) + "\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     root = argparse.ArgumentParser(
@@ -135,6 +192,19 @@ def parser() -> argparse.ArgumentParser:
         "create", help="create a tenant; print its admin client credentials as JSON"
     )
     create.add_argument("--name", required=True, help="the tenant's display name")
+    rotate = tenant_commands.add_parser(
+        "rotate-secret",
+        help="break glass: give the admin client a new secret, delete its others and revoke "
+        "its tokens; print the new credentials as JSON",
+    )
+    rotate.add_argument("--tenant-id", required=True, help="the tenant's id")
+    keys = commands.add_parser("keys", help="manage the token signing keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_commands.add_parser(
+        "rotate",
+        help="add a key that signs new tokens; the old one stays in the JWKS until every token "
+        'it signed has expired. Prints {"kid", "retired", "deleted"}',
+    )
     apps = commands.add_parser("apps", help="operate on every tenant's apps")
     apps_commands = apps.add_subparsers(dest="apps_command", required=True)
     apps_commands.add_parser(
@@ -157,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             serve(settings)
         elif args.command == "tenant" and args.tenant_command == "create":
             tenant_create(settings, args.name)
+        elif args.command == "tenant" and args.tenant_command == "rotate-secret":
+            tenant_rotate_secret(settings, args.tenant_id)
+        elif args.command == "keys" and args.keys_command == "rotate":
+            keys_rotate(settings)
         elif args.command == "apps" and args.apps_command == "republish":
             apps_republish(settings)
     except CommandError as exc:

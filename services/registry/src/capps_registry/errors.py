@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,51 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code, a message for people, the request id as target."""
+
+    code: str
+    message: str
+    target: str
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of the admin API."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Bad request: a parameter or cursor is invalid",
+    401: "Missing, invalid, expired or revoked bearer token",
+    403: "The token lacks the role this call needs",
+    404: "No such resource in the caller's tenant",
+    409: "Conflicts with the current state",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "The body or a parameter does not validate; the message names the field",
+    429: "Too many requests; retry after Retry-After seconds",
+    503: "A store does not answer; retry",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the given error statuses, each with the error model."""
+    return {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+def app_not_found(app_id: str) -> ApiError:
+    """The 404 of an app that is not the caller's tenant's (or does not exist)."""
+    # Echo the id only when it has the shape of one, so odd input is not reflected back.
+    try:
+        shown = app_id if str(uuid.UUID(app_id)) == app_id else "with this id"
+    except ValueError:
+        shown = "with this id"
+    return ApiError(404, "not_found", f"no app {shown}")
 
 
 def pick_request_id(sent: str | None) -> str:
@@ -86,6 +132,7 @@ _STATUS_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
 }
 
 

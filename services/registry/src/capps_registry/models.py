@@ -27,6 +27,8 @@ class Client:
     version: int
     tokens_valid_after: datetime
     """Tokens with an `iat` before this are refused; whole seconds, moved on by a disable."""
+    issuer: str | None = None
+    """For an app of an external identity provider, its issuer URL (the app id is its client id)."""
 
     @classmethod
     def from_row(cls, row: Any) -> "Client":
@@ -45,6 +47,7 @@ class Client:
             updated_at=row["updated_at"],
             version=row["version"],
             tokens_valid_after=row["tokens_valid_after"],
+            issuer=row["issuer"],
         )
 
 
@@ -57,3 +60,29 @@ class SecretInfo:
     expires_at: datetime | None
     last_used_at: datetime | None
     hint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who acts: a client in one tenant (always taken from its token's `tid`), for one request."""
+
+    tenant_id: str
+    client_id: str
+    roles: tuple[str, ...] = ()
+    request_id: str | None = None
+    """Recorded with each audit event, so an event can be matched with the request's logs."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One admin action as recorded: who, what, when, and the state before and after."""
+
+    id: int
+    tenant_id: str
+    app_id: str | None
+    actor: str
+    action: str
+    at: datetime
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None

@@ -33,4 +33,4 @@ def registry_state(request: Request) -> RegistryState:
     raise RuntimeError("the registry lifespan has not run")
 
 
-AppState = Annotated[RegistryState, Depends(registry_state)]
+StateDep = Annotated[RegistryState, Depends(registry_state)]

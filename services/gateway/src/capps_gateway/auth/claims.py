@@ -28,6 +28,8 @@ class Principal:
     token_id: str
     issued_at: float
     expires_at: float
+    issuer: str | None = None
+    """The external identity provider that issued the token; None for the registry's own."""
 
 
 def _b64decode(segment: str) -> bytes:

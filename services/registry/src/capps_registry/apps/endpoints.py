@@ -1,26 +1,34 @@
 """HTTP routes of the apps API and the permission catalog, for a tenant's admin."""
 
-from fastapi import APIRouter, Depends, Response
+from typing import Annotated
 
-from capps_registry.apps import service
+from fastapi import APIRouter, Depends, Query, Response
+
+from capps_registry.apps import external, service
 from capps_registry.apps.schemas import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
     AppCreate,
     AppCreated,
     AppDetail,
     AppList,
+    AppSort,
     AppUpdate,
     PermissionList,
     PermissionOut,
     RouteOut,
 )
 from capps_registry.auth import TenantAdmin, require_tenant_admin
-from capps_registry.state import AppState
+from capps_registry.errors import error_responses
+from capps_registry.state import StateDep
 
-router = APIRouter(prefix="/v1", tags=["apps"])
+# Every admin call can be refused for its token, its size or its rate, or fail on a store.
+ADMIN = (401, 403, 413, 422, 503)
+router = APIRouter(prefix="/v1", tags=["apps"], responses=error_responses(*ADMIN))
 
 
 @router.get("/permissions", dependencies=[Depends(require_tenant_admin)])
-async def list_permissions(state: AppState) -> PermissionList:
+async def list_permissions(state: StateDep) -> PermissionList:
     """The API permission catalog."""
     return PermissionList(
         permissions=[
@@ -34,39 +42,52 @@ async def list_permissions(state: AppState) -> PermissionList:
     )
 
 
-@router.post("/apps", status_code=201)
+@router.post("/apps", status_code=201, responses=error_responses(400))
 async def create_app(
-    body: AppCreate, admin: TenantAdmin, state: AppState, response: Response
+    body: AppCreate, admin: TenantAdmin, state: StateDep, response: Response
 ) -> AppCreated:
-    """Register an app; the answer carries its client secret, shown only this once."""
-    created = await service.create_app(state, admin.tenant_id, body)
+    """Register an app; the answer carries its client secret, shown only this once.
+
+    With `external: {issuer, client_id}` the app is that identity provider's client: its id is
+    the client id, it gets no secret, and its tokens come from its provider.
+    """
+    if body.external is not None:
+        created = await external.create_external_app(state, admin, body)
+    else:
+        created = await service.create_app(state, admin, body)
     response.headers["Location"] = f"/v1/apps/{created.id}"
     response.headers["Cache-Control"] = "no-store"
     return created
 
 
-@router.get("/apps")
-async def list_apps(admin: TenantAdmin, state: AppState) -> AppList:
-    """Every app of the caller's tenant with its stats."""
-    return AppList(apps=await service.list_apps(state, admin.tenant_id))
+@router.get("/apps", responses=error_responses(400))
+async def list_apps(
+    admin: TenantAdmin,
+    state: StateDep,
+    sort: AppSort = "name",
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+) -> AppList:
+    """A page of the tenant's apps with stats, by name, last seen or requests (most first)."""
+    return await service.list_apps(state, admin, sort=sort, cursor=cursor, limit=limit)
 
 
-@router.get("/apps/{app_id}")
-async def get_app(app_id: str, admin: TenantAdmin, state: AppState) -> AppDetail:
+@router.get("/apps/{app_id}", responses=error_responses(404))
+async def get_app(app_id: str, admin: TenantAdmin, state: StateDep) -> AppDetail:
     """One app with its stats and secrets' metadata."""
-    return await service.get_app(state, admin.tenant_id, app_id)
+    return await service.get_app(state, admin, app_id)
 
 
-@router.patch("/apps/{app_id}")
+@router.patch("/apps/{app_id}", responses=error_responses(400, 404))
 async def update_app(
-    app_id: str, body: AppUpdate, admin: TenantAdmin, state: AppState
+    app_id: str, body: AppUpdate, admin: TenantAdmin, state: StateDep
 ) -> AppDetail:
-    """Reconfigure an app: name, description, enabled, permissions, rate limit."""
-    return await service.update_app(state, admin.tenant_id, app_id, body)
+    """Reconfigure an app: name, description, enabled, permissions, rate limit (either part)."""
+    return await service.update_app(state, admin, app_id, body)
 
 
-@router.delete("/apps/{app_id}", status_code=204)
-async def delete_app(app_id: str, admin: TenantAdmin, state: AppState) -> Response:
+@router.delete("/apps/{app_id}", status_code=204, responses=error_responses(404))
+async def delete_app(app_id: str, admin: TenantAdmin, state: StateDep) -> Response:
     """Delete an app; its credentials stop working at once."""
-    await service.delete_app(state, admin.tenant_id, app_id)
+    await service.delete_app(state, admin, app_id)
     return Response(status_code=204)

@@ -4,7 +4,9 @@ Queries splice in only the constant CLIENT_COLUMNS (hence the S608 waivers); val
 always bound parameters.
 """
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from capps_registry.db import CLIENT_COLUMNS, Connection, Pool
 from capps_registry.models import Client, SecretInfo
@@ -40,25 +42,79 @@ async def insert_client(
     return Client.from_row(row)
 
 
-async def insert_secret(conn: Connection, client_id: str, secret: NewSecret) -> None:
-    """Store a secret's hash and hint (never the secret)."""
-    await conn.execute(
-        "INSERT INTO client_secrets (id, client_id, secret_hash, hint) VALUES ($1, $2, $3, $4)",
+async def insert_secret(
+    conn: Connection, client_id: str, secret: NewSecret, expires_at: datetime | None = None
+) -> SecretInfo:
+    """Store a secret's digest and hint (never the secret); its metadata as stored."""
+    row = await conn.fetchrow(
+        "INSERT INTO client_secrets (id, client_id, secret_hash, hint, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at, expires_at, last_used_at, hint",
         secret.id,
         client_id,
         secret.hash,
         secret.hint,
+        expires_at,
     )
+    return _secret_info(row)
 
 
-async def list_apps(pool: Pool, tenant_id: str) -> list[Client]:
-    """The tenant's apps (not its admin client), oldest first."""
+async def apps_by_name(
+    pool: Pool, tenant_id: str, after: tuple[str, str] | None, limit: int
+) -> list[Client]:
+    """Up to `limit` of the tenant's apps ordered by (name, id), after the given key."""
     rows = await pool.fetch(
         f"SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app' "  # noqa: S608
-        "ORDER BY created_at, id",
+        "AND ($2::text IS NULL OR (name, id) > ($2::text, $3::text)) "
+        "ORDER BY name, id LIMIT $4",
         tenant_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
     return [Client.from_row(row) for row in rows]
+
+
+async def app_ids(pool: Pool, tenant_id: str) -> list[str]:
+    """The ids of all the tenant's apps."""
+    rows = await pool.fetch(
+        "SELECT id FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app'", tenant_id
+    )
+    return [row["id"] for row in rows]
+
+
+async def apps_by_id(pool: Pool, tenant_id: str, ids: Sequence[str]) -> dict[str, Client]:
+    """The tenant's apps among `ids`, by id."""
+    rows = await pool.fetch(
+        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app' "  # noqa: S608
+        "AND id = ANY($2::text[])",
+        tenant_id,
+        list(ids),
+    )
+    return {row["id"]: Client.from_row(row) for row in rows}
+
+
+async def lock_client(
+    conn: Connection, tenant_id: str, client_id: str, kind: str = "app"
+) -> Client | None:
+    """The tenant's client of this kind, locked until the transaction ends; None if not there."""
+    row = await conn.fetchrow(
+        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients "  # noqa: S608
+        "WHERE id = $1 AND tenant_id = $2 AND kind = $3 FOR UPDATE",
+        client_id,
+        tenant_id,
+        kind,
+    )
+    return Client.from_row(row) if row else None
+
+
+async def admin_client_id(conn: Connection | Pool, tenant_id: str) -> str | None:
+    """The id of the tenant's admin client."""
+    found: str | None = await conn.fetchval(
+        "SELECT id FROM oauth_clients WHERE tenant_id = $1 AND kind = 'admin' "
+        "ORDER BY created_at LIMIT 1",
+        tenant_id,
+    )
+    return found
 
 
 async def get_app(conn: Connection | Pool, tenant_id: str, app_id: str) -> Client | None:
@@ -72,19 +128,52 @@ async def get_app(conn: Connection | Pool, tenant_id: str, app_id: str) -> Clien
     return Client.from_row(row) if row else None
 
 
-async def list_secrets(pool: Pool, client_id: str) -> list[SecretInfo]:
+def _secret_info(row: Any) -> SecretInfo:
+    return SecretInfo(
+        row["id"], row["created_at"], row["expires_at"], row["last_used_at"], row["hint"]
+    )
+
+
+async def list_secrets(conn: Connection | Pool, client_id: str) -> list[SecretInfo]:
     """The metadata of a client's secrets, oldest first."""
-    rows = await pool.fetch(
+    rows = await conn.fetch(
         "SELECT id, created_at, expires_at, last_used_at, hint FROM client_secrets "
         "WHERE client_id = $1 ORDER BY created_at, id",
         client_id,
     )
-    return [
-        SecretInfo(
-            row["id"], row["created_at"], row["expires_at"], row["last_used_at"], row["hint"]
-        )
-        for row in rows
-    ]
+    return [_secret_info(row) for row in rows]
+
+
+async def count_active_secrets(conn: Connection, client_id: str) -> int:
+    """How many of the client's secrets have not expired."""
+    count = await conn.fetchval(
+        "SELECT count(*) FROM client_secrets "
+        "WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > now())",
+        client_id,
+    )
+    return int(count)
+
+
+async def delete_secret(conn: Connection, client_id: str, secret_id: str) -> SecretInfo | None:
+    """Delete one of the client's secrets; its metadata, or None if it has no such secret."""
+    row = await conn.fetchrow(
+        "DELETE FROM client_secrets WHERE id = $1 AND client_id = $2 "
+        "RETURNING id, created_at, expires_at, last_used_at, hint",
+        secret_id,
+        client_id,
+    )
+    return _secret_info(row) if row else None
+
+
+async def revoke_tokens(conn: Connection, client_id: str) -> Client:
+    """Refuse every token the client holds now: tokens_valid_after moves to this moment."""
+    row = await conn.fetchrow(
+        "UPDATE oauth_clients SET tokens_valid_after = $2, updated_at = now(), "  # noqa: S608
+        f"version = version + 1 WHERE id = $1 RETURNING {CLIENT_COLUMNS}",
+        client_id,
+        datetime.now(UTC),
+    )
+    return Client.from_row(row)
 
 
 async def update_app(

@@ -1,26 +1,53 @@
 """Request and response bodies of the apps API; validation lives here, not in handlers."""
 
 from datetime import date, datetime
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-from capps_registry.models import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
+from capps_events import normalise_issuer
+from capps_registry.models import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE, Client
+from capps_registry.oauth.credentials import EXTERNAL_CLIENT_ID_PATTERN
+from capps_registry.text import refuse_bidi_controls
 
 # Generous enough for first-party and load-testing apps, small enough to stay a sane integer.
 MAX_RATE = 1_000_000_000
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
 
-# No control characters in names; descriptions may hold tabs and line breaks.
+# No control characters in names (C0 and C1); descriptions may hold tabs and line breaks.
+# Neither may hold bidi controls, which make text display other than it reads.
 Name = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"
     ),
+    AfterValidator(refuse_bidi_controls),
 ]
 Description = Annotated[
-    str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+    str,
+    StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"),
+    AfterValidator(refuse_bidi_controls),
 ]
+AppSort = Literal["name", "last_seen", "requests"]
 PermissionName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# An external client id becomes the app id: in URLs, Redis keys and Kafka keys, so a safe
+# alphabet (Entra ID's GUIDs, Okta's and Keycloak's ids, oidc-provider's all fit).
+ExternalClientId = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=EXTERNAL_CLIENT_ID_PATTERN)
+]
+ExternalIssuer = Annotated[
+    str,
+    StringConstraints(max_length=500, pattern=r"^https?://[^\s?#]+$"),
+    AfterValidator(normalise_issuer),
+]
 
 
 class RateLimit(BaseModel):
@@ -38,8 +65,39 @@ class RateLimit(BaseModel):
         return self
 
 
+class ExternalIdentity(BaseModel):
+    """The external identity provider of an app: its issuer URL and the app's client id there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: ExternalIssuer
+    client_id: ExternalClientId
+
+
+def external_identity(client: Client) -> ExternalIdentity | None:
+    """The provider identity of an external app, None for an app of the registry's tokens."""
+    if client.issuer is None:
+        return None
+    return ExternalIdentity(issuer=client.issuer, client_id=client.id)
+
+
+class RateLimitPatch(BaseModel):
+    """A change of rate limit: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_minute: int | None = Field(default=None, gt=0, le=MAX_RATE)
+    per_hour: int | None = Field(default=None, gt=0, le=MAX_RATE)
+
+    @model_validator(mode="after")
+    def _something_given(self) -> Self:
+        if self.per_minute is None and self.per_hour is None:
+            raise ValueError("give per_minute, per_hour or both")
+        return self
+
+
 class AppCreate(BaseModel):
-    """`POST /v1/apps`."""
+    """`POST /v1/apps`; with `external`, the app is that provider's client (no secret here)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,6 +105,7 @@ class AppCreate(BaseModel):
     description: Description = ""
     permissions: list[PermissionName] = Field(max_length=100)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+    external: ExternalIdentity | None = None
 
 
 class AppUpdate(BaseModel):
@@ -58,7 +117,7 @@ class AppUpdate(BaseModel):
     description: Description | None = None
     enabled: bool | None = None
     permissions: list[PermissionName] | None = Field(default=None, max_length=100)
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitPatch | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
@@ -100,12 +159,14 @@ class AppOut(BaseModel):
     last_seen: datetime | None
     requests_24h: int
     trend_30d: list[DayRequests]
+    external: ExternalIdentity | None = None
+    """Set for an app of an external identity provider."""
 
 
 class AppCreated(AppOut):
-    """A new app and its first secret, shown this once."""
+    """A new app and its first secret, shown this once (none for an external provider's app)."""
 
-    client_secret: str
+    client_secret: str | None
 
 
 class AppDetail(AppOut):
@@ -115,9 +176,10 @@ class AppDetail(AppOut):
 
 
 class AppList(BaseModel):
-    """Every app of the tenant."""
+    """One page of the tenant's apps; pass `next_cursor` back as `cursor` for the next."""
 
     apps: list[AppOut]
+    next_cursor: str | None
 
 
 class RouteOut(BaseModel):

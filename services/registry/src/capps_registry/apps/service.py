@@ -1,31 +1,39 @@
 """What the apps API does: validate against the catalog, store, and join usage stats.
 
-Every change of an app writes an outbox entry in the same transaction, so the apps topic
-hears of exactly the changes that were committed.
+Every change of an app writes an outbox entry and an audit event in the same transaction, so
+the apps topic and the audit trail hear of exactly the changes that were committed.
+Every function takes the registry state and the acting principal first.
 """
 
 from collections.abc import Iterable
+from typing import Any
 
 import asyncpg
 
 from capps_catalog import Catalog
 from capps_registry.apps import repository
 from capps_registry.apps.schemas import (
+    DEFAULT_PAGE,
     AppCreate,
     AppCreated,
     AppDetail,
+    AppList,
     AppOut,
+    AppSort,
     AppUpdate,
     DayRequests,
     RateLimit,
     SecretOut,
+    external_identity,
 )
-from capps_registry.errors import ApiError
-from capps_registry.models import Client
+from capps_registry.audit import repository as audit
+from capps_registry.errors import ApiError, app_not_found
+from capps_registry.models import Client, Principal, SecretInfo
 from capps_registry.oauth.credentials import looks_like_client_id, new_client_id, new_secret
 from capps_registry.outbox import repository as outbox
+from capps_registry.pagination import BadCursorError, decode_cursor, encode_cursor
 from capps_registry.state import RegistryState
-from capps_registry.usage.service import stats_of
+from capps_registry.usage.service import sort_values, stats_of
 from capps_usage.stats import AppStats
 
 
@@ -60,25 +68,42 @@ def app_view(client: Client, stats: AppStats | None) -> AppOut:
         trend_30d=[DayRequests(date=day.date, requests=day.requests) for day in stats.trend_30d]
         if stats
         else [],
+        external=external_identity(client),
     )
 
 
-def _not_found(app_id: str) -> ApiError:
-    # Echo the id only when it has the shape of one, so odd input is not reflected back.
-    shown = app_id if looks_like_client_id(app_id) else "with this id"
-    return ApiError(404, "not_found", f"no app {shown}")
+def app_snapshot(client: Client) -> dict[str, Any]:
+    """What the audit trail records of an app's configuration (never a secret)."""
+    return {
+        "name": client.name,
+        "description": client.description,
+        "enabled": client.enabled,
+        "permissions": sorted(client.permissions),
+        "rate_limit": {"per_minute": client.per_minute, "per_hour": client.per_hour},
+    }
 
 
-async def create_app(state: RegistryState, tenant_id: str, body: AppCreate) -> AppCreated:
+def secret_view(secret: SecretInfo) -> SecretOut:
+    """The JSON view of a secret's metadata."""
+    return SecretOut(
+        id=secret.id,
+        created_at=secret.created_at,
+        expires_at=secret.expires_at,
+        last_used_at=secret.last_used_at,
+        hint=secret.hint,
+    )
+
+
+async def create_app(state: RegistryState, actor: Principal, body: AppCreate) -> AppCreated:
     """Store a new app and its first secret; the secret is returned this once."""
     permissions = checked_permissions(state.catalog, body.permissions)
-    secret = new_secret()
+    secret = new_secret(state.settings.pepper)
     async with state.pool.acquire() as conn, conn.transaction():
         try:
             client = await repository.insert_client(
                 conn,
                 client_id=new_client_id(),
-                tenant_id=tenant_id,
+                tenant_id=actor.tenant_id,
                 kind="app",
                 name=body.name,
                 description=body.description,
@@ -87,84 +112,149 @@ async def create_app(state: RegistryState, tenant_id: str, body: AppCreate) -> A
                 per_hour=body.rate_limit.per_hour,
             )
         except asyncpg.ForeignKeyViolationError:
-            raise ApiError(404, "not_found", f"no tenant {tenant_id}") from None
-        await repository.insert_secret(conn, client.id, secret)
+            raise ApiError(404, "not_found", f"no tenant {actor.tenant_id}") from None
+        stored = await repository.insert_secret(conn, client.id, secret)
         await outbox.enqueue(conn, client.id, "state", client.version)
-    stats = await stats_of(state.redis, [client.id])
+        after = {**app_snapshot(client), "secret": {"id": stored.id, "hint": stored.hint}}
+        await audit.record(conn, actor, "app.create", app_id=client.id, before=None, after=after)
+    stats = await stats_of(state, [client.id])
     view = app_view(client, stats.get(client.id))
     return AppCreated(**view.model_dump(), client_secret=secret.value)
 
 
-async def list_apps(state: RegistryState, tenant_id: str) -> list[AppOut]:
-    """Every app of the tenant with its stats, read in one pipelined call."""
-    clients = await repository.list_apps(state.pool, tenant_id)
-    stats = await stats_of(state.redis, [client.id for client in clients])
-    return [app_view(client, stats.get(client.id)) for client in clients]
+def _cursor_key(sort: AppSort, cursor: str | None) -> list[Any] | None:
+    if cursor is None:
+        return None
+    try:
+        key = decode_cursor(sort, cursor)
+    except BadCursorError as exc:
+        raise ApiError(400, "bad_cursor", str(exc)) from None
+    valid = (
+        len(key) == 2
+        and isinstance(key[1], str)
+        and (isinstance(key[0], str) if sort == "name" else isinstance(key[0], int))
+    )
+    if not valid:
+        raise ApiError(400, "bad_cursor", "cursor is malformed")
+    return key
 
 
-async def get_app(state: RegistryState, tenant_id: str, app_id: str) -> AppDetail:
-    """One app with its stats and its secrets' metadata; 404 if not the tenant's."""
-    if not looks_like_client_id(app_id):
-        raise _not_found(app_id)
-    client = await repository.get_app(state.pool, tenant_id, app_id)
-    if client is None:
-        raise _not_found(app_id)
-    secrets = await repository.list_secrets(state.pool, client.id)
-    stats = await stats_of(state.redis, [client.id])
-    view = app_view(client, stats.get(client.id))
-    return AppDetail(
-        **view.model_dump(),
-        secrets=[
-            SecretOut(
-                id=secret.id,
-                created_at=secret.created_at,
-                expires_at=secret.expires_at,
-                last_used_at=secret.last_used_at,
-                hint=secret.hint,
-            )
-            for secret in secrets
-        ],
+async def list_apps(
+    state: RegistryState,
+    actor: Principal,
+    *,
+    sort: AppSort = "name",
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE,
+) -> AppList:
+    """One page of the tenant's apps with their stats.
+
+    By name: keyset pagination in SQL, stats for the page only (one Redis script call). By
+    last seen or requests (largest first): every app's sort key first (one MGET, or one script
+    call per 200 apps; never commands per app), then the page's stats.
+    Pagination is by key, so apps whose stats change between pages may move across pages.
+    """
+    key = _cursor_key(sort, cursor)
+    if sort == "name":
+        after = (str(key[0]), str(key[1])) if key else None
+        found = await repository.apps_by_name(state.pool, actor.tenant_id, after, limit + 1)
+        page, more = found[:limit], len(found) > limit
+        stats = await stats_of(state, [client.id for client in page])
+        last_key: list[Any] = [page[-1].name, page[-1].id] if page else []
+    else:
+        ids = await repository.app_ids(state.pool, actor.tenant_id)
+        values = await sort_values(state, ids, sort)
+        ordered = sorted(ids, key=lambda app_id: (-values.get(app_id, -1), app_id))
+        if key is not None:
+            resume = (-int(key[0]), str(key[1]))
+            ordered = [app_id for app_id in ordered if (-values.get(app_id, -1), app_id) > resume]
+        page_ids, more = ordered[:limit], len(ordered) > limit
+        clients = await repository.apps_by_id(state.pool, actor.tenant_id, page_ids)
+        page = [clients[app_id] for app_id in page_ids if app_id in clients]
+        stats = await stats_of(state, [client.id for client in page])
+        last_key = [values.get(page[-1].id, -1), page[-1].id] if page else []
+    return AppList(
+        apps=[app_view(client, stats.get(client.id)) for client in page],
+        next_cursor=encode_cursor(sort, last_key) if more and page else None,
     )
 
 
-async def update_app(
-    state: RegistryState, tenant_id: str, app_id: str, body: AppUpdate
-) -> AppDetail:
-    """Reconfigure the fields given; 404 if not the tenant's app."""
+async def get_app(state: RegistryState, actor: Principal, app_id: str) -> AppDetail:
+    """One app with its stats and its secrets' metadata; 404 if not the tenant's."""
     if not looks_like_client_id(app_id):
-        raise _not_found(app_id)
+        raise app_not_found(app_id)
+    client = await repository.get_app(state.pool, actor.tenant_id, app_id)
+    if client is None:
+        raise app_not_found(app_id)
+    secrets = await repository.list_secrets(state.pool, client.id)
+    stats = await stats_of(state, [client.id])
+    view = app_view(client, stats.get(client.id))
+    return AppDetail(**view.model_dump(), secrets=[secret_view(secret) for secret in secrets])
+
+
+async def update_app(
+    state: RegistryState, actor: Principal, app_id: str, body: AppUpdate
+) -> AppDetail:
+    """Reconfigure the fields given; 404 if not the tenant's app.
+
+    A rate-limit change names per_minute, per_hour or both; the other keeps its value.
+    """
+    if not looks_like_client_id(app_id):
+        raise app_not_found(app_id)
     permissions = (
         checked_permissions(state.catalog, body.permissions)
         if body.permissions is not None
         else None
     )
     async with state.pool.acquire() as conn, conn.transaction():
+        before = await repository.lock_client(conn, actor.tenant_id, app_id)
+        if before is None:
+            raise app_not_found(app_id)
+        limit = body.rate_limit
+        per_minute = limit.per_minute if limit and limit.per_minute else before.per_minute
+        per_hour = limit.per_hour if limit and limit.per_hour else before.per_hour
+        if per_hour < per_minute:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"rate_limit: per_hour ({per_hour}) must be at least per_minute ({per_minute})",
+            )
         updated = await repository.update_app(
             conn,
-            tenant_id,
+            actor.tenant_id,
             app_id,
             name=body.name,
             description=body.description,
             enabled=body.enabled,
             permissions=permissions,
-            per_minute=body.rate_limit.per_minute if body.rate_limit else None,
-            per_hour=body.rate_limit.per_hour if body.rate_limit else None,
+            per_minute=per_minute,
+            per_hour=per_hour,
         )
-        if updated is not None:
-            await outbox.enqueue(conn, app_id, "state", updated.version)
-    if updated is None:
-        raise _not_found(app_id)
-    return await get_app(state, tenant_id, app_id)
+        assert updated is not None  # locked above
+        await outbox.enqueue(conn, app_id, "state", updated.version)
+        await audit.record(
+            conn,
+            actor,
+            "app.update",
+            app_id=app_id,
+            before=app_snapshot(before),
+            after=app_snapshot(updated),
+        )
+    return await get_app(state, actor, app_id)
 
 
-async def delete_app(state: RegistryState, tenant_id: str, app_id: str) -> None:
+async def delete_app(state: RegistryState, actor: Principal, app_id: str) -> None:
     """Delete the app and its secrets, so its credentials stop working at once."""
     if not looks_like_client_id(app_id):
-        raise _not_found(app_id)
+        raise app_not_found(app_id)
     async with state.pool.acquire() as conn, conn.transaction():
-        version = await repository.delete_app(conn, tenant_id, app_id)
-        if version is not None:
-            # The tombstone's version follows the last state, like any other change.
-            await outbox.enqueue(conn, app_id, "deleted", version + 1)
-    if version is None:
-        raise _not_found(app_id)
+        before = await repository.lock_client(conn, actor.tenant_id, app_id)
+        if before is None:
+            raise app_not_found(app_id)
+        version = await repository.delete_app(conn, actor.tenant_id, app_id)
+        assert version is not None  # locked above
+        # The tombstone's version follows the last state, like any other change.
+        await outbox.enqueue(conn, app_id, "deleted", version + 1)
+        await audit.record(
+            conn, actor, "app.delete", app_id=app_id, before=app_snapshot(before), after=None
+        )

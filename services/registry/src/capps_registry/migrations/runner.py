@@ -13,18 +13,20 @@ from capps_kit.postgres import asyncpg_dsn
 MIGRATIONS_DIR = Path(__file__).parent
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, secret_pepper: bytes | None = None) -> Config:
     """An alembic config pointing at this package's scripts and the given database."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Passed as an attribute, not an ini option, so '%' in a password needs no escaping.
     config.attributes["database_url"] = database_url
+    # Revision 0003 keys the stored secret digests with it (needed only if there are some).
+    config.attributes["secret_pepper"] = secret_pepper
     return config
 
 
-def upgrade(database_url: str) -> None:
+def upgrade(database_url: str, secret_pepper: bytes) -> None:
     """Bring the schema to the newest revision (blocking; runs its own event loop)."""
-    command.upgrade(alembic_config(database_url), "head")
+    command.upgrade(alembic_config(database_url, secret_pepper), "head")
 
 
 async def wait_for_database(database_url: str, timeout_s: float = 30.0) -> None:

@@ -5,10 +5,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from capps_catalog import TENANT_ADMIN_ROLE
 from capps_events import token_predates
 from capps_registry.oauth.errors import OAuthError
 
-TENANT_ADMIN_ROLE = "Tenant.Admin"
+__all__ = ["TENANT_ADMIN_ROLE", "build_claims", "client_roles", "resolve_scope"]
+
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JOSE media type, not a secret
 MAX_SCOPE_LENGTH = 2048
 

@@ -1,0 +1,137 @@
+"""Usage series of one app from PostgreSQL: minute or day buckets with every breakdown, zero-filled.
+
+Ranges are half-open [start, end) in UTC, aligned down to whole buckets; the bounds keep one
+read small (48 h of minutes, 400 days of days, the stores' own retention).
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+
+from capps_usage.latency import quantile_from_histogram
+
+Granularity = Literal["minute", "day"]
+MAX_BUCKETS: dict[Granularity, int] = {"minute": 48 * 60, "day": 400}
+STEP: dict[Granularity, timedelta] = {"minute": timedelta(minutes=1), "day": timedelta(days=1)}
+COUNTERS = (
+    "requests",
+    "status_2xx",
+    "status_3xx",
+    "status_4xx",
+    "status_5xx",
+    "denied",
+    "throttled",
+    "bytes_in",
+    "bytes_out",
+)
+
+
+class RangeError(ValueError):
+    """The requested range is empty, reversed or longer than the granularity allows."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePoint:
+    """One bucket of an app's usage; latency fields are None when the bucket had no calls."""
+
+    start: datetime
+    requests: int = 0
+    status_2xx: int = 0
+    status_3xx: int = 0
+    status_4xx: int = 0
+    status_5xx: int = 0
+    denied: int = 0
+    throttled: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    latency_ms_avg: float | None = None
+    latency_ms_max: float | None = None
+    latency_ms_p95: float | None = None
+    """Day buckets only: estimated from the day's latency histogram."""
+
+
+def align(moment: datetime, granularity: Granularity) -> datetime:
+    """The start of the UTC bucket holding `moment`."""
+    utc = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    return utc.replace(hour=0, minute=0) if granularity == "day" else utc
+
+
+def bucket_starts(granularity: Granularity, start: datetime, end: datetime) -> list[datetime]:
+    """The buckets of [start, end), aligned down; RangeError if empty or too long."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise RangeError("from and to need a time zone (e.g. 2026-11-30T10:00:00Z)")
+    first = align(start, granularity)
+    step = STEP[granularity]
+    count = -(-(end - first) // step)  # ceil: a partial last bucket is included
+    if count <= 0:
+        raise RangeError("to must be after from")
+    if count > MAX_BUCKETS[granularity]:
+        raise RangeError(
+            f"at most {MAX_BUCKETS[granularity]} {granularity} buckets per call; "
+            f"this range has {count}"
+        )
+    return [first + step * index for index in range(count)]
+
+
+def point_of(start: datetime, row: Mapping[str, Any]) -> UsagePoint:
+    """One stored row as a point; latency read only where there were calls."""
+    requests = int(row["requests"])
+    counters = {name: int(row[name]) for name in COUNTERS}
+    hist = row.get("latency_hist")
+    return UsagePoint(
+        start=start,
+        **counters,
+        latency_ms_avg=float(row["latency_ms_sum"]) / requests if requests else None,
+        latency_ms_max=float(row["latency_ms_max"]) if requests else None,
+        latency_ms_p95=quantile_from_histogram(list(hist), 0.95) if hist and requests else None,
+    )
+
+
+def zero_filled(
+    starts: Sequence[datetime], rows: Iterable[tuple[datetime, Mapping[str, Any]]]
+) -> list[UsagePoint]:
+    """One point per bucket start: the stored row where there is one, zeros elsewhere."""
+    stored = dict(rows)
+    return [
+        point_of(start, stored[start]) if start in stored else UsagePoint(start=start)
+        for start in starts
+    ]
+
+
+_COLUMNS = ", ".join((*COUNTERS, "latency_ms_sum", "latency_ms_max"))
+
+
+async def read_series(
+    pool: asyncpg.Pool,
+    app_id: str,
+    granularity: Granularity,
+    start: datetime,
+    end: datetime,
+) -> list[UsagePoint]:
+    """The app's buckets in [start, end), zero-filled; RangeError for a bad range."""
+    starts = bucket_starts(granularity, start, end)
+    if granularity == "minute":
+        rows = await pool.fetch(
+            f"SELECT minute AS bucket, {_COLUMNS} FROM usage_minute "  # noqa: S608
+            "WHERE app_id = $1 AND minute >= $2 AND minute <= $3",
+            app_id,
+            starts[0],
+            starts[-1],
+        )
+        found = [(row["bucket"].astimezone(UTC), row) for row in rows]
+    else:
+        rows = await pool.fetch(
+            f"SELECT day AS bucket, {_COLUMNS}, latency_hist FROM usage_day "  # noqa: S608
+            "WHERE app_id = $1 AND day >= $2 AND day <= $3",
+            app_id,
+            starts[0].date(),
+            starts[-1].date(),
+        )
+        found = [
+            (datetime(row["bucket"].year, row["bucket"].month, row["bucket"].day, tzinfo=UTC), row)
+            for row in rows
+        ]
+    return zero_filled(starts, [(start, dict(row)) for start, row in found])

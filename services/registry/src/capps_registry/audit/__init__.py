@@ -1,0 +1,1 @@
+"""The audit trail: every admin action, written in the transaction that makes the change."""
