@@ -398,7 +398,11 @@ async def start_gateway(
     stack = contextlib.ExitStack()
 
     async def start(
-        upstream_url: str, *, timeout_s: float = 10.0, extra_env: dict[str, str] | None = None
+        upstream_url: str,
+        *,
+        timeout_s: float = 10.0,
+        extra_env: dict[str, str] | None = None,
+        ready_path: str = "/readyz",
     ) -> Gateway:
         port, admin_port = free_port(), free_port()
         instance_id = f"gw-test-{uuid.uuid4().hex[:8]}"
@@ -428,7 +432,7 @@ async def start_gateway(
         }
         process = stack.enter_context(_process(["-m", "capps_gateway"], env, log_path))
         admin_url = f"http://127.0.0.1:{admin_port}"
-        await _wait_ready(f"{admin_url}/readyz", process, log_path)
+        await _wait_ready(f"{admin_url}{ready_path}", process, log_path)
         return Gateway(f"http://127.0.0.1:{port}", admin_url, instance_id, process.pid)
 
     with stack:
