@@ -153,6 +153,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 "cpu_us_per_call": edge.cpu_us_per_call,
                 "gateway_rss_mb_100k_apps": edge.gateway_rss_mb,
                 "ratelimiter": edge.limiter,
+                "profile_shares": edge.profile,
             }
         if "count" in options.only:
             with ticking(f"call -> count latency, {options.samples} samples"):

@@ -50,6 +50,7 @@ class EdgeRun:
     cpu_us_per_call: dict[str, float]
     gateway_rss_mb: float
     limiter: dict[str, float]
+    profile: dict[str, float]
 
 
 def static_body() -> bytes:
@@ -228,16 +229,33 @@ def _rounds(
     for number in range(rounds):
         for key, url, headers, nginx in targets[number % 2 :] + targets[: number % 2]:
             pids = _children(nginx.pid) if nginx is not None else [gateway.pid]
+            profiler = _profiler(gateway.pid, seconds) if nginx is None and number == 0 else None
             before = _cpu_seconds(pids)
             with ticking(f"round {number + 1}/{rounds}: {key}", expected_s=seconds):
                 result = run_wrk(url, seconds, connections, headers)
             used = _cpu_seconds(pids) - before
+            if profiler is not None:
+                profiler.wait(60)
             results[key].append(result)
             cpu[key].append(used / max(result.requests, 1) * 1e6)
             say(
                 f"{result.ok_per_second:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
                 f"{cpu[key][-1]:.0f} CPU µs/call, {result.non_2xx} non-2xx"
             )
+
+
+PROFILE_OUT = ROOT / "bench" / "results" / "gateway-profile.txt"
+
+
+def _profiler(pid: int, seconds: int) -> "subprocess.Popen[bytes] | None":
+    """With BENCH_PROFILE=1: py-spy (from PyPI, through uvx) samples the gateway for a round,
+    writing collapsed stacks to bench/results/gateway-profile.txt; what the README's profile
+    section is read from. Sampling costs the gateway a little: that round's figures are lower."""
+    if os.environ.get("BENCH_PROFILE") != "1":
+        return None
+    command = ["uvx", "py-spy", "record", "--nonblocking", "-r", "250", "-f", "raw"]
+    command += ["-d", str(seconds), "-p", str(pid), "-o", str(PROFILE_OUT)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def measure_edge(
@@ -325,4 +343,51 @@ def measure_edge(
         cpu_us_per_call={key: sorted(values)[len(values) // 2] for key, values in cpu.items()},
         gateway_rss_mb=rss,
         limiter=limiter,
+        profile=summarise_profile(PROFILE_OUT)
+        if os.environ.get("BENCH_PROFILE") == "1" and PROFILE_OUT.exists()
+        else {},
     )
+
+
+PROFILE_PARTS = (
+    ("aiohttp client", ("aiohttp/", "yarl/", "multidict/")),
+    ("uvicorn + httptools serving", ("uvicorn/", "httptools/", "h11/")),
+    (
+        "event build, journal, Kafka",
+        (
+            "capps_gateway/events.py",
+            "capps_gateway/journal.py",
+            "capps_gateway/spool.py",
+            "capps_events/",
+            "aiokafka/",
+            "msgspec",
+            "uuid_utils",
+        ),
+    ),
+    ("rate limit + Redis client", ("capps_gateway/ratelimit.py", "redis/")),
+    ("token checks", ("capps_gateway/auth/", "joserfc/")),
+    (
+        "gateway's own code (routing, headers, app view, metrics)",
+        ("capps_gateway/", "prometheus_client/"),
+    ),
+    ("asyncio / uvloop", ("asyncio/", "uvloop/")),
+)
+
+
+def summarise_profile(path: Path) -> dict[str, float]:
+    """Share of samples per part: the innermost frame of a known part names the sample's."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        part = "other (interpreter, stdlib, idle)"
+        for frame in reversed(stack.split(";")):
+            found = [name for name, marks in PROFILE_PARTS if any(m in frame for m in marks)]
+            if found:
+                part = found[0]
+                break
+        counts[part] = counts.get(part, 0) + int(count)
+        total += int(count)
+    return {part: count / total for part, count in sorted(counts.items(), key=lambda i: -i[1])}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -353,7 +354,7 @@ async def test_a_body_over_the_limit_is_413_and_counted(
     gateway: Gateway, http: aiohttp.ClientSession, signer: Signer, event_log: EventLog
 ) -> None:
     request_id = new_request_id()
-    too_big = b"x" * (10 * 1024 * 1024 + 1)
+    too_big = io.BytesIO(b"x" * (10 * 1024 * 1024 + 1))
     async with http.post(
         f"{gateway.url}/api/advancedqueries/run",
         data=too_big,
@@ -390,4 +391,5 @@ async def test_calls_answer_503_while_signing_keys_are_not_loaded(
         http, "GET", f"{keyless.url}/api/alerts", token=signer.token(ALL_ROLES)
     )
     assert status == 503
-    assert_error(payload, "keys_unavailable", rid)
+    assert_error(payload, "unavailable", rid)
+    assert "verify tokens" in payload["error"]["message"]
