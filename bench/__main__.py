@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.aggregator import Servers, measure_aggregator
 from bench.charts import draw_history, draw_run
+from bench.gateway import measure_edge
 from bench.issuers import measure_token_checks
 from bench.machine import ROOT, load_average, machine_facts
 from bench.nginx import nginx_proxy, nginx_version
@@ -95,6 +96,8 @@ def _estimate_s(options: BenchOptions) -> float:
     estimate = 0.0
     if "gateway" in options.only:
         estimate += 3 * options.rounds * options.seconds + 5
+    if "edge" in options.only:
+        estimate += 2 * options.rounds * options.seconds + 60
     if "count" in options.only:
         estimate += options.samples * 0.2
     if "propagation" in options.only:
@@ -117,7 +120,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
     scenarios: dict[str, dict[str, Any]] = {}
     extra: dict[str, Any] = {}
     tools: dict[str, str] = {}
-    if {"gateway", "count", "propagation"} & set(options.only):
+    if {"gateway", "count", "propagation", "edge"} & set(options.only):
         urls = StackUrls.from_env()
         say("creating a tenant and a load-test app in the registry")
         app_id, app_token, admin = create_load_app(urls.registry)
@@ -135,6 +138,22 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 # wrk stops with up to `connections` calls in flight per run; the gateway
                 # answers and counts them, wrk does not report them.
                 "in_flight_allowance": options.connections * options.rounds,
+            }
+        if "edge" in options.only:
+            edge = measure_edge(
+                seconds=options.seconds,
+                rounds=options.rounds,
+                connections=options.connections,
+                registry=urls.registry,
+                token=app_token,
+                workdir=_local_dir() / "bench" / "edge",
+            )
+            scenarios |= {key: http_entry(key, runs) for key, runs in edge.rounds.items()}
+            extra["edge"] = {
+                "cpu_us_per_call": edge.cpu_us_per_call,
+                "gateway_rss_mb_100k_apps": edge.gateway_rss_mb,
+                "ratelimiter": edge.limiter,
+                "profile_shares": edge.profile,
             }
         if "count" in options.only:
             with ticking(f"call -> count latency, {options.samples} samples"):
@@ -208,6 +227,12 @@ def report(document: dict[str, Any]) -> None:
     """Print the table and the extra figures; write the JSON and the charts."""
     print()
     print(render_table(document))
+    edge = document.get("edge")
+    if edge:
+        print(
+            f"\nedge: CPU µs per call {edge['cpu_us_per_call']}; gateway RSS with 100,000 apps"
+            f" {edge['gateway_rss_mb_100k_apps']:.0f} MB; rate limiter {edge['ratelimiter']}"
+        )
     counted = document.get("counted_after_load")
     if counted:
         print(

@@ -31,6 +31,8 @@ SCENARIOS = (
     Scenario("upstream_direct", "upstream direct", "http", "req/s", "baseline"),
     Scenario("nginx_proxy", "nginx proxy (reference)", "http", "req/s", "reference"),
     Scenario("through_gateway", "through gateway", "http", "req/s", "target"),
+    Scenario("static_nginx_proxy", "static: nginx worker", "edge", "req/s", "reference"),
+    Scenario("static_gateway", "static: gateway process", "edge", "req/s", "target"),
     Scenario(
         "aggregator_ceiling",
         "aggregator ceiling: getmany+decode",
@@ -66,6 +68,12 @@ RATIOS = (
     ),
     ("nginx_to_direct", "nginx proxy / upstream direct", "nginx_proxy", "upstream_direct"),
     ("gateway_to_nginx", "through gateway / nginx proxy", "through_gateway", "nginx_proxy"),
+    (
+        "static_gateway_to_nginx",
+        "gateway process / nginx worker (static upstream)",
+        "static_gateway",
+        "static_nginx_proxy",
+    ),
     ("worker_to_ceiling", "aggregator worker / ceiling", "aggregator_worker", "aggregator_ceiling"),
     ("writer_to_ceiling", "writer alone / ceiling", "aggregator_writer", "aggregator_ceiling"),
     (

@@ -1,9 +1,15 @@
 """Unit tests of the on-disk spool: segments written, read back, resumed, torn tails, sizes."""
 
 import stat
+import time
 from pathlib import Path
 
-from capps_events import KafkaRecord
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from capps_events import KafkaRecord, encode_request
+from capps_gateway.auth.claims import check_claims
+from capps_gateway.events import build_event
 from capps_gateway.spool import Spool, decode_frames, encode_frame, loss_reason
 
 
@@ -99,11 +105,45 @@ def test_an_absurd_length_is_a_torn_frame() -> None:
     assert intact == 0
 
 
-def test_secrets_are_never_written(tmp_path: Path) -> None:
+def test_the_event_of_a_call_spools_without_its_token(tmp_path: Path) -> None:
+    # A real signed token, checked as the gateway checks it; its call's event, as spooled,
+    # holds no part of it.
+    now = int(time.time())
+    claims = {
+        "iss": "https://issuer.test",
+        "aud": "capps-api",
+        "sub": "app-1",
+        "client_id": "app-1",
+        "tid": "tenant-1",
+        "roles": ["Alert.Read.All"],
+        "jti": "jti-1",
+        "iat": now,
+        "exp": now + 600,
+    }
+    key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+    token = jwt.encode({"alg": "RS256", "typ": "at+jwt", "kid": "k1"}, claims, key)
+    decoded = jwt.decode(token, key).claims
+    principal = check_claims(
+        decoded, issuer="https://issuer.test", audience="capps-api", now=now, leeway_s=30
+    )
+    event = build_event(
+        principal=principal,
+        method="GET",
+        route="/api/alerts",
+        status=200,
+        latency_ms=1.0,
+        bytes_in=0,
+        bytes_out=10,
+        request_id="r-1",
+        gateway="g-1",
+    )
     spool = Spool(tmp_path)
-    spool.append([record(1)])
+    spool.append([encode_request(event, "//capps/gateway/g-1")])
     spool.close()
     data = b"".join(path.read_bytes() for path in tmp_path.glob("*.seg"))
+    assert b"app-1" in data  # the check reads the real bytes
+    for part in token.split("."):
+        assert part.encode() not in data
     assert b"Bearer" not in data
     assert b"authorization" not in data.lower()
 

@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[3]
 ISSUER = "http://issuer.gateway-test"
 AUDIENCE = "capps-api"
 TENANT = f"tenant-{uuid.uuid4().hex[:8]}"
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0
 EVENT_PARTITIONS = 3
 APP_PARTITIONS = 3
 DEFAULT_APP = f"app-test-{uuid.uuid4().hex[:8]}"
@@ -398,7 +398,11 @@ async def start_gateway(
     stack = contextlib.ExitStack()
 
     async def start(
-        upstream_url: str, *, timeout_s: float = 10.0, extra_env: dict[str, str] | None = None
+        upstream_url: str,
+        *,
+        timeout_s: float = 10.0,
+        extra_env: dict[str, str] | None = None,
+        ready_path: str = "/readyz",
     ) -> Gateway:
         port, admin_port = free_port(), free_port()
         instance_id = f"gw-test-{uuid.uuid4().hex[:8]}"
@@ -423,11 +427,12 @@ async def start_gateway(
             "REDIS_URL": infra.redis_url,
             # Its own spool and journal: a directory belongs to one process.
             "GATEWAY_SPOOL_DIR": str(log_path.parent / "spool"),
+            "GATEWAY_WORKERS": "1",
             **(extra_env or {}),
         }
         process = stack.enter_context(_process(["-m", "capps_gateway"], env, log_path))
         admin_url = f"http://127.0.0.1:{admin_port}"
-        await _wait_ready(f"{admin_url}/readyz", process, log_path)
+        await _wait_ready(f"{admin_url}{ready_path}", process, log_path)
         return Gateway(f"http://127.0.0.1:{port}", admin_url, instance_id, process.pid)
 
     with stack:

@@ -5,18 +5,15 @@ ports, a temp dir) is killed, paused and restarted without disturbing anyone.
 """
 
 import asyncio
-import importlib.util
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,22 +22,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from capps_events import RequestEvent, new_event_id
 from capps_gateway.events import SpoolingPublisher
 from capps_gateway.spool import Spool
+from capps_stack.config import Ports
+from capps_stack.kafka import kafka_server_properties, new_kafka_cluster_id
 
 from .conftest import REPO, free_port
 
 PARTITIONS = 3
 KAFKA_LIB = REPO / ".local" / "kafka" / "lib"
-
-
-def _stack_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("capps_stack", REPO / "deploy/local/stack.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up by name while being defined.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -88,18 +76,17 @@ def started_broker(tmp_path: Path) -> Iterator[Broker]:
     """A formatted, started broker in `tmp_path`, killed at the end (the `broker` fixture)."""
     if not list(KAFKA_LIB.glob("kafka_2.13-*.jar")) or shutil.which("java") is None:
         pytest.fail(f"needs the Kafka jars in {KAFKA_LIB} (make up fetches them) and a JDK")
-    stack = _stack_module()
     home = tmp_path / "kafka"
     home.mkdir()
-    ports = stack.Ports(kafka=free_port(), kafka_controller=free_port())
-    (home / "server.properties").write_text(stack.kafka_server_properties(ports, home / "data"))
+    ports = Ports(kafka=free_port(), kafka_controller=free_port())
+    (home / "server.properties").write_text(kafka_server_properties(ports, home / "data"))
     found = Broker(home, ports.kafka)
     subprocess.run(
         found.command(
             "kafka.tools.StorageTool",
             "format",
             "-t",
-            stack.new_kafka_cluster_id(),
+            new_kafka_cluster_id(),
             "-c",
             str(home / "server.properties"),
         ),
@@ -178,12 +165,10 @@ def events(count: int) -> list[RequestEvent]:
     ]
 
 
-async def publish_all(publisher: SpoolingPublisher, batch: list[RequestEvent]) -> float:
-    """Publish every event; return the seconds it took (the call path's cost)."""
-    started = time.perf_counter()
+def publish_all(publisher: SpoolingPublisher, batch: list[RequestEvent]) -> None:
+    """Publish every event (synchronous: the call path never waits on the broker)."""
     for event in batch:
         publisher.publish(event)
-    return time.perf_counter() - started
 
 
 def spooled_ids(directory: Path) -> list[str]:

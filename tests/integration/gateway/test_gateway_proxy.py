@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -330,7 +331,65 @@ async def test_admin_endpoints(gateway: Gateway, http: aiohttp.ClientSession) ->
             "apps": "ok",
             "ratelimit": "ok",
         }
+    missing = 'capps_gateway_unauthenticated_total{reason="missing"}'
+    before = await sample(http, gateway, missing)
+    status, _, _, _ = await call(http, "GET", f"{gateway.url}/api/alerts")
+    assert status == 401
+    # This test's own tokenless call moved the counter, whatever ran before.
+    assert await sample(http, gateway, missing) == before + 1
+
+
+async def sample(http: aiohttp.ClientSession, gateway: Gateway, exact: str) -> float:
+    """The value of one sample, named with its labels as /metrics prints them (0 if absent)."""
     async with http.get(f"{gateway.admin_url}/metrics") as response:
         text = await response.text()
-    assert "capps_gateway_requests_total" in text
-    assert 'capps_gateway_unauthenticated_total{reason="missing"}' in text
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == exact:
+            return float(value)
+    return 0.0
+
+
+async def test_a_body_over_the_limit_is_413_and_counted(
+    gateway: Gateway, http: aiohttp.ClientSession, signer: Signer, event_log: EventLog
+) -> None:
+    request_id = new_request_id()
+    too_big = io.BytesIO(b"x" * (10 * 1024 * 1024 + 1))
+    async with http.post(
+        f"{gateway.url}/api/advancedqueries/run",
+        data=too_big,
+        headers={
+            "Authorization": f"Bearer {signer.token(ALL_ROLES)}",
+            "X-Request-Id": request_id,
+            "Content-Type": "application/json",
+        },
+    ) as response:
+        assert response.status == 413
+        assert_error(await response.json(), "payload_too_large", request_id)
+    await event_log.wait_for([request_id])
+    [event] = event_log.by_request[request_id]
+    assert event.status == 413
+
+
+async def test_calls_answer_503_while_signing_keys_are_not_loaded(
+    start_gateway: StartGateway,
+    demo_api_url: str,
+    dead_upstream_url: str,
+    http: aiohttp.ClientSession,
+    signer: Signer,
+) -> None:
+    # The registry's JWKS cannot be fetched: the gateway says so and refuses to guess.
+    keyless = await start_gateway(
+        demo_api_url,
+        extra_env={"REGISTRY_URL": dead_upstream_url},
+        ready_path="/healthz",
+    )
+    async with http.get(f"{keyless.admin_url}/readyz") as response:
+        assert response.status == 503
+        assert (await response.json())["checks"]["jwks"] != "ok"
+    status, _, payload, rid = await call(
+        http, "GET", f"{keyless.url}/api/alerts", token=signer.token(ALL_ROLES)
+    )
+    assert status == 503
+    assert_error(payload, "unavailable", rid)
+    assert "verify tokens" in payload["error"]["message"]

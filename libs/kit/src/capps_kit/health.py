@@ -79,11 +79,11 @@ class AdminApp:
             await _respond(send, 404, body, b"application/json")
 
 
-async def serve_admin(app: AdminApp, host: str, port: int) -> None:
-    """Run the admin app on its own port inside the current event loop."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+async def serve_admin(app: AdminApp, host: str, port: int, *, uds: str | None = None) -> None:
+    """Run the admin app on its own port (or Unix socket `uds`) inside the current event loop."""
+    config = uvicorn.Config(app, host=host, port=port, uds=uds, log_config=None, access_log=False)
     server = _EmbeddedServer(config)
-    log.info("admin endpoint listening", extra={"host": host, "port": port})
+    log.info("admin endpoint listening", extra={"host": host, "port": port, "uds": uds})
     await server.serve()
 
 

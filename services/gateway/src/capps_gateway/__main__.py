@@ -1,72 +1,34 @@
-"""`python -m capps_gateway`: the proxy and its admin endpoint in one process and one loop."""
+"""`python -m capps_gateway`: the proxy and its admin endpoint.
 
-import asyncio
-import contextlib
+One process (`GATEWAY_WORKERS=1`) serves both in one loop; more run as worker processes behind
+one port under a supervisor (workers.py).
+"""
+
 import logging
 
-import uvicorn
 import uvloop
 
-from capps_catalog import load_catalog
-from capps_gateway.app import GatewayApp
-from capps_gateway.auth.issuers import IssuerConfigError
-from capps_gateway.edge import guarded_protocol
+from capps_gateway.auth.issuers import IssuerConfigError, load_issuers
+from capps_gateway.server import serve
 from capps_gateway.settings import GatewaySettings
-from capps_kit.health import serve_admin
+from capps_gateway.workers import supervise
 from capps_kit.logging import configure_logging
 
 log = logging.getLogger("capps_gateway")
 
 
-async def serve(settings: GatewaySettings) -> None:
-    """Run the proxy until SIGINT/SIGTERM; the admin server lives and dies with it."""
-    app = GatewayApp(settings, load_catalog(settings.catalog_path))
-    config = uvicorn.Config(
-        app,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        http=guarded_protocol(
-            max_header_bytes=settings.gateway_max_header_bytes,
-            header_timeout_s=settings.gateway_header_timeout_s,
-            body_timeout_s=settings.gateway_body_timeout_s,
-        ),
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        # The gateway never reads the client address; skipping X-Forwarded-* rewriting saves
-        # a middleware hop on every call.
-        proxy_headers=False,
-        # Callers hold keep-alive connections; a long idle timeout avoids reconnect storms.
-        timeout_keep_alive=30,
-    )
-    server = uvicorn.Server(config)
-    admin = asyncio.create_task(
-        serve_admin(app.admin, settings.gateway_host, settings.gateway_admin_port), name="admin"
-    )
-    log.info(
-        "gateway starting",
-        extra={
-            "host": settings.gateway_host,
-            "port": settings.gateway_port,
-            "upstream": settings.gateway_upstream_url,
-            "topic": settings.gateway_events_topic,
-        },
-    )
-    try:
-        await server.serve()
-    finally:
-        admin.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await admin
-
-
 def main() -> None:
-    """Read settings, configure JSON logging and serve on uvloop."""
+    """Read settings, configure JSON logging; serve in this process or supervise workers."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level)
     try:
-        uvloop.run(serve(settings))
+        if settings.gateway_issuers_file is not None:
+            # Checked here once, so a wrong file stops the gateway before any worker starts.
+            load_issuers(settings.gateway_issuers_file, registry_issuer=settings.token_issuer)
+        if settings.gateway_workers > 1:
+            supervise(settings)
+        else:
+            uvloop.run(serve(settings))
     except IssuerConfigError as exc:
         log.error(  # noqa: TRY400 - the message says it all; a traceback would only bury it
             "invalid issuers file, not starting", extra={"reason": str(exc)}

@@ -4,40 +4,32 @@ No framework on the per-request path: routing is one dict lookup, a token is ver
 and then cached, and the event goes into the Kafka producer's batch after the answer is sent.
 """
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from capps_catalog import Catalog
 from capps_events import AppState, new_event_id
 from capps_gateway import errors, metrics
 from capps_gateway.access import Verdict, decide
-from capps_gateway.appstate import AppStateView
 from capps_gateway.auth import (
     InvalidTokenError,
-    JwksKeyStore,
     KeysUnavailableError,
     Principal,
     TokenVerifier,
 )
-from capps_gateway.auth.external import ExternalTokenVerifier, IssuerRouter
-from capps_gateway.auth.issuer_keys import IssuerKeys
+from capps_gateway.auth.external import IssuerRouter
 from capps_gateway.auth.issuers import load_issuers
 from capps_gateway.errors import GatewayError
-from capps_gateway.events import SpoolingPublisher, build_event
+from capps_gateway.events import build_event
 from capps_gateway.headers import bearer_token, sane_request_id
-from capps_gateway.proxy import UpstreamError, UpstreamProxy, create_session
-from capps_gateway.ratelimit import RateLimiter
+from capps_gateway.proxy import UpstreamError
 from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable, path_refusal
+from capps_gateway.runtime import Runtime, open_runtime
 from capps_gateway.settings import GatewaySettings
 from capps_kit.health import AdminApp, Degraded
-from capps_kit.redis import create_redis
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -95,20 +87,6 @@ async def send_error(
     return len(body)
 
 
-@dataclass(slots=True)
-class _Runtime:
-    """What the lifespan opens and closes: clients, caches and their background start-up."""
-
-    session: aiohttp.ClientSession
-    keys: JwksKeyStore
-    verifier: TokenVerifier | IssuerRouter
-    proxy: UpstreamProxy
-    publisher: SpoolingPublisher
-    apps: AppStateView
-    limiter: RateLimiter
-    startup_tasks: list["asyncio.Task[None]"]
-
-
 class GatewayApp:
     """The proxy's ASGI app; `admin` is the matching health/readiness/metrics app."""
 
@@ -116,7 +94,7 @@ class GatewayApp:
         self._settings = settings
         self._routes = RouteTable(catalog.routes)
         self._metrics = metrics.RequestMetrics()
-        self._runtime: _Runtime | None = None
+        self._runtime: Runtime | None = None
         self._in_flight = 0
         self._max_in_flight = settings.gateway_max_in_flight
         # Read before serving, so a wrong issuers file stops the gateway at start.
@@ -186,87 +164,16 @@ class GatewayApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._runtime = self._open()
+                self._runtime = open_runtime(
+                    self._settings, issuers=self._issuers, all_permissions=self._all_permissions
+                )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._close()
+                runtime, self._runtime = self._runtime, None
+                if runtime is not None:
+                    await runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    def _open(self) -> _Runtime:
-        settings = self._settings
-        session = create_session(
-            settings.gateway_upstream_max_connections, settings.gateway_upstream_idle_timeout_s
-        )
-        keys = JwksKeyStore(session, settings.jwks_url)
-        registry_verifier = TokenVerifier(
-            keys, issuer=settings.token_issuer, audience=settings.token_audience
-        )
-        # External issuers, when configured, are routed to by each token's `iss`.
-        issuer_keys = [IssuerKeys(session, config) for config in self._issuers]
-        verifier: TokenVerifier | IssuerRouter = (
-            IssuerRouter(
-                registry_verifier,
-                ExternalTokenVerifier(issuer_keys, all_permissions=self._all_permissions),
-            )
-            if issuer_keys
-            else registry_verifier
-        )
-        publisher = SpoolingPublisher(
-            settings.kafka_bootstrap_servers,
-            settings.gateway_events_topic,
-            settings.instance_id,
-            spool_dir=settings.gateway_spool_dir,
-            buffer_max=settings.gateway_events_buffer_max,
-            in_flight_max=settings.gateway_events_in_flight_max,
-            stall_s=settings.gateway_events_stall_s,
-            flush_timeout_s=settings.gateway_events_flush_timeout_s,
-            segment_bytes=settings.gateway_spool_segment_bytes,
-            spool_max_bytes=settings.gateway_spool_max_bytes,
-        )
-        apps = AppStateView(
-            settings.kafka_bootstrap_servers, settings.gateway_apps_topic, settings.instance_id
-        )
-        # Start-up continues in the background so /readyz can say what is still missing;
-        # the app state view's task keeps running after it has loaded, tailing the topic.
-        tasks = [
-            asyncio.create_task(keys.load_until_ready(), name="jwks-load"),
-            asyncio.create_task(publisher.start_until_ready(), name="kafka-start"),
-            asyncio.create_task(apps.run(), name="apps-view"),
-            *(
-                asyncio.create_task(holder.run(), name=f"issuer-keys-{holder.config.issuer}")
-                for holder in issuer_keys
-            ),
-        ]
-        proxy = UpstreamProxy(
-            session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
-        )
-        limiter = RateLimiter(
-            create_redis(settings.redis_url, timeout_s=settings.gateway_ratelimit_timeout_s),
-            fallback_share=settings.gateway_ratelimit_fallback_processes,
-            timeout_s=settings.gateway_ratelimit_timeout_s,
-        )
-        return _Runtime(session, keys, verifier, proxy, publisher, apps, limiter, tasks)
-
-    async def _close(self) -> None:
-        runtime = self._runtime
-        if runtime is None:
-            return
-        for task in runtime.startup_tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        try:
-            await runtime.publisher.stop()
-        except Exception:
-            log.exception("Kafka producer did not stop cleanly")
-        try:
-            await runtime.apps.stop()
-        except Exception:
-            log.exception("app state consumer did not stop cleanly")
-        await runtime.limiter.close()
-        await runtime.session.close()
-        self._runtime = None
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

@@ -43,6 +43,7 @@ from capps_events import KafkaRecord, RequestEvent, encode_request, new_event_id
 from capps_gateway import metrics
 from capps_gateway.auth import Principal
 from capps_gateway.journal import Journal, JournalBatch
+from capps_gateway.kafka_internals import dequeue, drain_count, queued_batch, stop_sending
 from capps_gateway.spool import Spool, loss_reason
 from capps_kit.kafka import make_producer
 
@@ -204,11 +205,11 @@ class SpoolingPublisher:
         self._replay_idle.set()
         self._replay_in_chunk = False
         self._tasks: list[asyncio.Task[None]] = []
-        metrics.SPOOL_BYTES.set_function(lambda: self._spool.size_bytes)
-        metrics.SPOOL_SEGMENTS.set_function(lambda: self._spool.segment_count)
-        metrics.EVENTS_PENDING.labels("buffer").set_function(lambda: len(self._buffer))
-        metrics.EVENTS_PENDING.labels("in_flight").set_function(lambda: self._in_flight)
-        metrics.KAFKA_HEALTHY.set_function(lambda: 1 if self._healthy else 0)
+        metrics.track(metrics.SPOOL_BYTES, lambda: self._spool.size_bytes)
+        metrics.track(metrics.SPOOL_SEGMENTS, lambda: self._spool.segment_count)
+        metrics.track(metrics.EVENTS_PENDING.labels("buffer"), lambda: len(self._buffer))
+        metrics.track(metrics.EVENTS_PENDING.labels("in_flight"), lambda: self._in_flight)
+        metrics.track(metrics.KAFKA_HEALTHY, lambda: 1 if self._healthy else 0)
 
     @property
     def accepting(self) -> bool:
@@ -436,7 +437,7 @@ class SpoolingPublisher:
                 flight = _Flight(
                     batch_records,
                     future,
-                    _queued_batch(producer, TopicPartition(self._topic, partition), builder),
+                    queued_batch(producer, TopicPartition(self._topic, partition), builder),
                     replay,
                     batch,
                 )
@@ -455,7 +456,7 @@ class SpoolingPublisher:
         exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         if flight.settled:
             return
-        self._finish(flight, delivery_outcome(exc, _drain_count(flight.batch)), exc)
+        self._finish(flight, delivery_outcome(exc, drain_count(flight.batch)), exc)
 
     def _finish(self, flight: _Flight, outcome: Outcome, exc: BaseException | None) -> None:
         flight.settled = True
@@ -580,20 +581,14 @@ class SpoolingPublisher:
         if not self._flights:
             return
         producer = self._producer
-        accumulator = getattr(producer, "_message_accumulator", None)
         for flight in list(self._flights):
-            unsent = _drain_count(flight.batch) == 0 and _dequeue(accumulator, flight.batch)
+            unsent = drain_count(flight.batch) == 0 and dequeue(producer, flight.batch)
             self._finish(
                 flight,
                 Outcome.UNSENT if unsent else Outcome.AMBIGUOUS,
                 KafkaConnectionError("unacknowledged at shutdown"),
             )
-        sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
-        if sender is not None and not sender.done():
-            sender.cancel()
-            await asyncio.wait({sender}, timeout=self._flush_timeout_s)
-        if accumulator is not None and (sender is None or sender.done()):
-            accumulator.fail_all(KafkaConnectionError("gateway stopping"))
+        await stop_sending(producer, self._flush_timeout_s)
 
 
 def _count_lost(count: int, refusing: str | None) -> None:
@@ -647,37 +642,3 @@ def _build_batches(
     builder.close()
     built.append((held, builder))
     return built
-
-
-def _queued_batch(producer: AIOKafkaProducer, tp: TopicPartition, builder: Any) -> Any:
-    """The producer's own batch object wrapping `builder`, just queued by `send_batch`.
-
-    aiokafka keeps it private; its drain count is what tells an unsent batch from a sent one.
-    """
-    accumulator = getattr(producer, "_message_accumulator", None)
-    queued = list(getattr(accumulator, "_batches", {}).get(tp, ()))
-    # The sender may have taken it already (send_batch ran in its own task under wait_for).
-    queued += list(getattr(accumulator, "_pending_batches", ()))
-    for batch in queued:
-        if getattr(batch, "_builder", None) is builder:
-            return batch
-    return None
-
-
-def _drain_count(batch: Any) -> int:
-    """How often the producer took the batch to send; unknown counts as sent (ambiguous)."""
-    if batch is None:
-        return 1_000_000
-    count: int = batch.retry_count
-    return count
-
-
-def _dequeue(accumulator: Any, batch: Any) -> bool:
-    """Take a never-drained batch out of the producer's queue; whether it was there."""
-    queued = getattr(accumulator, "_batches", {}).get(batch.tp)
-    if not queued or batch not in queued:
-        return False
-    queued.remove(batch)
-    if not queued:
-        del accumulator._batches[batch.tp]
-    return True

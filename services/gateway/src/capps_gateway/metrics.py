@@ -1,6 +1,33 @@
-"""Prometheus metrics of the gateway, served by the admin app's `/metrics`."""
+"""Prometheus metrics of the gateway, served by the admin app's `/metrics`.
+
+With several worker processes (`GATEWAY_WORKERS`), prometheus_client's multiprocess mode
+(`PROMETHEUS_MULTIPROC_DIR`, set by the supervisor) keeps each worker's values in files the
+supervisor's admin port aggregates; gauges say how (sum over live workers, min, max). A gauge
+read from a function (`track`) is then sampled every second instead of read at scrape time.
+"""
+
+import os
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
+
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+_TRACKED: list[tuple[Gauge, Callable[[], float]]] = []
+
+
+def track(gauge: Gauge, read: Callable[[], float]) -> None:
+    """Report `read()` as the gauge's value: at scrape time, or sampled in multiprocess mode."""
+    if MULTIPROCESS:
+        _TRACKED.append((gauge, read))
+    else:
+        gauge.set_function(read)
+
+
+def sample_tracked() -> None:
+    """Copy every tracked gauge's current value into its multiprocess file."""
+    for gauge, read in _TRACKED:
+        gauge.set(read())
+
 
 REQUESTS = Counter(
     "capps_gateway_requests_total",
@@ -58,15 +85,24 @@ EVENTS_AMBIGUOUS = Counter(
     "capps_gateway_events_ambiguous_total",
     "Request events sent but never acknowledged: maybe written, kept aside, never replayed.",
 )
-SPOOL_BYTES = Gauge("capps_gateway_spool_bytes", "Bytes of request events waiting in the spool.")
-SPOOL_SEGMENTS = Gauge("capps_gateway_spool_segments", "Segment files in the spool.")
+SPOOL_BYTES = Gauge(
+    "capps_gateway_spool_bytes",
+    "Bytes of request events waiting in the spool.",
+    multiprocess_mode="livesum",
+)
+SPOOL_SEGMENTS = Gauge(
+    "capps_gateway_spool_segments", "Segment files in the spool.", multiprocess_mode="livesum"
+)
 EVENTS_PENDING = Gauge(
     "capps_gateway_events_pending",
     "Request events not yet acknowledged, by where they wait (buffer, in_flight).",
     ["where"],
+    multiprocess_mode="livesum",
 )
 KAFKA_HEALTHY = Gauge(
-    "capps_gateway_kafka_healthy", "1 while events go straight to Kafka, 0 while they spool."
+    "capps_gateway_kafka_healthy",
+    "1 while events go straight to Kafka, 0 while they spool (the least of all workers).",
+    multiprocess_mode="livemin",
 )
 
 EDGE_REFUSALS = Counter(
@@ -87,11 +123,16 @@ RATELIMIT_ROUND_TRIPS = Counter(
 RATELIMIT_FALLBACK = Gauge(
     "capps_gateway_ratelimit_fallback",
     "1 while Redis does not answer and each process limits alone at limit / processes.",
+    multiprocess_mode="livemax",
 )
 for _source in ("redis", "local"):
     RATELIMIT_CHECKS.labels(_source)
 
-APPS_KNOWN = Gauge("capps_gateway_apps_known", "Apps in the gateway's local view of app state.")
+APPS_KNOWN = Gauge(
+    "capps_gateway_apps_known",
+    "Apps in the gateway's local view of app state (the fewest of all workers).",
+    multiprocess_mode="livemin",
+)
 APP_STATE_RECORDS = Counter(
     "capps_gateway_app_state_records_total",
     "App state records read, by result (applied, or ignored as older or deleted).",
@@ -103,6 +144,7 @@ APP_STATE_DECODE_ERRORS = Counter(
 APP_VIEW_LAG = Gauge(
     "capps_gateway_app_view_lag_records",
     "Records of the apps topic not yet read by the local view (as of the last fetch).",
+    multiprocess_mode="livemax",
 )
 APP_WAITS = Counter(
     "capps_gateway_app_waits_total",

@@ -189,7 +189,7 @@ class RateLimiter:
         self._probe: asyncio.Task[None] | None = None
         self.redis_error: str | None = None
         """Why Redis is not used right now (None: it is)."""
-        metrics.RATELIMIT_FALLBACK.set_function(lambda: 0 if self.redis_error is None else 1)
+        metrics.track(metrics.RATELIMIT_FALLBACK, lambda: 0 if self.redis_error is None else 1)
 
     async def check(self, app_id: str, limit: RateLimit) -> Decision:
         """Admit or refuse one call of the app, and the headroom left."""

@@ -1,6 +1,9 @@
 """The gateway's settings, read from the environment (defaults fit the local stack)."""
 
+import os
 from pathlib import Path
+
+from pydantic import Field
 
 from capps_events import APPS_TOPIC, REQUESTS_TOPIC
 from capps_kit.settings import KafkaSettings, RedisSettings, ServiceSettings
@@ -10,6 +13,9 @@ class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings):
     """Where the gateway listens, what it proxies to and whom it trusts."""
 
     gateway_host: str = "127.0.0.1"
+    # Worker processes behind the one port (SO_REUSEPORT), each with its own app view,
+    # producer and spool subdirectory; the supervisor serves the admin port.
+    gateway_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     gateway_port: int = 8000
     gateway_admin_port: int = 8001
     gateway_upstream_url: str = "http://127.0.0.1:8090"

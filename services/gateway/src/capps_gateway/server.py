@@ -1,0 +1,91 @@
+"""Serve the gateway in this process: the proxy on uvicorn (guarded protocol) and its admin app."""
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+import uvicorn
+
+from capps_catalog import load_catalog
+from capps_gateway import metrics
+from capps_gateway.app import GatewayApp
+from capps_gateway.edge import guarded_protocol
+from capps_gateway.settings import GatewaySettings
+from capps_kit.health import serve_admin
+
+log = logging.getLogger("capps_gateway")
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening address several processes bind at once; the kernel spreads connections."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def serve(
+    settings: GatewaySettings, *, reuse_port: bool = False, admin_uds: str | None = None
+) -> None:
+    """Run the proxy until SIGINT/SIGTERM; the admin server lives and dies with it.
+
+    A worker binds the shared port with SO_REUSEPORT and serves its admin app on a Unix
+    socket for the supervisor, which owns the admin port.
+    """
+    app = GatewayApp(settings, load_catalog(settings.catalog_path))
+    config = uvicorn.Config(
+        app,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        http=guarded_protocol(
+            max_header_bytes=settings.gateway_max_header_bytes,
+            header_timeout_s=settings.gateway_header_timeout_s,
+            body_timeout_s=settings.gateway_body_timeout_s,
+        ),
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        # The gateway sets X-Forwarded-* itself from the connection; uvicorn must not trust
+        # the caller's.
+        proxy_headers=False,
+        # Callers hold keep-alive connections; a long idle timeout avoids reconnect storms.
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+    background = [
+        asyncio.create_task(
+            serve_admin(
+                app.admin, settings.gateway_host, settings.gateway_admin_port, uds=admin_uds
+            ),
+            name="admin",
+        )
+    ]
+    if metrics.MULTIPROCESS:
+        background.append(asyncio.create_task(_sample_gauges(), name="metrics-sampler"))
+    log.info(
+        "gateway starting",
+        extra={
+            "host": settings.gateway_host,
+            "port": settings.gateway_port,
+            "upstream": settings.gateway_upstream_url,
+            "topic": settings.gateway_events_topic,
+            "instance_id": settings.instance_id,
+        },
+    )
+    sockets = [shared_socket(settings.gateway_host, settings.gateway_port)] if reuse_port else None
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _sample_gauges() -> None:
+    while True:
+        metrics.sample_tracked()
+        await asyncio.sleep(1.0)
