@@ -51,8 +51,12 @@ class Redis(Part):
                 "no",
                 "--save",
                 "60 1000",
+                # Append-only persistence: a restarted Redis comes back with its counters and
+                # the completeness marker instead of empty (the aggregator would rebuild it).
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
                 "--pidfile",
                 str(data / "redis-server.pid"),
             ],

@@ -1,0 +1,79 @@
+"""From posted form fields to the admin API's request bodies, with messages a person reads."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from capps_registry.apps.schemas import AppCreate, AppUpdate
+
+FIELD_NAMES = {
+    "name": "Name",
+    "description": "Description",
+    "permissions": "Permissions",
+    "rate_limit": "Rate limit",
+    "rate_limit.per_minute": "Calls per minute",
+    "rate_limit.per_hour": "Calls per hour",
+}
+
+
+class FormError(ValueError):
+    """The form cannot be accepted; the text says which field and why."""
+
+
+def _one(fields: Mapping[str, Sequence[str]], name: str) -> str:
+    values = fields.get(name) or [""]
+    return values[0]
+
+
+def _rate_limit(fields: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    limit: dict[str, Any] = {}
+    for field, label in (("per_minute", "Calls per minute"), ("per_hour", "Calls per hour")):
+        text = _one(fields, field).strip().replace(",", "").replace("_", "")
+        if not text:
+            raise FormError(f"{label}: enter a whole number")
+        if not text.isdigit() or len(text) > 12:
+            raise FormError(f"{label}: {text[:20]!r} is not a whole number")
+        limit[field] = int(text)
+    return limit
+
+
+def describe(exc: ValidationError) -> str:
+    """One line naming each bad field in the form's own words."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ()))
+        label = FIELD_NAMES.get(location, location or "Form")
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{label}: {message}")
+    return "; ".join(parts)
+
+
+def app_create(fields: Mapping[str, Sequence[str]]) -> AppCreate:
+    """The body of a new app from the register form; FormError names what is wrong."""
+    try:
+        return AppCreate.model_validate(
+            {
+                "name": _one(fields, "name"),
+                "description": _one(fields, "description"),
+                "permissions": list(fields.get("permissions", [])),
+                "rate_limit": _rate_limit(fields),
+            }
+        )
+    except ValidationError as exc:
+        raise FormError(describe(exc)) from None
+
+
+def app_update(fields: Mapping[str, Sequence[str]]) -> AppUpdate:
+    """The body of an edit: name, description, permissions and rate limits all at once."""
+    try:
+        return AppUpdate.model_validate(
+            {
+                "name": _one(fields, "name"),
+                "description": _one(fields, "description"),
+                "permissions": list(fields.get("permissions", [])),
+                "rate_limit": _rate_limit(fields),
+            }
+        )
+    except ValidationError as exc:
+        raise FormError(describe(exc)) from None

@@ -1,0 +1,36 @@
+"""How times and numbers read on the page: relative times with the exact UTC time beside."""
+
+from datetime import UTC, datetime
+
+_UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60))
+
+
+def relative_time(moment: datetime | None, now: datetime) -> str:
+    """'never', 'just now', '5 minutes ago', '3 days ago', or 'in …' for the future."""
+    if moment is None:
+        return "never"
+    seconds = int((now - moment).total_seconds())
+    ahead = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        return "just now"
+    for unit, size in _UNITS:
+        if seconds >= size:
+            count = seconds // size
+            words = f"{count} {unit}{'' if count == 1 else 's'}"
+            return f"in {words}" if ahead else f"{words} ago"
+    return "just now"
+
+
+def utc_text(moment: datetime | None) -> str:
+    """The exact time in UTC, to the second: '2026-11-30 10:31:07 UTC'."""
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso_text(moment: datetime | None) -> str:
+    """RFC 3339 in UTC for a `<time datetime>` attribute."""
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

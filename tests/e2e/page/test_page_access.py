@@ -1,0 +1,205 @@
+"""Who gets into the page and what a forged or foreign request gets: sessions, CSRF, tenants."""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+from authlib.integrations.requests_client import OAuth2Session
+from playwright.sync_api import Browser, BrowserContext, expect
+
+from capps_registry.web.sessions import SESSION_COOKIE, session_key
+from tests.e2e.conftest import SessionFactory, _create_tenant
+from tests.e2e.page.test_page import serious_violations, sign_in
+from tests.infra import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def tenant() -> dict[str, str]:
+    """A tenant whose admin uses the page."""
+    return _create_tenant()
+
+
+@pytest.fixture(scope="module")
+def stranger() -> dict[str, str]:
+    """Another tenant's admin."""
+    return _create_tenant()
+
+
+@pytest.fixture(scope="module")
+def admin_api(tenant: dict[str, str], oauth_session: SessionFactory) -> OAuth2Session:
+    """The first tenant's admin on the admin API."""
+    return oauth_session(tenant["client_id"], tenant["client_secret"])
+
+
+@pytest.fixture(scope="module")
+def app_id(stack: Stack, admin_api: OAuth2Session) -> str:
+    """An app of the first tenant."""
+    created = admin_api.post(
+        f"{stack.registry_url}/v1/apps",
+        json={"name": "Asset inventory", "permissions": ["Machine.Read.All"]},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    found: str = created.json()["id"]
+    return found
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser profile per test."""
+    opened = browser.new_context()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def session_cookie(context: BrowserContext) -> str:
+    """The value of the page's session cookie, after checking its attributes."""
+    [cookie] = [c for c in context.cookies() if c["name"] == SESSION_COOKIE]
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    return cookie["value"]
+
+
+def test_wrong_credentials_get_a_clear_message_and_no_session(
+    stack: Stack, context: BrowserContext, tenant: dict[str, str]
+) -> None:
+    page = context.new_page()
+    page.goto(f"{stack.registry_url}/signin")
+    page.get_by_label("Client ID").fill(tenant["client_id"])
+    page.get_by_label("Client secret").fill("not-the-secret")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "The client ID or client secret is not right. Check both and try again."
+    )
+    assert [c for c in context.cookies() if c["name"] == SESSION_COOKIE] == []
+    assert serious_violations(page) == []
+
+
+def test_an_app_cannot_sign_in_to_the_page(
+    stack: Stack, context: BrowserContext, admin_api: OAuth2Session
+) -> None:
+    created = admin_api.post(
+        f"{stack.registry_url}/v1/apps", json={"name": "Some app", "permissions": []}, timeout=10
+    ).json()
+    page = context.new_page()
+    page.goto(f"{stack.registry_url}/signin")
+    page.get_by_label("Client ID").fill(created["id"])
+    page.get_by_label("Client secret").fill(created["client_secret"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("an application's credentials")
+
+
+def test_sign_out_ends_the_session_and_an_expired_one_asks_to_sign_in_again(
+    stack: Stack, context: BrowserContext, tenant: dict[str, str]
+) -> None:
+    page = context.new_page()
+    sign_in(page, stack, tenant)
+    cookie = session_cookie(context)
+
+    # The session ends on the server (as at its expiry), while the browser keeps the cookie.
+    store = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        assert store.delete(session_key(cookie)) == 1
+    finally:
+        store.close()
+    page.goto(f"{stack.registry_url}/")
+    expect(page).to_have_url(f"{stack.registry_url}/signin?reason=expired")
+    expect(page.get_by_role("status")).to_have_text(
+        "Your session has expired. Sign in again to continue."
+    )
+
+    sign_in(page, stack, tenant)
+    old = session_cookie(context)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    # The old cookie, replayed, is worth nothing: the session is gone from the server.
+    context.add_cookies([{"name": SESSION_COOKIE, "value": old, "url": stack.registry_url}])
+    page.goto(f"{stack.registry_url}/")
+    expect(page).to_have_url(f"{stack.registry_url}/signin?reason=expired")
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
+    stack: Stack,
+    context: BrowserContext,
+    tenant: dict[str, str],
+    admin_api: OAuth2Session,
+    app_id: str,
+) -> None:
+    page = context.new_page()
+    sign_in(page, stack, tenant)
+    # The browser's own cookies go with it: only the form's token is missing (or wrong).
+    forms: list[dict[str, str | float | bool]] = [
+        {"enabled": "false"},
+        {"enabled": "false", "csrf_token": "guessed"},
+    ]
+    for form in forms:
+        answer = context.request.post(
+            f"{stack.registry_url}/apps/{app_id}/status", form=form, max_redirects=0
+        )
+        assert answer.status == 403
+        assert "could not be verified" in answer.text()
+    answer = context.request.post(
+        f"{stack.registry_url}/apps/{app_id}/delete",
+        form={"confirm_name": "Asset inventory"},
+        max_redirects=0,
+    )
+    assert answer.status == 403
+    app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
+    assert app["enabled"] is True
+
+
+def test_another_tenants_admin_never_sees_the_app_by_url(
+    stack: Stack, context: BrowserContext, stranger: dict[str, str], app_id: str
+) -> None:
+    page = context.new_page()
+    sign_in(page, stack, stranger)
+    expect(page.locator(f'tr[data-app-id="{app_id}"]')).to_have_count(0)
+    answer = page.goto(f"{stack.registry_url}/apps/{app_id}")
+    assert answer is not None
+    assert answer.status == 404
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    assert "Asset inventory" not in page.content()
+    csrf = page.locator('input[name="csrf_token"]').first.get_attribute("value") or ""
+    forged_forms: list[tuple[str, dict[str, str | float | bool]]] = [
+        ("status", {"enabled": "false"}),
+        ("delete", {"confirm_name": "Asset inventory"}),
+        ("permissions/remove", {"permission": "Machine.Read.All"}),
+    ]
+    for path, form in forged_forms:
+        forged = context.request.post(
+            f"{stack.registry_url}/apps/{app_id}/{path}",
+            form={**form, "csrf_token": csrf},
+            max_redirects=0,
+        )
+        assert forged.status == 404, path
+        assert "Asset inventory" not in forged.text()
+
+
+def test_the_pages_read_without_javascript_and_errors_are_pages(
+    stack: Stack, browser: Browser, tenant: dict[str, str], app_id: str
+) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page, stack, tenant)
+        expect(page.locator(f'tr[data-app-id="{app_id}"]')).to_contain_text("Asset inventory")
+        page.get_by_role("link", name="Asset inventory").click()
+        expect(page.locator("#trend-chart svg")).to_be_visible()
+        expect(page.get_by_role("button", name="Save changes")).to_be_visible()
+
+        missing = page.goto(f"{stack.registry_url}/apps/not-an-app")
+        assert missing is not None
+        assert missing.status == 404
+        expect(page.get_by_role("alert")).to_have_text("no app with this id")
+        bad = page.goto(f"{stack.registry_url}/?sort=password")
+        assert bad is not None
+        assert bad.status == 400
+        expect(page.get_by_role("alert")).to_contain_text("sort must be one of")
+        assert "Traceback" not in page.content()
+    finally:
+        context.close()
