@@ -134,8 +134,20 @@ def test_no_metric_carries_a_per_app_label(traffic: str) -> None:
         assert traffic not in text, f"{service} exposes an app id in /metrics"
 
 
+# Alerts on a feature the local stack does not configure: their series exist only where it is
+# (their metric names are still checked above, in the live /metrics).
+NOT_CONFIGURED_LOCALLY = {
+    "GatewayIssuerKeysStale": "no external token issuer (GATEWAY_ISSUERS_FILE) is configured",
+}
+
+
 def test_every_alert_expression_answers(traffic: str) -> None:
-    expressions = {name: without_threshold(expr) for name, expr in alert_expressions().items()}
+    expressions = {
+        name: without_threshold(expr)
+        for name, expr in alert_expressions().items()
+        if name not in NOT_CONFIGURED_LOCALLY
+    }
+    assert set(NOT_CONFIGURED_LOCALLY) <= set(alert_expressions()), "a stale exemption"
     assert all(expr != alert_expressions()[name] for name, expr in expressions.items())
     wait_until(
         lambda: [name for name, expr in expressions.items() if not prometheus_query(expr)],
