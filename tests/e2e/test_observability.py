@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import asyncpg
@@ -191,4 +192,9 @@ def test_every_usage_dashboard_query_returns_rows(traffic: str) -> None:
         finally:
             await connection.close()
 
-    wait_until(lambda: asyncio.run(empty()), "usage queries return no rows")
+    # Its own event loop in a worker thread: this sync test must not depend on whether another
+    # fixture of the session (a browser driver) keeps a loop running in the main thread.
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        wait_until(
+            lambda: worker.submit(asyncio.run, empty()).result(), "usage queries return no rows"
+        )
