@@ -178,3 +178,20 @@ def test_kafka_postgres_and_redis_are_external_and_secrets_come_from_the_overlay
         "REGISTRY_KEY_ENCRYPTION_KEY",
         "REGISTRY_SECRET_PEPPER",
     }
+
+
+def test_admin_ports_are_closed_to_everyone_but_the_scrapers(overlay: Objects) -> None:
+    policies = of_kind(overlay, "NetworkPolicy")
+    deployments = of_kind(overlay, "Deployment")
+    assert set(policies) == set(deployments)
+    for name, policy in policies.items():
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        for rule in policy["spec"]["ingress"]:
+            ports = {port["port"] for port in rule["ports"]}
+            if "admin" in ports:
+                assert rule["from"] == [
+                    {"namespaceSelector": {"matchLabels": {"capps.io/scrape": "true"}}}
+                ], name
+            else:
+                assert ports <= {"proxy", "http"}, name
