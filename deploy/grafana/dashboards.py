@@ -217,6 +217,16 @@ GATEWAY = Dashboard(
                     (Query(failures("capps_gateway_upstream_errors_total", "kind"), "{{kind}}"),),
                     unit="reqps",
                 ),
+                Panel(
+                    "External issuers: key fetches by result (alert: 15 min of errors only)",
+                    (
+                        Query(
+                            "sum by (issuer, result) "
+                            "(increase(capps_gateway_issuer_key_fetches_total[$__rate_interval]))",
+                            "{{issuer}} {{result}}",
+                        ),
+                    ),
+                ),
             ),
         ),
         (
