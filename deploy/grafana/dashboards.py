@@ -218,14 +218,14 @@ GATEWAY = Dashboard(
                     unit="reqps",
                 ),
                 Panel(
-                    "External issuers: key fetches by result (alert: 15 min of errors only)",
+                    "External issuers: key fetches by result (0 when none is configured)",
                     (
                         Query(
-                            "sum by (issuer, result) "
-                            "(increase(capps_gateway_issuer_key_fetches_total[$__rate_interval]))",
+                            failures("capps_gateway_issuer_key_fetches_total", "issuer, result"),
                             "{{issuer}} {{result}}",
                         ),
                     ),
+                    unit="ops",
                 ),
             ),
         ),
