@@ -1,6 +1,6 @@
 # The commands a newcomer needs; each is a thin wrapper. `make help` lists them.
 # Variables: PARTS="kafka postgres" (limit up/down/status), PYTEST_ARGS, BENCH_ARGS,
-# CAPPS_LOCAL_DIR and the port variables documented at the top of deploy/local/stack.py.
+# CAPPS_LOCAL_DIR and the port variables documented in deploy/local/capps_stack/__init__.py.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -9,7 +9,8 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 LOCAL_DIR := $(or $(CAPPS_LOCAL_DIR),.local)
 VENV_PY := .venv/bin/python
-# stack.py is standard library only: `down` and `status` work even before the venv exists.
+# The stack (deploy/local/capps_stack, run through stack.py) is standard library only:
+# `down` and `status` work even before the venv exists.
 STACK_PY = $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 STACK = $(STACK_PY) deploy/local/stack.py
 WITH_STACK_ENV = set -a; . $(LOCAL_DIR)/stack.env; set +a;
@@ -60,4 +61,6 @@ clean: down ## stop the stack, remove caches and build output (keeps data and se
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 
 distclean: clean ## also delete the stack's data, Kafka jars and generated secrets
+	@# A cluster kept outside the state directory (checkout under a 0700 parent) goes too.
+	@if [ -L $(LOCAL_DIR)/postgres/data ]; then rm -rf "$$(dirname "$$(readlink $(LOCAL_DIR)/postgres/data)")"; fi
 	rm -rf $(LOCAL_DIR)

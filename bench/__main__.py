@@ -22,11 +22,13 @@ from typing import Any
 
 from bench.aggregator import Servers, measure_aggregator
 from bench.charts import draw_history, draw_run
+from bench.issuers import measure_token_checks
 from bench.machine import ROOT, load_average, machine_facts
 from bench.nginx import nginx_proxy, nginx_version
 from bench.options import BenchOptions, parse_options
 from bench.page import measure_page, print_summary, summary
 from bench.progress import say, ticking
+from bench.registry import RegistryTarget, measure_registry, report_registry
 from bench.results import (
     history,
     http_entry,
@@ -150,6 +152,12 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 "p95": percentile(changes, 95),
                 "samples": changes,
             }
+    if "registry" in options.only:
+        extra["registry"] = measure_registry(
+            RegistryTarget.from_env(), options.seconds, options.connections
+        )
+    if "issuers" in options.only:
+        scenarios |= measure_token_checks()
     if "aggregator" in options.only:
         measured = asyncio.run(
             measure_aggregator(
@@ -219,6 +227,8 @@ def report(document: dict[str, Any]) -> None:
             f"admin change -> enforced at the gateway: p50 {enforced['p50']:.0f} ms,"
             f" p95 {enforced['p95']:.0f} ms ({len(enforced['samples'])} samples)"
         )
+    if document.get("registry"):
+        report_registry(document["registry"])
     if "page_render_ms" in document:
         print_summary(document["page_render_ms"])
     machine = document["machine"]

@@ -10,7 +10,11 @@ from matplotlib.figure import Figure
 from bench.results import BY_KEY, RATIOS, SCENARIOS, HistoryPoint
 
 COLORS = {"baseline": "#9e9e9e", "reference": "#f0a030", "target": "#2f6fb5"}
-GROUP_TITLES = {"http": "HTTP, 2xx req/s", "aggregator": "usage aggregator, events/s"}
+GROUP_TITLES = {
+    "http": "HTTP, 2xx req/s",
+    "aggregator": "usage aggregator, events/s",
+    "token": "token checks in process, checks/s",
+}
 # Per line, so two targets of one group (worker, writer alone) stay apart.
 HISTORY_COLORS = {
     "upstream_direct": COLORS["baseline"],

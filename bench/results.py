@@ -42,11 +42,22 @@ SCENARIOS = (
         "aggregator_worker", "aggregator worker (events/s)", "aggregator", "events/s", "target"
     ),
     Scenario("aggregator_writer", "aggregator writer alone", "aggregator", "events/s", "target"),
+    # bench/issuers.py: token checks in process, external issuers off and on
+    Scenario("token_registry", "registry token, cached", "token", "checks/s", "baseline"),
+    Scenario("token_registry_routed", "registry token, issuers on", "token", "checks/s", "target"),
+    Scenario("token_external_cached", "external token, cached", "token", "checks/s", "target"),
+    Scenario("token_external_first", "external token, 1st check", "token", "checks/s", "target"),
 )
 BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
 
 # (key, label, numerator scenario, denominator scenario)
 RATIOS = (
+    (
+        "routed_to_registry",
+        "token check: issuers on / off",
+        "token_registry_routed",
+        "token_registry",
+    ),
     (
         "gateway_to_direct",
         "through gateway / upstream direct",

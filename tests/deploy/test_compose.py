@@ -146,10 +146,11 @@ def test_state_lives_on_named_volumes(project: dict[str, Any]) -> None:
         assert set(named) <= declared
 
 
-def test_the_gateway_gets_no_database_or_redis_credentials(project: dict[str, Any]) -> None:
+def test_the_gateway_gets_no_database_credentials(project: dict[str, Any]) -> None:
     env = services(project)["gateway"]["environment"]
     assert "DATABASE_URL" not in env
-    assert "REDIS_URL" not in env
+    assert "REGISTRY_KEY_ENCRYPTION_KEY" not in env
+    assert env["REDIS_URL"].endswith("@redis:6379/0")  # rate limits are shared through Redis
 
 
 def test_no_secret_is_baked_into_an_image() -> None:

@@ -33,6 +33,8 @@ def test_shipped_catalog_has_the_six_permissions_of_the_design() -> None:
         ({"permissions": {"P": {"routes": ["FETCH /x"]}}}, "bad route"),
         ({"permissions": {"P": {"routes": ["GET x"]}}}, "bad route"),
         ({"permissions": {"P": {"routes": ["GET /x"]}, "Q": {"routes": ["GET /x"]}}}, "too"),
+        ({"permissions": {"Tenant.Admin": {"routes": ["GET /x"]}}}, "reserved"),
+        ({"permissions": {"tenant.admin": {"routes": ["GET /x"]}}}, "reserved"),
     ],
 )
 def test_malformed_catalogs_are_refused(document: object, message: str) -> None:

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from importlib import resources
 
+import msgspec
 import pytest
 
 from capps_events import (
@@ -16,6 +17,7 @@ from capps_events import (
     encode_app_state,
     encode_request,
     new_event_id,
+    normalise_issuer,
 )
 
 GOLDEN = resources.files("capps_events") / "samples" / "request_event.json"
@@ -111,6 +113,20 @@ def test_app_state_round_trips_keyed_by_app() -> None:
     assert dict(record.headers)["ce_type"] == b"dev.connectedapps.app.v1"
     assert dict(record.headers)["ce_id"] == b"app-1:3"
     assert decode_app_state(record.key, record.value) == ("app-1", _state())
+
+
+def test_external_app_state_carries_its_issuer_and_older_records_read_as_none() -> None:
+    external = msgspec.structs.replace(_state(), issuer="https://idp.example/tenant")
+    record = encode_app_state(external, source="/registry")
+    assert decode_app_state(record.key, record.value) == ("app-1", external)
+    older = msgspec.json.decode(encode_app_state(_state(), source="/registry").value or b"")
+    older.pop("issuer", None)
+    assert decode_app_state(b"app-1", msgspec.json.encode(older)) == ("app-1", _state())
+
+
+def test_issuers_compare_without_trailing_slashes() -> None:
+    assert normalise_issuer("https://idp.example/t/") == "https://idp.example/t"
+    assert normalise_issuer("https://idp.example/t") == "https://idp.example/t"
 
 
 def test_deleted_app_is_a_tombstone() -> None:

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from capps_events import AppState, RateLimit
-from capps_gateway.access import Verdict, decide, issued_before
+from capps_events import AppState, RateLimit, token_predates
+from capps_gateway.access import Verdict, decide
 from capps_gateway.auth import Principal
 
 ISSUED_AT = 1_760_000_000.0
@@ -89,18 +89,23 @@ def test_permission_granted_to_the_app_needs_a_new_token() -> None:
 
 
 @pytest.mark.parametrize(
-    ("issued_at", "valid_after", "before"),
+    ("issued_at", "valid_after", "revoked"),
     [
         (100.0, 101.5, True),
-        # Whole-second iat in the second of valid_after: order unknown, so accepted.
-        (101.0, 101.5, False),
-        (102.0, 101.5, False),
-        (101.0, 101.0, False),
-        (100.0, 101.0, True),
-        # A fractional iat is compared exactly.
+        # A whole-second iat in the second of the cut-off is revoked (the registry's rule): a
+        # token issued just before a disable must not survive the re-enable.
+        (101, 101.5, True),
+        (102, 101.5, False),
+        (101, 101.0, False),
         (101.2, 101.5, True),
         (101.7, 101.5, False),
+        ("101", 100.0, True),
+        (True, 100.0, True),
+        (None, 100.0, True),
     ],
 )
-def test_issued_before(issued_at: float, valid_after: float, *, before: bool) -> None:
-    assert issued_before(issued_at, valid_after) is before
+def test_the_shared_rule_for_iat_against_tokens_valid_after(
+    issued_at: object, valid_after: float, *, revoked: bool
+) -> None:
+    cutoff = datetime.fromtimestamp(valid_after, UTC)
+    assert token_predates(issued_at, cutoff) is revoked

@@ -209,3 +209,24 @@ def test_parse_jwks_keeps_rsa_signing_keys(key: RSAKey) -> None:
 def test_parse_jwks_refuses_non_jwks(document: object) -> None:
     with pytest.raises(JwksError):
         parse_jwks(document)
+
+
+@pytest.mark.parametrize(
+    ("configured", "claimed"), [(ISSUER + "/", ISSUER), (ISSUER, ISSUER + "/")]
+)
+def test_the_issuer_is_compared_without_a_trailing_slash(configured: str, claimed: str) -> None:
+    found = check_claims(
+        claims(iss=claimed), issuer=configured, audience=AUDIENCE, now=time.time(), leeway_s=30
+    )
+    assert found.app_id
+
+
+def test_an_issuer_that_only_starts_like_ours_is_refused() -> None:
+    with pytest.raises(InvalidTokenError, match="wrong issuer"):
+        check_claims(
+            claims(iss=ISSUER + "/evil"),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            now=time.time(),
+            leeway_s=30,
+        )

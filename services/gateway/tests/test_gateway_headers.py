@@ -74,6 +74,70 @@ def test_upstream_headers_drop_hop_by_hop_auth_and_forged_identity() -> None:
         ("X-Request-Id", "req-1"),
         ("X-Capps-App-Id", "app-1"),
         ("X-Capps-Tenant-Id", "tenant-1"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "gateway:8000"),
+    ]
+
+
+def test_steering_and_spoofed_headers_are_dropped_and_forwarded_ones_set_by_the_gateway() -> None:
+    incoming = [
+        (b"host", b"api.example"),
+        (b"x-original-url", b"/api/alerts"),
+        (b"x-rewrite-url", b"/api/alerts"),
+        (b"x-http-method-override", b"DELETE"),
+        (b"x-method-override", b"DELETE"),
+        (b"forwarded", b"for=10.0.0.1"),
+        (b"x-forwarded-for", b"10.0.0.1"),
+        (b"x-forwarded-host", b"evil.example"),
+        (b"x-real-ip", b"10.0.0.1"),
+        (b"x_capps_app_id", b"forged-app"),
+        (b"x-capps-anything", b"forged"),
+        (b"X_Forwarded_Proto", b"https"),
+        (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ]
+    out = upstream_request_headers(
+        incoming, "req-1", "app-1", "tenant-1", client_ip="192.0.2.7", scheme="https"
+    )
+    assert out == [
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("X-Request-Id", "req-1"),
+        ("X-Capps-App-Id", "app-1"),
+        ("X-Capps-Tenant-Id", "tenant-1"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-For", "192.0.2.7"),
+        ("X-Forwarded-Host", "api.example"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        (b"http://10.1.2.3:8090/api/alerts/7?x=1", b"/api/alerts/7?x=1"),
+        (b"HTTP://10.1.2.3:8090", b"/"),
+        (b"http://10.1.2.3:8090.evil.example/x", b"http://10.1.2.3:8090.evil.example/x"),
+        (b"https://elsewhere.example/x", b"https://elsewhere.example/x"),
+        (b"/api/alerts", b"/api/alerts"),
+    ],
+)
+def test_a_location_on_the_upstream_origin_becomes_a_path(location: bytes, expected: bytes) -> None:
+    [(_, value), _] = downstream_response_headers(
+        [(b"Location", location)], "req-1", b"http://10.1.2.3:8090"
+    )
+    assert value == expected
+
+
+def test_a_cookie_scoped_to_the_upstream_host_loses_its_domain() -> None:
+    headers = downstream_response_headers(
+        [
+            (b"Set-Cookie", b"a=1; Domain=10.1.2.3; Path=/; HttpOnly"),
+            (b"Set-Cookie", b"b=2; domain=.partner.example; Secure"),
+        ],
+        "req-1",
+        b"http://10.1.2.3:8090",
+    )
+    assert [value for name, value in headers if name == b"set-cookie"] == [
+        b"a=1; Path=/; HttpOnly",
+        b"b=2; domain=.partner.example; Secure",
     ]
 
 

@@ -97,7 +97,7 @@ async def test_publish_only_buffers_and_stop_spools_without_kafka(tmp_path: Path
     starting = asyncio.create_task(publisher.start_until_ready())
     events = [event(n) for n in range(25)]
     for item in events:
-        await publisher.publish(item)
+        publisher.publish(item)
     await asyncio.sleep(0.05)
     starting.cancel()
     await asyncio.gather(starting, return_exceptions=True)
@@ -110,7 +110,7 @@ async def test_publish_only_buffers_and_stop_spools_without_kafka(tmp_path: Path
 async def test_an_overfull_buffer_goes_to_disk(tmp_path: Path) -> None:
     publisher = SpoolingPublisher("127.0.0.1:1", "t", "unit", spool_dir=tmp_path, buffer_max=10)
     for n in range(10):
-        await publisher.publish(event(n))
+        publisher.publish(event(n))
     # The overflow went to disk synchronously, before any drain ran.
     assert publisher.spooled_bytes > 0
     await publisher.stop()

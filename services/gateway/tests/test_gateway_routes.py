@@ -3,7 +3,7 @@
 import pytest
 
 from capps_catalog import Route, load_catalog
-from capps_gateway.routes import RouteTable
+from capps_gateway.routes import RouteTable, path_refusal
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,19 @@ def test_first_literal_wins_over_parameter() -> None:
     assert param.route.permission == "P.Param"
     assert deep is not None
     assert deep.params == ("x",)
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"),
+    [
+        ("/api/machines/abc", False),
+        ("/api/machines/a%20b", False),
+        ("/api/machines/x%2F..%2F..%2Falerts", True),
+        ("/api/machines/x%2f..", True),
+        ("/api/machines/x%5Cy", True),
+        ("/api/machines/x\\y", True),
+        ("/api/machines/x%00", True),
+    ],
+)
+def test_encoded_slashes_backslashes_and_nul_are_refused(path: str, refused: bool) -> None:
+    assert (path_refusal(path) is not None) is refused

@@ -108,18 +108,13 @@ def test_secrets_are_never_written(tmp_path: Path) -> None:
     assert b"authorization" not in data.lower()
 
 
-def _refusing(spool: Spool) -> str | None:
-    # Read through a call, so a type checker does not keep an earlier narrowing of the property.
-    return spool.refusing
-
-
 def test_past_the_cap_records_are_refused_and_earlier_ones_stay(tmp_path: Path) -> None:
     frame = len(encode_frame(record(0)))
     spool = Spool(tmp_path, segment_bytes=frame * 3, max_bytes=frame * 5)
     assert spool.append([record(n) for n in range(4)]) == 4
-    assert _refusing(spool) is None
+    assert spool.refusing is None
     assert spool.append([record(n) for n in range(4, 8)]) == 1
-    refusing = _refusing(spool)
+    refusing: str | None = spool.refusing
     assert refusing is not None
     assert loss_reason(refusing) == "spool_full"
     assert spool.append([record(9)]) == 0
@@ -127,7 +122,8 @@ def test_past_the_cap_records_are_refused_and_earlier_ones_stay(tmp_path: Path) 
     found = [r for segment in spool.sealed_segments() for r in spool.read(segment)[0]]
     assert found == [record(n) for n in range(5)]
     spool.delete(spool.sealed_segments()[0])
-    assert spool.refusing is None
+    refusing = spool.refusing
+    assert refusing is None
     assert spool.append([record(10)]) == 1
 
 

@@ -67,5 +67,6 @@ def test_match_finds_the_right_secret_and_only_with_the_right_pepper() -> None:
 
 def test_client_ids_are_uuids() -> None:
     assert looks_like_client_id(new_client_id())
-    assert not looks_like_client_id("not-an-id")
-    assert not looks_like_client_id("A" * 36)
+    assert looks_like_client_id("partner-siem.v2")  # an external provider's client id
+    for junk in ("", "../x", "a b", "<script>", "-lead", "A" * 201):
+        assert not looks_like_client_id(junk)

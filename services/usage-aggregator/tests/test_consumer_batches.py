@@ -2,7 +2,7 @@
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from capps_aggregator.consumer import commit_offsets, records_behind, source_records
+from capps_aggregator.consumer import by_partition_number, commit_offsets, records_behind
 
 
 def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
@@ -21,15 +21,17 @@ def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
     )
 
 
-def test_a_fetch_becomes_records_and_next_offsets() -> None:
+def test_a_fetch_becomes_partitions_and_next_offsets() -> None:
     fetched = {
         TopicPartition("t", 0): [record(0, 5), record(0, 6)],
         TopicPartition("t", 3): [record(3, 40)],
         TopicPartition("t", 4): [],
     }
-    records = source_records(fetched)
-    assert [(r.partition, r.offset) for r in records] == [(0, 5), (0, 6), (3, 40)]
-    assert records[0].headers == [("ce_type", b"x")]
+    parts = by_partition_number(fetched)
+    assert {p: [r.offset for r in records] for p, records in parts.items()} == {
+        0: [5, 6],
+        3: [40],
+    }
     assert commit_offsets(fetched) == {TopicPartition("t", 0): 7, TopicPartition("t", 3): 41}
 
 

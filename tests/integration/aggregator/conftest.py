@@ -2,10 +2,12 @@
 topics, a Redis client that cleans up after itself, and helpers to make and read records."""
 
 import asyncio
+import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,12 +17,18 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from capps_aggregator.migrate import upgrade_head
+from capps_aggregator.rollup import PartitionBatch, SourceRecord
 from capps_events import RequestEvent, TopicSpec, encode_request, new_event_id
 from capps_kit.kafka import make_producer
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
-from capps_usage.keys import OFFSETS_KEY
+from capps_usage.keys import HOT_READY_KEY, OFFSETS_KEY
 from tests.infra import drop_database, throwaway_topics
+from tests.integration.aggregator.worker_process import Worker, free_port
+
+# The aggregator's tests rebuild and flush the hot store, so they keep to a Redis database of
+# their own: the stack's aggregator and the other tests' counters in database 0 stay intact.
+AGGREGATOR_TEST_REDIS_DB = 11
 
 GARBAGE_HEADERS = [("ce_type", b"dev.connectedapps.request.v1"), ("ce_specversion", b"1.0")]
 
@@ -96,12 +104,21 @@ async def topics(infra: Any, run_id: str) -> AsyncIterator[Topics]:
 
 
 @pytest.fixture
-async def hot(infra: Any, run_id: str, topics: Topics) -> AsyncIterator["redis.Redis"]:
-    """A Redis client; the test's app keys and watermark fields are deleted afterwards.
+def redis_url(infra: Any) -> str:
+    """The Redis database of the aggregator's tests."""
+    parts = urlsplit(str(infra.redis_url))
+    return urlunsplit(parts._replace(path=f"/{AGGREGATOR_TEST_REDIS_DB}"))
+
+
+@pytest.fixture
+async def hot(redis_url: str, run_id: str, topics: Topics) -> AsyncIterator["redis.Redis"]:
+    """A Redis client on a complete hot store (marker set); the test's app keys and watermark
+    fields are deleted afterwards.
 
     Every app id of a test starts with `app-{run_id}`, so cleanup touches nothing else.
     """
-    client = create_redis(infra.redis_url)
+    client = create_redis(redis_url)
+    await client.set(HOT_READY_KEY, "set by the test fixture", nx=True)
     yield client
     keys = [key async for key in client.scan_iter(match=f"capps:usage:app-{run_id}*")]
     if keys:
@@ -196,3 +213,69 @@ def recent() -> Callable[[int], datetime]:
         return datetime.now(UTC) - timedelta(seconds=seconds_ago)
 
     return moment
+
+
+MakeBatch = Callable[[int, int, list[RequestEvent | None]], PartitionBatch]
+
+
+@pytest.fixture
+def make_batch() -> MakeBatch:
+    """A decoded partition batch of events (None = a dead-lettered record) from an offset."""
+
+    def build(partition: int, first: int, events: list[RequestEvent | None]) -> PartitionBatch:
+        offsets = list(range(first, first + len(events)))
+        return PartitionBatch(
+            partition,
+            [SourceRecord(offset, None, None) for offset in offsets],
+            offsets,
+            list(events),
+            [event.time.timestamp() if event is not None else 0.0 for event in events],
+        )
+
+    return build
+
+
+@pytest.fixture
+def worker_env(  # noqa: PLR0917 - fixtures are named by pytest
+    infra: Any, usage_db: str, redis_url: str, topics: Any, tmp_path: Path, run_id: str
+) -> dict[str, str]:
+    """The environment of a worker on this test's database, Redis, topics and group."""
+    return {
+        **os.environ,
+        "DATABASE_URL": usage_db,
+        "REDIS_URL": redis_url,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+        "AGGREGATOR_TOPIC": topics.requests,
+        "AGGREGATOR_DLQ_TOPIC": topics.dlq,
+        "AGGREGATOR_GROUP": f"capps-agg-test-{run_id}",
+        "AGGREGATOR_HOST": "127.0.0.1",
+        "AGGREGATOR_PORT": str(free_port()),
+        "AGGREGATOR_DATA_DIR": str(tmp_path / "data"),
+        "LOG_LEVEL": "INFO",
+        "ENVIRONMENT": "test",
+        # faust reads these itself: a killed member leaves the group within 10 s, not 60.
+        "BROKER_SESSION_TIMEOUT": "10",
+        "BROKER_HEARTBEAT_INTERVAL": "1",
+    }
+
+
+StartWorker = Callable[..., Worker]
+
+
+@pytest.fixture
+def workers(worker_env: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]:
+    """Starts worker processes (environment overrides as keywords); stops them afterwards."""
+    started: list[Worker] = []
+
+    def start(**overrides: str) -> Worker:
+        env = {**worker_env, **overrides}
+        if len(started) > 0 and "AGGREGATOR_PORT" not in overrides:
+            env["AGGREGATOR_PORT"] = str(free_port())  # each live worker needs its own port
+        worker = Worker(env, tmp_path / f"worker-{len(started)}.log")
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

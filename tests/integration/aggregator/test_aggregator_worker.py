@@ -1,107 +1,18 @@
 """`python -m capps_aggregator worker` as a real process: exact counts, DLQ, kill -9 restart."""
 
 import asyncio
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from capps_usage.stats import read_stats
+from tests.integration.aggregator.worker_process import TIMEOUT_S, Worker, http_get, poll
 
 pytestmark = pytest.mark.integration
 
 APPS = 7
-TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Worker:
-    """One worker process; its log goes to a file shown when a test fails."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "capps_aggregator", "worker"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(40)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-            return None
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-@pytest.fixture
-def worker_env(
-    infra: Any, usage_db: str, topics: Any, tmp_path: Path, run_id: str
-) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": usage_db,
-        "REDIS_URL": infra.redis_url,
-        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
-        "AGGREGATOR_TOPIC": topics.requests,
-        "AGGREGATOR_DLQ_TOPIC": topics.dlq,
-        "AGGREGATOR_GROUP": f"capps-agg-test-{run_id}",
-        "AGGREGATOR_HOST": "127.0.0.1",
-        "AGGREGATOR_PORT": str(free_port()),
-        "AGGREGATOR_DATA_DIR": str(tmp_path / "data"),
-        "LOG_LEVEL": "INFO",
-        "ENVIRONMENT": "test",
-        # faust reads these itself: a killed member leaves the group within 10 s, not 60.
-        "BROKER_SESSION_TIMEOUT": "10",
-        "BROKER_HEARTBEAT_INTERVAL": "1",
-    }
-
-
-@pytest.fixture
-def workers(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], Worker]]:
-    started: list[Worker] = []
-
-    def start() -> Worker:
-        worker = Worker(dict(worker_env), tmp_path / "worker.log")
-        worker.start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 async def counts(pg: Any, hot: Any, apps: list[str]) -> tuple[int, int, int]:
@@ -114,27 +25,6 @@ async def counts(pg: Any, hot: Any, apps: list[str]) -> tuple[int, int, int]:
     )
     stats = await read_stats(hot, apps)
     return int(minutes), int(days), sum(s.requests_24h for s in stats.values())
-
-
-async def poll(
-    check: Callable[[], Awaitable[bool]], worker: Worker, what: str, timeout_s: float = TIMEOUT_S
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert worker.process is not None
-        if worker.process.poll() is not None:
-            pytest.fail(f"worker exited while waiting for {what}:\n{worker.tail()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}:\n{worker.tail()}")
-        await asyncio.sleep(0.1)
-
-
-def http_get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
 
 
 async def test_worker_counts_every_event_once_and_dead_letters_garbage(
@@ -164,13 +54,22 @@ async def test_worker_counts_every_event_once_and_dead_letters_garbage(
     admin = f"http://127.0.0.1:{worker_env['AGGREGATOR_PORT']}"
     status, body = await asyncio.to_thread(http_get, f"{admin}/readyz")
     assert status == 200, body
-    status, body = await asyncio.to_thread(http_get, f"{admin}/metrics")
-    assert status == 200
+    metrics_body = b""
+
+    async def caught_up_in_metrics() -> bool:
+        nonlocal metrics_body
+        status, metrics_body = await asyncio.to_thread(http_get, f"{admin}/metrics")
+        lag = [
+            line
+            for line in metrics_body.splitlines()
+            if line.startswith(b"capps_aggregator_lag_records{")
+        ]
+        return status == 200 and bool(lag) and all(line.endswith(b" 0.0") for line in lag)
+
+    await poll(caught_up_in_metrics, worker, "lag 0 on every partition in /metrics")
+    body = metrics_body
     assert b'capps_aggregator_events_counted_total{sink="postgres"} 3000.0' in body
-    assert b"capps_aggregator_dead_lettered_total 1.0" in body
-    lag = [line for line in body.splitlines() if line.startswith(b"capps_aggregator_lag_records{")]
-    assert lag, body
-    assert all(line.endswith(b" 0.0") for line in lag), lag
+    assert b'capps_aggregator_dead_lettered_total{reason="undecodable"} 1.0' in body
 
     dead = await read_topic(topics.dlq, 3.0)
     assert [(r.key, r.value) for r in dead] == [(b"garbage-0", b"\xff not an event")]

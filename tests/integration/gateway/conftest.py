@@ -111,6 +111,7 @@ class Gateway:
     url: str
     admin_url: str
     instance_id: str
+    pid: int = 0
 
 
 @dataclass
@@ -130,6 +131,7 @@ class AppStates:
         tokens_valid_after: datetime = EPOCH,
         tenant_id: str = TENANT,
         rate_limit: RateLimit | None = None,
+        issuer: str | None = None,
     ) -> AppState:
         """Publish the app's next state (version + 1) and wait for Kafka to acknowledge it."""
         version = self.versions.get(app_id, 0) + 1
@@ -144,6 +146,7 @@ class AppStates:
             tokens_valid_after=tokens_valid_after,
             version=version,
             updated_at=now,
+            issuer=issuer,
         )
         record = encode_app_state(state, "//capps/test")
         await self.producer.send_and_wait(
@@ -418,12 +421,14 @@ async def start_gateway(
             "LOG_LEVEL": "INFO",
             "ENVIRONMENT": "test",
             "REDIS_URL": infra.redis_url,
+            # Its own spool and journal: a directory belongs to one process.
+            "GATEWAY_SPOOL_DIR": str(log_path.parent / "spool"),
             **(extra_env or {}),
         }
         process = stack.enter_context(_process(["-m", "capps_gateway"], env, log_path))
         admin_url = f"http://127.0.0.1:{admin_port}"
         await _wait_ready(f"{admin_url}/readyz", process, log_path)
-        return Gateway(f"http://127.0.0.1:{port}", admin_url, instance_id)
+        return Gateway(f"http://127.0.0.1:{port}", admin_url, instance_id, process.pid)
 
     with stack:
         yield start

@@ -182,7 +182,7 @@ async def publish_all(publisher: SpoolingPublisher, batch: list[RequestEvent]) -
     """Publish every event; return the seconds it took (the call path's cost)."""
     started = time.perf_counter()
     for event in batch:
-        await publisher.publish(event)
+        publisher.publish(event)
     return time.perf_counter() - started
 
 

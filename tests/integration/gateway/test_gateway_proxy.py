@@ -324,7 +324,12 @@ async def test_new_signing_key_is_fetched_on_unknown_kid(
 async def test_admin_endpoints(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     async with http.get(f"{gateway.admin_url}/readyz") as response:
         assert response.status == 200
-        assert (await response.json())["checks"] == {"jwks": "ok", "kafka": "ok", "apps": "ok"}
+        assert (await response.json())["checks"] == {
+            "jwks": "ok",
+            "kafka": "ok",
+            "apps": "ok",
+            "ratelimit": "ok",
+        }
     async with http.get(f"{gateway.admin_url}/metrics") as response:
         text = await response.text()
     assert "capps_gateway_requests_total" in text

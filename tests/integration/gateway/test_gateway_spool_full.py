@@ -47,7 +47,7 @@ async def test_a_hung_kafka_and_a_full_disk_lose_nothing_uncounted(
     try:
         warm = events(WARM)
         for event in warm:
-            await publisher.publish(event)
+            publisher.publish(event)
         await wait_until(lambda: publisher.unacknowledged == 0, 30, "the first events acked")
         assert publisher.readiness() == (True, "ok")
 
@@ -55,12 +55,12 @@ async def test_a_hung_kafka_and_a_full_disk_lose_nothing_uncounted(
         broker.pause()
         few = events(HUNG_FEW)
         for event in few:
-            await publisher.publish(event)
+            publisher.publish(event)
         await wait_until(lambda: not publisher.healthy, 20, "the hung broker to be noticed")
         # Those went to the producer before it was noticed; these go to the spool.
         few += events(HUNG_FEW)
         for event in few[HUNG_FEW:]:
-            await publisher.publish(event)
+            publisher.publish(event)
         await wait_until(lambda: publisher.spooled_bytes > 0, 20, "events to spool")
         ready, detail = publisher.readiness()
         assert ready, detail
@@ -73,7 +73,7 @@ async def test_a_hung_kafka_and_a_full_disk_lose_nothing_uncounted(
         # readiness fails, and the drain keeps running.
         flood = events(FLOOD)
         for event in flood:
-            await publisher.publish(event)
+            publisher.publish(event)
         await wait_until(lambda: lost_so_far() > lost_before, 30, "the loss to be counted")
         await wait_until(lambda: not publisher.readiness()[0], 30, "readiness to fail")
         assert "spool" in publisher.readiness()[1]

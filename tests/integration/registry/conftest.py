@@ -109,9 +109,9 @@ class Running:
     state: RegistryState
     asgi: ASGI
 
-    def new_client(self, **headers: str) -> httpx.AsyncClient:
-        """Another client of the same app (its own headers, e.g. a bearer token)."""
-        transport = httpx.ASGITransport(app=self.asgi)
+    def new_client(self, address: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
+        """Another client of the same app (its own headers, e.g. a bearer token, and address)."""
+        transport = httpx.ASGITransport(app=self.asgi, client=(address, 40000))
         return httpx.AsyncClient(transport=transport, base_url=ISSUER, headers=headers)
 
 

@@ -141,6 +141,10 @@ async def test_postgres_answers_while_the_hot_store_is_not_ready(registry: Runni
             assert detail["requests_24h"] == 5
             assert detail["trend_30d"][-1] == {"date": now.date().isoformat(), "requests": 14}
             assert datetime.fromisoformat(detail["last_seen"]) == now
+            for sort in ("last_seen", "requests"):
+                [listed] = (await admin.get("/v1/apps", params={"sort": sort})).json()["apps"]
+                assert listed["requests_24h"] == 5
+                assert datetime.fromisoformat(listed["last_seen"]) == now
             await registry.state.redis.set(HOT_READY_KEY, 1)
             assert (await admin.get(f"/v1/apps/{app['id']}")).json()["requests_24h"] == 999
         finally:

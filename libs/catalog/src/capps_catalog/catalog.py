@@ -10,6 +10,8 @@ import yaml
 
 DEFAULT_PATH = Path("config/catalog.yaml")
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+# The role of a tenant's admin client: never a permission an app can be granted.
+TENANT_ADMIN_ROLE = "Tenant.Admin"
 _TEMPLATE = re.compile(r"^(/([A-Za-z0-9._-]+|\{[a-z_]+\}))+$")
 
 
@@ -54,6 +56,10 @@ def parse_catalog(document: Any) -> Catalog:
     permissions: dict[str, Permission] = {}
     seen: dict[tuple[str, str], str] = {}
     for name, entry in document["permissions"].items():
+        if str(name).casefold() == TENANT_ADMIN_ROLE.casefold():
+            raise CatalogError(
+                f"{name!r} is reserved for tenant admins, not a grantable permission"
+            )
         if not isinstance(entry, dict) or not isinstance(entry.get("routes"), list):
             raise CatalogError(f"permission {name!r} needs a 'routes' list")
         routes = []

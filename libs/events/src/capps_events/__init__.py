@@ -9,8 +9,16 @@ from capps_events.codec import (
     encode_app_state,
     encode_request,
 )
-from capps_events.models import AppState, RateLimit, RequestEvent, new_event_id
+from capps_events.models import (
+    AppState,
+    RateLimit,
+    RequestEvent,
+    new_event_id,
+    normalise_issuer,
+    token_predates,
+)
 from capps_events.topics import APPS_TOPIC, REQUESTS_DLQ_TOPIC, REQUESTS_TOPIC, TOPICS, TopicSpec
+from capps_events.validation import InvalidEventError, TimeWindow, validate_request
 
 __all__ = [
     "APPS_TOPIC",
@@ -19,9 +27,11 @@ __all__ = [
     "TOPICS",
     "AppState",
     "DecodeError",
+    "InvalidEventError",
     "KafkaRecord",
     "RateLimit",
     "RequestEvent",
+    "TimeWindow",
     "TopicSpec",
     "decode_app_state",
     "decode_request",
@@ -29,4 +39,7 @@ __all__ = [
     "encode_app_state",
     "encode_request",
     "new_event_id",
+    "normalise_issuer",
+    "token_predates",
+    "validate_request",
 ]

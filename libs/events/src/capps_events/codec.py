@@ -25,7 +25,14 @@ _app_state_decoder = msgspec.json.Decoder(AppState)
 
 
 class DecodeError(ValueError):
-    """A record that is not a valid event of the expected type; the message says why."""
+    """A record that is not a valid event of the expected type; the message says why.
+
+    `reason` is a short, fixed label (a metrics label and DLQ header), the message the detail.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +58,19 @@ def decode_request(value: bytes | None, headers: Headers | None) -> RequestEvent
     found = dict(headers or ())
     ce_type = found.get("ce_type")
     if ce_type is None:
-        raise DecodeError("missing header ce_type")
+        raise DecodeError("undecodable", "missing header ce_type")
     if ce_type.decode(errors="replace") != REQUEST_EVENT_TYPE:
-        raise DecodeError(f"unexpected ce_type {ce_type.decode(errors='replace')!r}")
+        raise DecodeError("undecodable", f"unexpected ce_type {ce_type.decode(errors='replace')!r}")
     if found.get("ce_specversion") != SPEC_VERSION:
-        raise DecodeError("missing or unsupported ce_specversion")
+        raise DecodeError("undecodable", "missing or unsupported ce_specversion")
     if value is None:
-        raise DecodeError("empty record value")
+        raise DecodeError("undecodable", "empty record value")
     try:
         event = _request_decoder.decode(value)
     except msgspec.DecodeError as exc:
-        raise DecodeError(f"invalid event data: {exc}") from None
+        raise DecodeError("undecodable", f"invalid event data: {exc}") from None
     if event.time.tzinfo is None:
-        raise DecodeError("invalid event data: time has no UTC offset")
+        raise DecodeError("undecodable", "invalid event data: time has no UTC offset")
     return event
 
 
@@ -100,14 +107,14 @@ def encode_app_deleted(app_id: str, version: int, time: datetime, source: str) -
 def decode_app_state(key: bytes | None, value: bytes | None) -> tuple[str, AppState | None]:
     """Decode one `capps.apps.v1` record into (app id, state), state None for a tombstone."""
     if not key:
-        raise DecodeError("app state record without a key")
+        raise DecodeError("undecodable", "app state record without a key")
     app_id = key.decode(errors="replace")
     if value is None:
         return app_id, None
     try:
         state = _app_state_decoder.decode(value)
     except msgspec.DecodeError as exc:
-        raise DecodeError(f"invalid app state: {exc}") from None
+        raise DecodeError("undecodable", f"invalid app state: {exc}") from None
     if state.app_id != app_id:
-        raise DecodeError(f"app state of {state.app_id!r} under key {app_id!r}")
+        raise DecodeError("undecodable", f"app state of {state.app_id!r} under key {app_id!r}")
     return app_id, state

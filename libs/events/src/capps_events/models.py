@@ -52,3 +52,25 @@ class AppState(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     """Grows with every change of the app; a consumer ignores a state older than it holds."""
     updated_at: datetime
+    issuer: str | None = None
+    """The external identity provider whose tokens act for this app (its issuer URL without a
+    trailing slash, see `normalise_issuer`); None for an app of the registry's own tokens."""
+
+
+def token_predates(issued_at: object, tokens_valid_after: datetime) -> bool:
+    """Whether a token issued at `issued_at` (its `iat`) is revoked by `tokens_valid_after`.
+
+    The one rule the registry (introspection, refresh) and the gateway both apply. Exact, in
+    epoch seconds: the registry stamps `iat` with milliseconds and the cut-off is the moment
+    of the change. A whole-second `iat` is compared as it stands, so a token issued in the
+    second of a disable (before or after it) is revoked: fail closed, the caller takes a new
+    token. Anything but a number (missing, a string, a boolean) counts as revoked.
+    """
+    if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
+        return True
+    return issued_at < tokens_valid_after.timestamp()
+
+
+def normalise_issuer(issuer: str) -> str:
+    """An issuer URL as apps and gateways compare it: without trailing slashes."""
+    return issuer.rstrip("/")

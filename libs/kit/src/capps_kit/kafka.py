@@ -8,11 +8,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from capps_events import TOPICS, TopicSpec
+from capps_kit.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
 
-def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+def make_producer(
+    bootstrap_servers: str, client_id: str, security: KafkaSecurity = PLAINTEXT
+) -> AIOKafkaProducer:
     """An idempotent producer (acks=all) that batches for a few milliseconds.
 
     Idempotence keeps a retried batch from being written twice; the short linger lets a busy
@@ -26,14 +29,27 @@ def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         linger_ms=5,
         max_batch_size=256 * 1024,
         compression_type="lz4",
+        **security.client_options(),
+    )
+
+
+def make_admin(
+    bootstrap_servers: str, client_id: str, security: KafkaSecurity = PLAINTEXT
+) -> AIOKafkaAdminClient:
+    """An admin client (topics, offsets) authenticated like every other client."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id=client_id, **security.client_options()
     )
 
 
 async def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec] = TOPICS, replication_factor: int = 1
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec] = TOPICS,
+    replication_factor: int = 1,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create the topics that are missing; return the names created. Safe to run again."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="capps-topics")
+    admin = make_admin(bootstrap_servers, "capps-topics", security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

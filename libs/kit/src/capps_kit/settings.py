@@ -5,11 +5,14 @@ development, secrets that still hold a placeholder are refused at start.
 """
 
 import socket
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from capps_kit.kafka_security import KafkaSaslMechanism, KafkaSecurity, KafkaSecurityProtocol
 
 Environment = Literal["development", "test", "production"]
 PLACEHOLDER = "changethis"
@@ -62,6 +65,8 @@ class ServiceSettings(BaseSettings):
         if isinstance(self, DatabaseSettings):
             # The database's default password (capps) must not reach production either.
             found["the password in DATABASE_URL"] = urlsplit(self.database_url).password or ""
+        if isinstance(self, KafkaSettings) and self.kafka_security.uses_sasl:
+            found["KAFKA_SASL_PASSWORD"] = self.kafka_sasl_password
         if isinstance(self, RedisSettings):
             password = urlsplit(self.redis_url).password
             if password is not None:  # Redis without a password is a network-level decision
@@ -92,6 +97,38 @@ class RedisSettings(BaseSettings):
 
 
 class KafkaSettings(BaseSettings):
-    """Kafka connection; `KAFKA_BOOTSTRAP_SERVERS` is a comma-separated host:port list."""
+    """Kafka connection; `KAFKA_BOOTSTRAP_SERVERS` is a comma-separated host:port list.
+
+    Security (the compose file and Kubernetes use SASL/SCRAM): `KAFKA_SECURITY_PROTOCOL`
+    (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
+    `KAFKA_SASL_PASSWORD` and `KAFKA_SSL_CAFILE` (the CA that signed the brokers' certificates).
+    """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = Field(default="", repr=False)
+    kafka_ssl_cafile: Path | None = None
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> "KafkaSettings":
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """How every Kafka client of this service authenticates (capps_kit.kafka)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            cafile=self.kafka_ssl_cafile,
+        )

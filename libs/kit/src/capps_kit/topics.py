@@ -9,10 +9,10 @@ import asyncio
 import os
 import sys
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from capps_events import TOPICS, TopicSpec
-from capps_kit.kafka import ensure_topics
+from capps_kit.kafka import ensure_topics, make_admin
+from capps_kit.kafka_security import PLAINTEXT, KafkaSecurity
+from capps_kit.settings import KafkaSettings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -27,9 +27,11 @@ def describe(specs: tuple[TopicSpec, ...], created: list[str]) -> list[str]:
     return lines
 
 
-async def _missing_after(bootstrap_servers: str, specs: tuple[TopicSpec, ...]) -> list[str]:
+async def _missing_after(
+    bootstrap_servers: str, specs: tuple[TopicSpec, ...], security: KafkaSecurity
+) -> list[str]:
     # Topic creation is asynchronous on the controller; list again so success means "usable".
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="capps-topics")
+    admin = make_admin(bootstrap_servers, "capps-topics", security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -38,14 +40,16 @@ async def _missing_after(bootstrap_servers: str, specs: tuple[TopicSpec, ...]) -
     return [spec.name for spec in specs if spec.name not in existing]
 
 
-async def run(bootstrap_servers: str, seconds: float) -> list[str]:
+async def run(
+    bootstrap_servers: str, seconds: float, security: KafkaSecurity = PLAINTEXT
+) -> list[str]:
     """Create the missing topics and check they all exist within `seconds`; return the report."""
     async with asyncio.timeout(seconds):
-        created = await ensure_topics(bootstrap_servers, TOPICS)
-        missing = await _missing_after(bootstrap_servers, TOPICS)
+        created = await ensure_topics(bootstrap_servers, TOPICS, security=security)
+        missing = await _missing_after(bootstrap_servers, TOPICS, security)
         while missing:
             await asyncio.sleep(0.2)
-            missing = await _missing_after(bootstrap_servers, TOPICS)
+            missing = await _missing_after(bootstrap_servers, TOPICS, security)
     return describe(TOPICS, created)
 
 
@@ -61,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=20.0, help="give up after this many seconds"
     )
     args = parser.parse_args(argv)
+    # Credentials come from the environment like every service's (KAFKA_SECURITY_PROTOCOL...).
+    security = KafkaSettings().kafka_security
     try:
-        lines = asyncio.run(run(args.bootstrap_servers, args.timeout))
+        lines = asyncio.run(run(args.bootstrap_servers, args.timeout, security))
     except TimeoutError:
         sys.stderr.write(f"kafka at {args.bootstrap_servers}: no answer in {args.timeout:g}s\n")
         return 1

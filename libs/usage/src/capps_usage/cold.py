@@ -9,6 +9,18 @@ from capps_usage.keys import trend_days
 from capps_usage.model import AppStats, DayCount
 
 
+async def read_cold_last_seen(
+    pool: asyncpg.Pool, app_ids: Sequence[str]
+) -> dict[str, datetime | None]:
+    """Last seen of many apps from app_last_seen."""
+    rows = await pool.fetch(
+        "SELECT a.id, s.last_seen FROM unnest($1::text[]) AS a(id) "
+        "LEFT JOIN app_last_seen s ON s.app_id = a.id",
+        list(app_ids),
+    )
+    return {row["id"]: row["last_seen"] for row in rows}
+
+
 async def read_cold_stats(
     pool: asyncpg.Pool, app_ids: Sequence[str], now: datetime, *, with_trend: bool = True
 ) -> dict[str, AppStats]:

@@ -22,7 +22,7 @@ from capps_usage.keys import (
 )
 from capps_usage.model import AppStats, DayCount
 
-__all__ = ["HOT_READY_KEY", "read_hot_stats"]
+__all__ = ["HOT_READY_KEY", "read_hot_last_seen", "read_hot_stats"]
 APP_PLACEHOLDER = "{app}"
 # Apps per script call: bounds how long one call keeps Redis busy for other clients.
 CHUNK = 200
@@ -56,12 +56,21 @@ for a = pos, #ARGV do
   local app = ARGV[a]
   out[#out + 1] = redis.call('GET', key(seen_t, app)) or ''
   local total = 0
-  for _, hour in ipairs(hours) do
-    local flat = redis.call('HGETALL', key(hour[1], app))
-    for j = 1, #flat, 2 do
-      local minute = hour[2] + 60 * tonumber(flat[j])
-      if minute > lower and minute <= upper then
-        total = total + tonumber(flat[j + 1])
+  for h, hour in ipairs(hours) do
+    if h == 1 or h == #hours then
+      -- The edge hours straddle the window: judge each minute.
+      local flat = redis.call('HGETALL', key(hour[1], app))
+      for j = 1, #flat, 2 do
+        local minute = hour[2] + 60 * tonumber(flat[j])
+        if minute > lower and minute <= upper then
+          total = total + tonumber(flat[j + 1])
+        end
+      end
+    else
+      -- An hour inside the window counts whole: values only, half the reply.
+      local values = redis.call('HVALS', key(hour[1], app))
+      for j = 1, #values do
+        total = total + tonumber(values[j])
       end
     end
   end
@@ -118,6 +127,22 @@ def parse_reply(
             ],
         )
     return stats
+
+
+async def read_hot_last_seen(
+    client: "redis.Redis", app_ids: Sequence[str]
+) -> dict[str, datetime | None] | None:
+    """Last seen of many apps: the marker and one MGET in one round trip; None if not ready."""
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(HOT_READY_KEY)
+    pipe.mget([seen_key(app_id) for app_id in app_ids])
+    ready, seen = await pipe.execute()
+    if not ready:
+        return None
+    return {
+        app_id: datetime.fromtimestamp(int(value) / 1000, UTC) if value else None
+        for app_id, value in zip(app_ids, seen, strict=True)
+    }
 
 
 async def read_hot_stats(

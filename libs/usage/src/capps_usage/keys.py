@@ -40,6 +40,16 @@ def hour_key(app_id: str, minute: datetime) -> str:
     return f"capps:usage:{app_id}:m:{minute.astimezone(UTC):%Y%m%d%H}"
 
 
+def hour_key_at(app_id: str, hour: int) -> str:
+    """`hour_key` of the hour `hour` counted in hours since the Unix epoch (UTC)."""
+    return f"capps:usage:{app_id}:m:{datetime.fromtimestamp(hour * 3600, UTC):%Y%m%d%H}"
+
+
+def day_field_at(day: int) -> str:
+    """`day_field` of the day `day` counted in days since the Unix epoch (UTC)."""
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+
+
 def minute_field(minute: datetime) -> str:
     """The field of `minute` inside its hour hash."""
     return f"{minute.astimezone(UTC):%M}"

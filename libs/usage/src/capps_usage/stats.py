@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import redis.asyncio as redis
 
-from capps_usage.cold import read_cold_stats
-from capps_usage.hot import read_hot_stats
+from capps_usage.cold import read_cold_last_seen, read_cold_stats
+from capps_usage.hot import read_hot_last_seen, read_hot_stats
 from capps_usage.model import AppStats, DayCount
 
-__all__ = ["AppStats", "DayCount", "read_stats", "sum_trailing_minutes"]
+__all__ = ["AppStats", "DayCount", "read_last_seen", "read_stats", "sum_trailing_minutes"]
 
 
 def sum_trailing_minutes(
@@ -53,3 +53,15 @@ async def read_stats(
         return hot
     assert pool is not None  # only a ready-gated read answers None
     return await read_cold_stats(pool, app_ids, moment, with_trend=with_trend)
+
+
+async def read_last_seen(
+    client: "redis.Redis", pool: asyncpg.Pool, app_ids: Sequence[str]
+) -> dict[str, datetime | None]:
+    """Last seen of many apps (sorting a list by it): one MGET, or PostgreSQL when not ready."""
+    if not app_ids:
+        return {}
+    hot = await read_hot_last_seen(client, app_ids)
+    if hot is not None:
+        return hot
+    return await read_cold_last_seen(pool, app_ids)

@@ -9,6 +9,8 @@ import uvloop
 
 from capps_catalog import load_catalog
 from capps_gateway.app import GatewayApp
+from capps_gateway.auth.issuers import IssuerConfigError
+from capps_gateway.edge import guarded_protocol
 from capps_gateway.settings import GatewaySettings
 from capps_kit.health import serve_admin
 from capps_kit.logging import configure_logging
@@ -23,7 +25,11 @@ async def serve(settings: GatewaySettings) -> None:
         app,
         host=settings.gateway_host,
         port=settings.gateway_port,
-        http="httptools",
+        http=guarded_protocol(
+            max_header_bytes=settings.gateway_max_header_bytes,
+            header_timeout_s=settings.gateway_header_timeout_s,
+            body_timeout_s=settings.gateway_body_timeout_s,
+        ),
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -59,7 +65,13 @@ def main() -> None:
     """Read settings, configure JSON logging and serve on uvloop."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level)
-    uvloop.run(serve(settings))
+    try:
+        uvloop.run(serve(settings))
+    except IssuerConfigError as exc:
+        log.error(  # noqa: TRY400 - the message says it all; a traceback would only bury it
+            "invalid issuers file, not starting", extra={"reason": str(exc)}
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """Pure access decision for a verified token: app state + token claims + route -> verdict."""
 
 import enum
-import math
 
-from capps_events import AppState
+from capps_events import AppState, token_predates
 from capps_gateway.auth import Principal
 
 
@@ -13,25 +12,13 @@ class Verdict(enum.Enum):
     ALLOW = "allow"
     """The app may go on; the caller still answers 404 when no route matched."""
     UNKNOWN_APP = "unknown_app"
-    """401, no usage event: no such app (never seen, deleted, or of another tenant)."""
+    """401, no usage event: no such app (never seen, deleted, of another tenant or issuer)."""
     TOKEN_REVOKED = "token_revoked"  # noqa: S105 - a verdict name, not a secret
     """401, no usage event: the token was issued before the app's tokens_valid_after."""
     APP_DISABLED = "app_disabled"
     """403, counted: the app exists but its tenant's admin disabled it."""
     INSUFFICIENT_SCOPE = "insufficient_scope"
     """403, counted: the route's permission is missing from the token or from the app now."""
-
-
-def issued_before(issued_at: float, valid_after: float) -> bool:
-    """Whether a token issued at `issued_at` predates `valid_after` (both epoch seconds).
-
-    Tokens carry `iat` in whole seconds, so within the second of `valid_after` the order is
-    unknown; such a token is accepted, else a token fetched right after an app is re-enabled
-    would stay refused for its whole life. A fractional `iat` is compared exactly.
-    """
-    if issued_at.is_integer():
-        return issued_at < math.floor(valid_after)
-    return issued_at < valid_after
 
 
 def decide(state: AppState | None, principal: Principal, permission: str | None) -> Verdict:
@@ -42,11 +29,17 @@ def decide(state: AppState | None, principal: Principal, permission: str | None)
     A permission must be both in the token and in the app's live state: revoking one takes
     effect at once, while granting one takes a new token, as usual with OAuth scopes.
     """
-    if state is None or state.tenant_id != principal.tenant_id:
+    if (
+        state is None
+        or state.tenant_id != principal.tenant_id
+        # An app answers only to the issuer it was registered with: the same client id at
+        # another provider (or at the registry) is another party.
+        or state.issuer != principal.issuer
+    ):
         return Verdict.UNKNOWN_APP
     if not state.enabled:
         return Verdict.APP_DISABLED
-    if issued_before(principal.issued_at, state.tokens_valid_after.timestamp()):
+    if token_predates(principal.issued_at, state.tokens_valid_after):
         return Verdict.TOKEN_REVOKED
     if permission is not None and (
         permission not in principal.roles or permission not in state.permissions

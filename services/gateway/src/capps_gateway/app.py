@@ -26,12 +26,15 @@ from capps_gateway.auth import (
     Principal,
     TokenVerifier,
 )
+from capps_gateway.auth.external import ExternalTokenVerifier, IssuerRouter
+from capps_gateway.auth.issuer_keys import IssuerKeys
+from capps_gateway.auth.issuers import load_issuers
 from capps_gateway.errors import GatewayError
 from capps_gateway.events import SpoolingPublisher, build_event
 from capps_gateway.headers import bearer_token, sane_request_id
 from capps_gateway.proxy import UpstreamError, UpstreamProxy, create_session
 from capps_gateway.ratelimit import RateLimiter
-from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable
+from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable, path_refusal
 from capps_gateway.settings import GatewaySettings
 from capps_kit.health import AdminApp, Degraded
 from capps_kit.redis import create_redis
@@ -98,7 +101,7 @@ class _Runtime:
 
     session: aiohttp.ClientSession
     keys: JwksKeyStore
-    verifier: TokenVerifier
+    verifier: TokenVerifier | IssuerRouter
     proxy: UpstreamProxy
     publisher: SpoolingPublisher
     apps: AppStateView
@@ -114,6 +117,15 @@ class GatewayApp:
         self._routes = RouteTable(catalog.routes)
         self._metrics = metrics.RequestMetrics()
         self._runtime: _Runtime | None = None
+        self._in_flight = 0
+        self._max_in_flight = settings.gateway_max_in_flight
+        # Read before serving, so a wrong issuers file stops the gateway at start.
+        self._issuers = (
+            load_issuers(settings.gateway_issuers_file, registry_issuer=settings.token_issuer)
+            if settings.gateway_issuers_file is not None
+            else []
+        )
+        self._all_permissions = frozenset(catalog.permissions)
         self.admin = AdminApp(
             {
                 "jwks": self._check_jwks,
@@ -127,7 +139,16 @@ class GatewayApp:
         """Serve HTTP calls and the lifespan; anything else (websockets) is refused."""
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            if self._in_flight >= self._max_in_flight:
+                # Refused before any work, and before the app is known: metrics only.
+                await send_error(send, errors.overloaded(self._max_in_flight), new_event_id())
+                self._metrics.observe_refused(UNMATCHED, 503, "overloaded", 0.0)
+                return
+            self._in_flight += 1
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                self._in_flight -= 1
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -178,8 +199,18 @@ class GatewayApp:
             settings.gateway_upstream_max_connections, settings.gateway_upstream_idle_timeout_s
         )
         keys = JwksKeyStore(session, settings.jwks_url)
-        verifier = TokenVerifier(
+        registry_verifier = TokenVerifier(
             keys, issuer=settings.token_issuer, audience=settings.token_audience
+        )
+        # External issuers, when configured, are routed to by each token's `iss`.
+        issuer_keys = [IssuerKeys(session, config) for config in self._issuers]
+        verifier: TokenVerifier | IssuerRouter = (
+            IssuerRouter(
+                registry_verifier,
+                ExternalTokenVerifier(issuer_keys, all_permissions=self._all_permissions),
+            )
+            if issuer_keys
+            else registry_verifier
         )
         publisher = SpoolingPublisher(
             settings.kafka_bootstrap_servers,
@@ -202,6 +233,10 @@ class GatewayApp:
             asyncio.create_task(keys.load_until_ready(), name="jwks-load"),
             asyncio.create_task(publisher.start_until_ready(), name="kafka-start"),
             asyncio.create_task(apps.run(), name="apps-view"),
+            *(
+                asyncio.create_task(holder.run(), name=f"issuer-keys-{holder.config.issuer}")
+                for holder in issuer_keys
+            ),
         ]
         proxy = UpstreamProxy(
             session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
@@ -247,6 +282,13 @@ class GatewayApp:
         method: str = scope["method"]
         raw = scope.get("raw_path")
         raw_path = raw.decode("latin-1") if raw else scope["path"]
+        refusal = path_refusal(raw_path)
+        if refusal is not None:
+            await send_error(send, errors.invalid_path(refusal), request_id)
+            self._metrics.observe_refused(
+                UNMATCHED, 400, "invalid_path", time.perf_counter() - started
+            )
+            return
         match = self._routes.match(method, raw_path)
         route = match.route.template if match is not None else UNMATCHED
         runtime = self._runtime
@@ -282,10 +324,29 @@ class GatewayApp:
             return
 
         bytes_in = int(declared_length) if declared_length and declared_length.isdigit() else 0
+        publisher = runtime.publisher
+        gateway_id = self._settings.instance_id
+
+        def emit(status: int, bytes_in: int, bytes_out: int) -> None:
+            publisher.publish(
+                build_event(
+                    principal=principal,
+                    method=method,
+                    route=route,
+                    status=status,
+                    latency_ms=(time.perf_counter() - started) * 1000.0,
+                    bytes_in=bytes_in,
+                    bytes_out=bytes_out,
+                    request_id=request_id,
+                    gateway=gateway_id,
+                )
+            )
+
+        answer = _EventBeforeLastBody(send, emit, bytes_in)
         status, bytes_in, bytes_out = await self._authorised(
             scope,
             receive,
-            send,
+            answer,
             match=match,
             verdict=verdict,
             state=state,
@@ -294,22 +355,10 @@ class GatewayApp:
             raw_path=raw_path,
             bytes_in=bytes_in,
         )
-        elapsed = time.perf_counter() - started
-        self._metrics.observe(route, status, elapsed)
-        # After the answer is sent: the event never delays the caller.
-        await runtime.publisher.publish(
-            build_event(
-                principal=principal,
-                method=method,
-                route=route,
-                status=status,
-                latency_ms=elapsed * 1000.0,
-                bytes_in=bytes_in,
-                bytes_out=bytes_out,
-                request_id=request_id,
-                gateway=self._settings.instance_id,
-            )
-        )
+        if not answer.emitted:
+            # No complete answer went out (caller gone, upstream failed mid-body).
+            emit(status, bytes_in, bytes_out)
+        self._metrics.observe(route, status, time.perf_counter() - started)
 
     async def _authorised(
         self,
@@ -369,6 +418,8 @@ class GatewayApp:
         assert self._runtime is not None
         try:
             body = await read_body(receive)
+            if isinstance(send, _EventBeforeLastBody):
+                send.bytes_in = len(body)
         except BodyTooLargeError:
             error = errors.payload_too_large(MAX_BODY_BYTES)
             return error.status, 0, await send_error(send, error, request_id, extra_headers)
@@ -386,6 +437,8 @@ class GatewayApp:
                 principal=principal,
                 send=send,
                 extra_headers=extra_headers,
+                client_ip=client[0] if (client := scope.get("client")) else "",
+                scheme=scope.get("scheme", "http"),
             )
         except UpstreamError as exc:
             metrics.UPSTREAM_ERRORS.labels("timeout" if exc.timeout else "connect").inc()
@@ -401,6 +454,36 @@ class GatewayApp:
         return status, len(body), bytes_out
 
 
+class _EventBeforeLastBody:
+    """Wraps a call's `send`: the call's event is published just before its last body message.
+
+    The event is then in the journal before the caller has its whole answer, so a process
+    killed at any moment loses no answered call.
+    """
+
+    __slots__ = ("_emit", "_send", "bytes_in", "bytes_out", "emitted", "status")
+
+    def __init__(self, send: Send, emit: Callable[[int, int, int], None], bytes_in: int) -> None:
+        self._send = send
+        self._emit = emit
+        self.status = 0
+        self.bytes_in = bytes_in
+        self.bytes_out = 0
+        self.emitted = False
+
+    async def __call__(self, message: Message) -> None:
+        """Count the answer as it goes out; publish before the last body message."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            self.bytes_out += len(message.get("body", b""))
+            if not message.get("more_body", False) and not self.emitted:
+                self.emitted = True
+                self._emit(self.status, self.bytes_in, self.bytes_out)
+        elif kind == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 @dataclass(frozen=True, slots=True)
 class _Refusal:
     """A call refused before any app was identified, and the metric reason."""
@@ -410,7 +493,7 @@ class _Refusal:
 
 
 async def _authenticate(
-    verifier: TokenVerifier, authorization: bytes | None
+    verifier: TokenVerifier | IssuerRouter, authorization: bytes | None
 ) -> Principal | _Refusal:
     """The caller behind the Authorization header, or why it is refused."""
     token = bearer_token(authorization)

@@ -59,6 +59,21 @@ def not_found(method: str, path: str) -> GatewayError:
     return GatewayError(404, "not_found", f"no route {method} {path}")
 
 
+def invalid_path(reason: str) -> GatewayError:
+    """400: a path the gateway will not forward (it could route differently upstream)."""
+    return GatewayError(400, "invalid_path", reason)
+
+
+def overloaded(limit: int) -> GatewayError:
+    """503: the gateway is at its limit of calls in progress; retry shortly."""
+    return GatewayError(
+        503,
+        "overloaded",
+        f"the gateway is serving its maximum of {limit} calls at once; retry shortly",
+        ((b"retry-after", b"1"),),
+    )
+
+
 def keys_unavailable() -> GatewayError:
     """The signing keys are not loaded yet, so no token can be judged either way."""
     return GatewayError(

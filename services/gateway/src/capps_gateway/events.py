@@ -1,6 +1,8 @@
 """One RequestEvent per authenticated call, delivered to Kafka, spooled to disk when it cannot be.
 
-The call path only appends the event to an in-memory buffer (no await on the broker, no I/O).
+The call path encodes the event, writes it to the journal (one `write()`, before the answer
+is sent: a killed process loses no answered call, see journal.py) and appends it to an
+in-memory buffer (no await on the broker).
 One background task drains the buffer: it encodes the events and hands them to the producer as
 ready-made batches, one per partition, or appends them to the on-disk spool when Kafka is not
 answering (producer not started, a batch unacknowledged for `stall_s`, too much in flight, or a
@@ -40,6 +42,7 @@ from aiokafka.structs import TopicPartition
 from capps_events import KafkaRecord, RequestEvent, encode_request, new_event_id
 from capps_gateway import metrics
 from capps_gateway.auth import Principal
+from capps_gateway.journal import Journal, JournalBatch
 from capps_gateway.spool import Spool, loss_reason
 from capps_kit.kafka import make_producer
 
@@ -150,6 +153,7 @@ class _Flight:
     future: "asyncio.Future[Any]"
     batch: Any
     replay: bool
+    journal_batch: JournalBatch | None = None
     sent_at: float = field(default_factory=time.monotonic)
     settled: bool = False
 
@@ -185,7 +189,9 @@ class SpoolingPublisher:
         self._spool = Spool(spool_dir, segment_bytes, spool_max_bytes)
         self._ambiguous = Spool(spool_dir / "ambiguous", segment_bytes, spool_max_bytes)
         self._unhealthy_reason = "not connected yet"
-        self._buffer: list[RequestEvent] = []
+        self._journal = Journal(spool_dir / "journal")
+        self._store_recovered()
+        self._buffer: list[KafkaRecord] = []
         self._wake = asyncio.Event()
         self._flights: set[_Flight] = set()
         self._in_flight = 0
@@ -278,19 +284,37 @@ class SpoolingPublisher:
             log.info("Kafka producer started", extra={"topic": self._topic})
             return
 
-    async def publish(self, event: RequestEvent) -> None:
-        """Buffer the event for the background drain; never waits, never raises.
+    def publish(self, event: RequestEvent) -> None:
+        """Journal the event and buffer it for the background drain; never waits, never raises.
 
-        Async only to keep the call site's `await`; nothing in here suspends.
+        Called before the call's answer is sent: once it returns, a killed process loses nothing.
         """
+        record = encode_request(event, self._source)
+        self._journal.write(record)
         buffer = self._buffer
-        buffer.append(event)
+        buffer.append(record)
         if len(buffer) == 1:
             self._wake.set()
         elif len(buffer) >= self._buffer_max:
             # The drain is far behind: put the backlog on disk rather than grow without bound.
             self._buffer = []
-            self._to_spool([encode_request(e, self._source) for e in buffer])
+            batch = self._journal.hand_over(len(buffer))
+            self._to_spool(buffer)
+            self._journal.settle(batch, len(buffer))
+
+    def _store_recovered(self) -> None:
+        """Put what a killed predecessor left in the journal into the spools, then reopen it."""
+        recovered = self._journal.recovered
+        if recovered.unsent:
+            self._to_spool(recovered.unsent)
+            self._spool.sync()
+        if recovered.ambiguous:
+            kept = self._ambiguous.append(recovered.ambiguous)
+            self._ambiguous.sync()
+            metrics.EVENTS_AMBIGUOUS.inc(kept)
+            metrics.EVENTS_FAILED.labels("ambiguous").inc(kept)
+            _count_lost(len(recovered.ambiguous) - kept, self._ambiguous.refusing)
+        self._journal.open()
 
     async def stop(self) -> None:
         """Send what is buffered (or spool it), wait for acknowledgements up to the flush
@@ -308,7 +332,9 @@ class SpoolingPublisher:
                 await replay
         if self._buffer:
             buffered, self._buffer = self._buffer, []
-            self._to_spool([encode_request(e, self._source) for e in buffered])
+            batch = self._journal.hand_over(len(buffered))
+            self._to_spool(buffered)
+            self._journal.settle(batch, len(buffered))
         pending = [flight.future for flight in self._flights]
         if pending:
             await asyncio.wait(pending, timeout=self._flush_timeout_s)
@@ -318,6 +344,8 @@ class SpoolingPublisher:
             await replay
         self._spool.close()
         self._ambiguous.close()
+        # Every journalled event is acknowledged, spooled or set aside by now.
+        self._journal.close(all_settled=not self._flights and not self._buffer)
         if self._started:
             try:
                 await asyncio.wait_for(self._producer.stop(), self._flush_timeout_s)
@@ -344,19 +372,23 @@ class SpoolingPublisher:
             if self._linger_s and not self._closing:
                 # A few milliseconds gather many calls' events into one batch per partition.
                 await asyncio.sleep(self._linger_s)
-            events, self._buffer = self._buffer, []
-            if events:
+            records, self._buffer = self._buffer, []
+            if records:
+                # Marked handed over before the producer may send any of them.
+                batch = self._journal.hand_over(len(records))
                 try:
-                    await self._dispatch([encode_request(e, self._source) for e in events])
+                    await self._dispatch(records, batch)
                 except Exception:
                     log.exception("request events not dispatched; spooled")
-                    self._to_spool([encode_request(e, self._source) for e in events])
+                    self._to_spool(records)
+                    self._journal.settle(batch, batch.remaining)
             self._check_stall()
             self._spool.sync()
+            self._journal.checkpoint()
             if self._closing and not self._buffer:
                 return
 
-    async def _dispatch(self, records: list[KafkaRecord]) -> None:
+    async def _dispatch(self, records: list[KafkaRecord], batch: JournalBatch) -> None:
         if should_spool(
             producer_started=self._started,
             healthy=self._healthy,
@@ -365,10 +397,13 @@ class SpoolingPublisher:
             in_flight_max=self._in_flight_max,
         ):
             self._to_spool(records)
+            self._journal.settle(batch, len(records))
             return
-        await self._send(records, replay=False)
+        await self._send(records, replay=False, batch=batch)
 
-    async def _send(self, records: list[KafkaRecord], *, replay: bool) -> list[_Flight]:
+    async def _send(
+        self, records: list[KafkaRecord], *, replay: bool, batch: JournalBatch | None = None
+    ) -> list[_Flight]:
         """Hand records to the producer as one batch per partition; spool what it refuses."""
         producer = self._producer
         known = producer.client.cluster.partitions_for_topic(self._topic)
@@ -376,6 +411,7 @@ class SpoolingPublisher:
         if not partitions:
             self._mark_unhealthy("topic metadata unknown")
             self._to_spool(records)
+            self._journal.settle(batch, len(records))
             return []
         if partitions != self._partitions:
             self._partitions = partitions
@@ -402,6 +438,7 @@ class SpoolingPublisher:
                     future,
                     _queued_batch(producer, TopicPartition(self._topic, partition), builder),
                     replay,
+                    batch,
                 )
                 self._flights.add(flight)
                 self._in_flight += len(batch_records)
@@ -409,6 +446,7 @@ class SpoolingPublisher:
                 flights.append(flight)
         if refused:
             self._to_spool(refused)
+            self._journal.settle(batch, len(refused))
         return flights
 
     def _settle(self, flight: _Flight, future: "asyncio.Future[Any]") -> None:
@@ -424,6 +462,7 @@ class SpoolingPublisher:
         self._flights.discard(flight)
         self._in_flight -= len(flight.records)
         count = len(flight.records)
+        self._journal.settle(flight.journal_batch, count)
         if outcome is Outcome.ACKED:
             (metrics.EVENTS_REPLAYED if flight.replay else metrics.EVENTS_SENT).inc(count)
             return

@@ -1,6 +1,7 @@
 """Pure header handling: request ids, bearer tokens, and what crosses the proxy each way."""
 
 import re
+from urllib.parse import urlsplit
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the ones the gateway sets or must not leak upstream.
 HOP_BY_HOP = frozenset(
@@ -16,15 +17,27 @@ HOP_BY_HOP = frozenset(
         b"proxy-connection",
     }
 )
-# The caller must not forge the identity headers the upstream trusts, nor send its token on.
+# The caller must not forge the identity headers the upstream trusts, nor send its token on,
+# nor steer the upstream's routing or method (X-Original-URL and friends), nor claim a client
+# address: the gateway sets X-Forwarded-* itself. Compared after folding `_` to `-`, since many
+# servers treat `X_Capps_App_Id` as `X-Capps-App-Id`.
 _NOT_FORWARDED = HOP_BY_HOP | {
     b"host",
     b"content-length",
     b"authorization",
     b"x-request-id",
-    b"x-capps-app-id",
-    b"x-capps-tenant-id",
+    b"x-original-url",
+    b"x-rewrite-url",
+    b"x-original-method",
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
+    b"forwarded",
+    b"x-real-ip",
+    b"x-client-ip",
+    b"true-client-ip",
 }
+_NOT_FORWARDED_PREFIXES = (b"x-capps-", b"x-forwarded-")
 # The gateway frames the body itself, and uvicorn adds its own date.
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server", b"x-request-id"}
 
@@ -56,29 +69,95 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return frozenset(named)
 
 
+def _dropped(name: bytes, dropped: frozenset[bytes]) -> bool:
+    folded = name.lower().replace(b"_", b"-")
+    return folded in dropped or folded.startswith(_NOT_FORWARDED_PREFIXES)
+
+
 def upstream_request_headers(
-    headers: list[tuple[bytes, bytes]], request_id: str, app_id: str, tenant_id: str
+    headers: list[tuple[bytes, bytes]],
+    request_id: str,
+    app_id: str,
+    tenant_id: str,
+    *,
+    client_ip: str = "",
+    scheme: str = "http",
 ) -> list[tuple[str, str]]:
-    """The caller's headers minus hop-by-hop and Authorization, plus the gateway's identity ones."""
+    """The caller's headers minus hop-by-hop, Authorization and steering ones, plus the
+    gateway's identity and X-Forwarded-For/-Proto/-Host (the caller as the gateway saw it)."""
     dropped = _NOT_FORWARDED | _connection_tokens(headers)
-    forwarded = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in headers
-        if name.lower() not in dropped
-    ]
+    forwarded: list[tuple[str, str]] = []
+    host = ""
+    for name, value in headers:
+        if name == b"host":
+            host = value.decode("latin-1")
+        if not _dropped(name, dropped):
+            forwarded.append((name.decode("latin-1"), value.decode("latin-1")))
     forwarded += [
         ("X-Request-Id", request_id),
         ("X-Capps-App-Id", app_id),
         ("X-Capps-Tenant-Id", tenant_id),
+        ("X-Forwarded-Proto", scheme),
     ]
+    if client_ip:
+        forwarded.append(("X-Forwarded-For", client_ip))
+    if host:
+        forwarded.append(("X-Forwarded-Host", host))
     return forwarded
 
 
 def downstream_response_headers(
-    raw_headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]], request_id: str
+    raw_headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]],
+    request_id: str,
+    upstream_origin: bytes = b"",
 ) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers, lower-cased for ASGI, minus hop-by-hop; plus the id."""
+    """The upstream's response headers, lower-cased for ASGI, minus hop-by-hop; plus the id.
+
+    A `Location` on the upstream's own origin becomes a path on the gateway's, and a
+    `Set-Cookie` scoped to the upstream's host loses that `Domain`: callers never learn the
+    internal address, and the cookie belongs to the host they called.
+    """
     dropped = _NOT_RETURNED | _connection_tokens(list(raw_headers))
-    returned = [(name.lower(), value) for name, value in raw_headers if name.lower() not in dropped]
+    returned: list[tuple[bytes, bytes]] = []
+    for raw_name, raw_value in raw_headers:
+        name = raw_name.lower()
+        if name in dropped:
+            continue
+        value = raw_value
+        if upstream_origin and name == b"location":
+            value = relative_location(raw_value, upstream_origin)
+        elif upstream_origin and name == b"set-cookie":
+            value = cookie_without_domain(raw_value, upstream_host(upstream_origin))
+        returned.append((name, value))
     returned.append((b"x-request-id", request_id.encode("ascii")))
     return returned
+
+
+def upstream_host(origin: bytes) -> bytes:
+    """The host name of an origin like `http://api.internal:8090`."""
+    return (urlsplit(origin.decode("latin-1")).hostname or "").encode("latin-1")
+
+
+def relative_location(value: bytes, upstream_origin: bytes) -> bytes:
+    """`Location` made relative when it points at the upstream's origin (any case)."""
+    origin = upstream_origin.rstrip(b"/")
+    if value[: len(origin)].lower() != origin.lower():
+        return value
+    rest = value[len(origin) :]
+    if not rest:
+        return b"/"
+    return rest if rest[:1] in {b"/", b"?", b"#"} else value
+
+
+def cookie_without_domain(value: bytes, host: bytes) -> bytes:
+    """A Set-Cookie value minus a `Domain` attribute naming the upstream's host."""
+    if not host:
+        return value
+    parts = value.split(b";")
+    kept = [parts[0]]
+    for attribute in parts[1:]:
+        name, _, domain = attribute.strip().partition(b"=")
+        if name.lower() == b"domain" and domain.strip().lstrip(b".").lower() == host.lower():
+            continue
+        kept.append(attribute)
+    return b";".join(kept)

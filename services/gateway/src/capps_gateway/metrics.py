@@ -69,6 +69,12 @@ KAFKA_HEALTHY = Gauge(
     "capps_gateway_kafka_healthy", "1 while events go straight to Kafka, 0 while they spool."
 )
 
+EDGE_REFUSALS = Counter(
+    "capps_gateway_edge_refusals_total",
+    "Connections answered and closed by the HTTP edge, by reason (header_too_large, "
+    "header_timeout, body_timeout).",
+    ["reason"],
+)
 RATELIMIT_CHECKS = Counter(
     "capps_gateway_ratelimit_checks_total",
     "Rate-limit checks, by who decided (redis: shared and exact; local: the fallback).",
@@ -131,3 +137,17 @@ class RequestMetrics:
             counter = self._refusals[reason] = UNAUTHENTICATED.labels(reason)
         counter.inc()
         self.observe(route, status, duration_s)
+
+
+# External identity providers (auth/issuer_keys.py): one label value per configured issuer.
+ISSUER_KEY_FETCHES = Counter(
+    "capps_gateway_issuer_key_fetches_total",
+    "Discovery and JWKS fetches of external issuers, by issuer and result (ok, error).",
+    ["issuer", "result"],
+)
+ISSUER_KEYS_FETCHED_AT = Gauge(
+    "capps_gateway_issuer_keys_fetched_timestamp_seconds",
+    "When each external issuer's keys were last fetched successfully (Unix time).",
+    ["issuer"],
+    multiprocess_mode="max",
+)

@@ -2,6 +2,7 @@
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
@@ -55,6 +56,8 @@ class UpstreamProxy:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
+        parts = urlsplit(self._base)
+        self._origin = f"{parts.scheme}://{parts.netloc}".encode("latin-1")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def forward(
@@ -69,13 +72,20 @@ class UpstreamProxy:
         principal: Principal,
         send: Send,
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
+        client_ip: str = "",
+        scheme: str = "http",
     ) -> tuple[int, int]:
         """Relay the call and its answer; return the upstream status and the bytes sent back."""
         target = self._base + raw_path
         if query_string:
             target += "?" + query_string.decode("latin-1")
         outgoing = upstream_request_headers(
-            headers, request_id, principal.app_id, principal.tenant_id
+            headers,
+            request_id,
+            principal.app_id,
+            principal.tenant_id,
+            client_ip=client_ip,
+            scheme=scheme,
         )
         started = False
         try:
@@ -87,7 +97,9 @@ class UpstreamProxy:
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
-                returned = downstream_response_headers(response.raw_headers, request_id)
+                returned = downstream_response_headers(
+                    response.raw_headers, request_id, self._origin
+                )
                 returned += extra_headers
                 length = response.content_length
                 if length is not None and length <= BUFFER_LIMIT:

@@ -8,6 +8,20 @@ UNMATCHED = "(unmatched)"
 """The route label of calls to no catalog route: keeps metric and event cardinality bounded."""
 
 _DOT_SEGMENTS = frozenset({".", "..", "%2e", "%2e%2e", ".%2e", "%2e."})
+# Encoded `/`, `\\` and NUL: an upstream that decodes before routing would see other segments
+# than the gateway matched (`/api/machines/x%2F..%2F..%2Falerts`), so such paths are refused.
+_STEERING = ("%2f", "%5c", "%00", "\\")
+
+
+def path_refusal(raw_path: str) -> str | None:
+    """Why a raw path must not be forwarded, or None. Cheap when the path has no `%` or `\\`."""
+    if "%" not in raw_path and "\\" not in raw_path:
+        return None
+    folded = raw_path.lower()
+    for sequence in _STEERING:
+        if sequence in folded:
+            return f"the path contains {sequence!r} (an encoded slash, backslash or NUL)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

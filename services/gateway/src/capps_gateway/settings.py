@@ -18,6 +18,13 @@ class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings):
     # closes idle connections first and never writes to one the upstream is closing.
     gateway_upstream_idle_timeout_s: float = 3.0
     gateway_upstream_max_connections: int = 1024
+    # Calls in progress per process; past it, 503 `overloaded` with Retry-After: 1.
+    gateway_max_in_flight: int = 1024
+    # Request line + headers larger than this answer 431; headers (and a body) that take
+    # longer than the read timeout to arrive close the connection (408 when still possible).
+    gateway_max_header_bytes: int = 16 * 1024
+    gateway_header_timeout_s: float = 10.0
+    gateway_body_timeout_s: float = 30.0
     gateway_events_topic: str = REQUESTS_TOPIC
     gateway_apps_topic: str = APPS_TOPIC
     # How long a valid token of an app the local view does not know yet waits for its state
@@ -33,6 +40,9 @@ class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings):
     # While Redis is away each process admits limit // this: the number of gateway processes
     # sharing the limits (all hosts), so together they stay within the limit.
     gateway_ratelimit_fallback_processes: int = 1
+    # External identity providers whose access tokens the gateway accepts too (YAML or JSON;
+    # see auth/issuers.py and the README). None: only the registry's own tokens.
+    gateway_issuers_file: Path | None = None
 
     @property
     def jwks_url(self) -> str:

@@ -1,10 +1,13 @@
 """The registry's composition root: `build_api()` and the lifespan that opens its resources."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,11 +20,12 @@ from capps_registry.apps.endpoints import router as apps_router
 from capps_registry.audit.endpoints import router as audit_router
 from capps_registry.client_secrets.endpoints import router as secrets_router
 from capps_registry.errors import install_error_handlers
+from capps_registry.limits import BodyLimitMiddleware
 from capps_registry.me.endpoints import router as me_router
 from capps_registry.metrics import RequestContextMiddleware
 from capps_registry.oauth.endpoints import router as oauth_router
 from capps_registry.oauth.errors import OAuthError, oauth_error_response
-from capps_registry.oauth.service import load_signing_keys
+from capps_registry.oauth.service import keep_retired_seconds, load_signing_keys
 from capps_registry.outbox.relay import OutboxRelay
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState, StateDep
@@ -38,12 +42,42 @@ async def open_state(settings: RegistrySettings) -> AsyncIterator[RegistryState]
     pool = await postgres.create_pool(settings.database_url, settings.database_pool_size)
     redis_client = kit_redis.create_redis(settings.redis_url)
     try:
-        keys = await load_signing_keys(pool, settings.registry_key_encryption_key)
+        keys = await load_signing_keys(
+            pool, settings.registry_key_encryption_key, keep_retired_seconds(settings)
+        )
         log.info("registry ready", extra={"kid": keys.kid, "issuer": settings.issuer})
         yield RegistryState(settings, pool, redis_client, keys, catalog)
     finally:
         await redis_client.aclose()
         await pool.close()
+
+
+async def reload_keys_forever(state: RegistryState) -> None:
+    """Pick up a rotated key, and drop retired ones, without a restart."""
+    settings = state.settings
+    while True:
+        await asyncio.sleep(settings.registry_keys_reload_seconds)
+        try:
+            loaded = await load_signing_keys(
+                state.pool, settings.registry_key_encryption_key, keep_retired_seconds(settings)
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("signing keys not reloaded", extra={"error": type(exc).__name__})
+            continue
+        if state.keys.replace_with(loaded):
+            log.info("signing keys reloaded", extra={"kid": state.keys.kid})
+
+
+@asynccontextmanager
+async def reloading_keys(state: RegistryState) -> AsyncIterator[None]:
+    """Reload the signing keys in the background while the app serves."""
+    task = asyncio.create_task(reload_keys_forever(state), name="signing-key-reload")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @asynccontextmanager
@@ -75,7 +109,7 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with open_state(chosen) as state, run_outbox_relay(state):
+        async with open_state(chosen) as state, reloading_keys(state), run_outbox_relay(state):
             yield {STATE_KEY: state}
 
     app = FastAPI(
@@ -87,6 +121,12 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_exception_handler(OAuthError, oauth_error_response)
+    # Added first, so it runs inside the request-context middleware (which names the request).
+    app.add_middleware(
+        BodyLimitMiddleware,
+        form_max_bytes=chosen.registry_form_max_bytes,
+        json_max_bytes=chosen.registry_json_max_bytes,
+    )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(oauth_router)
     app.include_router(apps_router)

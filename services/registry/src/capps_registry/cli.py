@@ -58,20 +58,26 @@ def migrate(settings: RegistrySettings) -> None:
 
 
 def serve(settings: RegistrySettings) -> None:
-    """Run the HTTP server (uvloop, httptools) until SIGTERM/SIGINT."""
+    """Run the HTTP server (uvloop, httptools) until SIGTERM/SIGINT, with its limits."""
     import uvicorn  # noqa: PLC0415
 
     from capps_registry.app import build_api  # noqa: PLC0415
+    from capps_registry.server import HeaderTimeoutProtocol  # noqa: PLC0415
 
+    HeaderTimeoutProtocol.header_read_timeout_s = settings.registry_header_read_timeout_seconds
     uvicorn.run(
         build_api(settings),
         host=settings.registry_host,
         port=settings.registry_port,
         loop="uvloop",
-        http="httptools",
+        http=HeaderTimeoutProtocol,
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        # Beyond this many open connections and requests in flight, answer 503 at once.
+        limit_concurrency=settings.registry_max_concurrency,
+        timeout_keep_alive=settings.registry_keep_alive_seconds,
+        backlog=1024,
     )
 
 
@@ -146,6 +152,32 @@ def apps_republish(settings: RegistrySettings) -> None:
     sys.stdout.write(json.dumps({"enqueued": enqueued}) + "\n")
 
 
+async def _rotate_keys(settings: RegistrySettings) -> dict[str, object]:
+    from capps_registry.oauth.service import rotate_signing_key  # noqa: PLC0415
+
+    try:
+        pool = await postgres.create_pool(settings.database_url, max_size=1)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
+    try:
+        rotated = await rotate_signing_key(pool, settings)
+    except asyncpg.UndefinedTableError:
+        raise CommandError(
+            "the registry tables are missing: run `registry migrate` first"
+        ) from None
+    except asyncpg.PostgresError as exc:
+        raise CommandError(f"could not rotate the signing key: {exc}") from None
+    finally:
+        await pool.close()
+    return {"kid": rotated.kid, "retired": rotated.retired, "deleted": rotated.deleted}
+
+
+def keys_rotate(settings: RegistrySettings) -> None:
+    """Add a signing key that signs from now on; the old one stays published until it expires."""
+    rotated = asyncio.run(_rotate_keys(settings))
+    sys.stdout.write(json.dumps(rotated) + "\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     root = argparse.ArgumentParser(
@@ -166,6 +198,13 @@ def parser() -> argparse.ArgumentParser:
         "its tokens; print the new credentials as JSON",
     )
     rotate.add_argument("--tenant-id", required=True, help="the tenant's id")
+    keys = commands.add_parser("keys", help="manage the token signing keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_commands.add_parser(
+        "rotate",
+        help="add a key that signs new tokens; the old one stays in the JWKS until every token "
+        'it signed has expired. Prints {"kid", "retired", "deleted"}',
+    )
     apps = commands.add_parser("apps", help="operate on every tenant's apps")
     apps_commands = apps.add_subparsers(dest="apps_command", required=True)
     apps_commands.add_parser(
@@ -190,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             tenant_create(settings, args.name)
         elif args.command == "tenant" and args.tenant_command == "rotate-secret":
             tenant_rotate_secret(settings, args.tenant_id)
+        elif args.command == "keys" and args.keys_command == "rotate":
+            keys_rotate(settings)
         elif args.command == "apps" and args.apps_command == "republish":
             apps_republish(settings)
     except CommandError as exc:

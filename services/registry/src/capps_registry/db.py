@@ -8,5 +8,5 @@ Pool: TypeAlias = asyncpg.Pool
 Connection: TypeAlias = asyncpg.Connection
 CLIENT_COLUMNS = (
     "id, tenant_id, kind, name, description, enabled, permissions, rate_limit_per_minute, "
-    "rate_limit_per_hour, created_at, updated_at, version, tokens_valid_after"
+    "rate_limit_per_hour, created_at, updated_at, version, tokens_valid_after, issuer"
 )

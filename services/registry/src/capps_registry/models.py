@@ -27,6 +27,8 @@ class Client:
     version: int
     tokens_valid_after: datetime
     """Tokens with an `iat` before this are refused; whole seconds, moved on by a disable."""
+    issuer: str | None = None
+    """For an app of an external identity provider, its issuer URL (the app id is its client id)."""
 
     @classmethod
     def from_row(cls, row: Any) -> "Client":
@@ -45,6 +47,7 @@ class Client:
             updated_at=row["updated_at"],
             version=row["version"],
             tokens_valid_after=row["tokens_valid_after"],
+            issuer=row["issuer"],
         )
 
 

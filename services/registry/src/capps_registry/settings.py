@@ -12,6 +12,7 @@ from capps_kit.settings import (
     RedisSettings,
     ServiceSettings,
 )
+from capps_registry.oauth.throttle import FailureLimits
 
 
 class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSettings):
@@ -34,6 +35,18 @@ class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSe
     # NOTIFY wakes the relay at once; the poll only bounds the delay if a notification is lost.
     registry_outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     registry_outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Failed client authentications per minute before 429: per client id, per source address.
+    registry_auth_failures_per_client: int = Field(default=10, ge=1)
+    registry_auth_failures_per_address: int = Field(default=100, ge=1)
+    # Request bodies: OAuth forms (a client assertion fits), admin API JSON.
+    registry_form_max_bytes: int = Field(default=8 * 1024, ge=1024)
+    registry_json_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Server limits: connections + requests in flight, idle keep-alive, time to send a head.
+    registry_max_concurrency: int = Field(default=1000, ge=10)
+    registry_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    registry_header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # How often a running registry reloads its signing keys (picks up `registry keys rotate`).
+    registry_keys_reload_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     def secret_fields(self) -> tuple[str, ...]:
         """The key-encryption key and the secret pepper must be real secrets in production."""
@@ -43,6 +56,13 @@ class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSe
     def issuer(self) -> str:
         """The issuer without a trailing slash, the base of every advertised endpoint."""
         return self.token_issuer.rstrip("/")
+
+    @property
+    def auth_failure_limits(self) -> FailureLimits:
+        """Failed authentications allowed per minute."""
+        return FailureLimits(
+            self.registry_auth_failures_per_client, self.registry_auth_failures_per_address
+        )
 
     @property
     def pepper(self) -> bytes:

@@ -1,4 +1,4 @@
-"""Dead-letters undecodable records: as received, plus the reason in a `dlq_reason` header."""
+"""Dead-letters refused records as received, plus why in `dlq_reason` and `dlq_detail` headers."""
 
 import asyncio
 from collections.abc import Sequence
@@ -8,11 +8,18 @@ from aiokafka import AIOKafkaProducer
 from capps_aggregator.rollup import Rejected
 
 REASON_HEADER = "dlq_reason"
+DETAIL_HEADER = "dlq_detail"
+MAX_DETAIL_BYTES = 1024
 
 
 def dead_letter_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
-    """The record's own headers followed by the reason it was rejected."""
-    return [*rejected.record.headers, (REASON_HEADER, rejected.reason.encode())]
+    """The record's own headers, then the reason (a short label) and the detail message."""
+    detail = rejected.detail.encode(errors="replace")[:MAX_DETAIL_BYTES]
+    return [
+        *rejected.record.headers,
+        (REASON_HEADER, rejected.reason.encode()),
+        (DETAIL_HEADER, detail),
+    ]
 
 
 class DeadLetterPublisher:

@@ -14,7 +14,8 @@ DUPLICATES_SKIPPED = Counter(
 )
 DEAD_LETTERED = Counter(
     "capps_aggregator_dead_lettered_total",
-    "Undecodable records sent to the DLQ topic.",
+    "Records sent to the DLQ topic, per reason (undecodable, time_out_of_window, ...).",
+    ["reason"],
 )
 BATCH_FAILURES = Counter(
     "capps_aggregator_batch_failures_total",
@@ -24,6 +25,12 @@ BATCH_SECONDS = Histogram(
     "capps_aggregator_batch_seconds",
     "Time to apply one batch to the DLQ, PostgreSQL and Redis.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+WRITE_SECONDS = Histogram(
+    "capps_aggregator_write_seconds",
+    "Time to apply one batch to one store, per store.",
+    ["store"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 BATCH_EVENTS = Histogram(
     "capps_aggregator_batch_events",

@@ -1,4 +1,8 @@
-"""The worker's connections (PostgreSQL pool, Redis, DLQ producer) and the writer using them."""
+"""The composition root: the worker's connections and everything built on them.
+
+The worker, the benchmark and the tests all open the aggregator through `AggregatorRuntime`,
+so they run the same writer, sinks, DLQ publisher and hot-store rebuilder.
+"""
 
 import asyncio
 import logging
@@ -9,6 +13,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 
 from capps_aggregator.dlq import DeadLetterPublisher
+from capps_aggregator.hot_rebuild import HotStoreRebuilder, Progress
 from capps_aggregator.pipeline import TRANSIENT_ERRORS, UsageBatchWriter
 from capps_aggregator.settings import AggregatorSettings
 from capps_aggregator.sinks.postgres import PostgresUsageSink
@@ -36,6 +41,9 @@ class OpenStores:
     pool: "asyncpg.Pool[asyncpg.Record]"
     redis: "redis.Redis"
     producer: AIOKafkaProducer
+    postgres: PostgresUsageSink
+    hot: RedisUsageSink
+    rebuilder: HotStoreRebuilder
     writer: UsageBatchWriter
 
 
@@ -63,11 +71,8 @@ class AggregatorRuntime:
     async def close(self) -> None:
         """Close whatever is open."""
         stores, self.stores = self.stores, None
-        if stores is None:
-            return
-        await stores.producer.stop()
-        await stores.redis.aclose()
-        await stores.pool.close()
+        if stores is not None:
+            await _close(stores)
 
     async def _connect(self) -> OpenStores:
         settings = self.settings
@@ -86,12 +91,20 @@ class AggregatorRuntime:
             await pool.close()
             raise
         topic = settings.aggregator_topic
+        postgres = PostgresUsageSink(pool, topic)
+        hot = RedisUsageSink(client, topic)
+        rebuilder = HotStoreRebuilder(pool, client)
         writer = UsageBatchWriter(
-            PostgresUsageSink(pool, topic),
-            RedisUsageSink(client, topic),
-            DeadLetterPublisher(producer, settings.aggregator_dlq_topic),
+            postgres, hot, DeadLetterPublisher(producer, settings.aggregator_dlq_topic), rebuilder
         )
-        return OpenStores(pool, client, producer, writer)
+        stores = OpenStores(pool, client, producer, postgres, hot, rebuilder, writer)
+        try:
+            # A Redis that lost its data is made whole before the first batch is counted.
+            await rebuilder.rebuild()
+        except BaseException:
+            await _close(stores)
+            raise
+        return stores
 
     async def check_postgres(self) -> None:
         """Readiness: PostgreSQL answers."""
@@ -105,3 +118,20 @@ class AggregatorRuntime:
         if self.stores is None:
             raise RuntimeError("stores are not connected yet")
         return self.stores
+
+
+async def _close(stores: OpenStores) -> None:
+    await stores.producer.stop()
+    await stores.redis.aclose()
+    await stores.pool.close()
+
+
+async def rebuild_hot_store(settings: AggregatorSettings, progress: Progress) -> None:
+    """`rebuild-redis`: drop the marker (writers pause), rebuild Redis from PostgreSQL."""
+    pool = await kit_postgres.create_pool(settings.database_url, 2)
+    client = kit_redis.create_redis(settings.redis_url)
+    try:
+        await HotStoreRebuilder(pool, client, progress).rebuild(stale=True)
+    finally:
+        await client.aclose()
+        await pool.close()

@@ -28,6 +28,8 @@ class Principal:
     token_id: str
     issued_at: float
     expires_at: float
+    issuer: str | None = None
+    """The external identity provider that issued the token; None for the registry's own."""
 
 
 def _b64decode(segment: str) -> bytes:
@@ -73,11 +75,17 @@ def _number(claims: dict[str, Any], name: str) -> float:
     return float(value)
 
 
+def normalise_issuer(issuer: str) -> str:
+    """An issuer as the registry states it: without a trailing slash."""
+    return issuer.rstrip("/")
+
+
 def check_claims(
     claims: dict[str, Any], *, issuer: str, audience: str, now: float, leeway_s: float
 ) -> Principal:
     """Check issuer, audience, time window and required claims; return the caller."""
-    if claims.get("iss") != issuer:
+    iss = claims.get("iss")
+    if not isinstance(iss, str) or normalise_issuer(iss) != normalise_issuer(issuer):
         raise InvalidTokenError("wrong issuer")
     aud = claims.get("aud")
     if not (aud == audience or (isinstance(aud, list) and audience in aud)):

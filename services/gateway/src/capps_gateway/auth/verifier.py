@@ -69,6 +69,16 @@ class TokenVerifier:
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._generation = keys.generation
 
+    def cached(self, token: str) -> Principal | None:
+        """An earlier verification of `token` that still holds, or None: no parsing at all."""
+        if self._keys.generation != self._generation:
+            return None
+        principal = self._cache.get(token)
+        if principal is None or not is_fresh(principal, now=time.time(), leeway_s=self._leeway):
+            return None
+        self._cache.move_to_end(token)
+        return principal
+
     async def verify(self, token: str) -> Principal:
         """The caller behind `token`; raises InvalidTokenError or KeysUnavailableError."""
         now = time.time()

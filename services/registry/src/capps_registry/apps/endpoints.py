@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from capps_registry.apps import service
+from capps_registry.apps import external, service
 from capps_registry.apps.schemas import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -23,7 +23,7 @@ from capps_registry.errors import error_responses
 from capps_registry.state import StateDep
 
 # Every admin call can be refused for its token, its size or its rate, or fail on a store.
-ADMIN = (401, 403, 413, 422, 429, 503)
+ADMIN = (401, 403, 413, 422, 503)
 router = APIRouter(prefix="/v1", tags=["apps"], responses=error_responses(*ADMIN))
 
 
@@ -46,8 +46,15 @@ async def list_permissions(state: StateDep) -> PermissionList:
 async def create_app(
     body: AppCreate, admin: TenantAdmin, state: StateDep, response: Response
 ) -> AppCreated:
-    """Register an app; the answer carries its client secret, shown only this once."""
-    created = await service.create_app(state, admin, body)
+    """Register an app; the answer carries its client secret, shown only this once.
+
+    With `external: {issuer, client_id}` the app is that identity provider's client: its id is
+    the client id, it gets no secret, and its tokens come from its provider.
+    """
+    if body.external is not None:
+        created = await external.create_external_app(state, admin, body)
+    else:
+        created = await service.create_app(state, admin, body)
     response.headers["Location"] = f"/v1/apps/{created.id}"
     response.headers["Cache-Control"] = "no-store"
     return created

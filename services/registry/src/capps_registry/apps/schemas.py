@@ -12,7 +12,9 @@ from pydantic import (
     model_validator,
 )
 
-from capps_registry.models import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
+from capps_events import normalise_issuer
+from capps_registry.models import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE, Client
+from capps_registry.oauth.credentials import EXTERNAL_CLIENT_ID_PATTERN
 from capps_registry.text import refuse_bidi_controls
 
 # Generous enough for first-party and load-testing apps, small enough to stay a sane integer.
@@ -36,6 +38,16 @@ Description = Annotated[
 ]
 AppSort = Literal["name", "last_seen", "requests"]
 PermissionName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# An external client id becomes the app id: in URLs, Redis keys and Kafka keys, so a safe
+# alphabet (Entra ID's GUIDs, Okta's and Keycloak's ids, oidc-provider's all fit).
+ExternalClientId = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=EXTERNAL_CLIENT_ID_PATTERN)
+]
+ExternalIssuer = Annotated[
+    str,
+    StringConstraints(max_length=500, pattern=r"^https?://[^\s?#]+$"),
+    AfterValidator(normalise_issuer),
+]
 
 
 class RateLimit(BaseModel):
@@ -51,6 +63,22 @@ class RateLimit(BaseModel):
         if self.per_hour < self.per_minute:
             raise ValueError("per_hour must be at least per_minute")
         return self
+
+
+class ExternalIdentity(BaseModel):
+    """The external identity provider of an app: its issuer URL and the app's client id there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: ExternalIssuer
+    client_id: ExternalClientId
+
+
+def external_identity(client: Client) -> ExternalIdentity | None:
+    """The provider identity of an external app, None for an app of the registry's tokens."""
+    if client.issuer is None:
+        return None
+    return ExternalIdentity(issuer=client.issuer, client_id=client.id)
 
 
 class RateLimitPatch(BaseModel):
@@ -69,7 +97,7 @@ class RateLimitPatch(BaseModel):
 
 
 class AppCreate(BaseModel):
-    """`POST /v1/apps`."""
+    """`POST /v1/apps`; with `external`, the app is that provider's client (no secret here)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +105,7 @@ class AppCreate(BaseModel):
     description: Description = ""
     permissions: list[PermissionName] = Field(max_length=100)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+    external: ExternalIdentity | None = None
 
 
 class AppUpdate(BaseModel):
@@ -130,12 +159,14 @@ class AppOut(BaseModel):
     last_seen: datetime | None
     requests_24h: int
     trend_30d: list[DayRequests]
+    external: ExternalIdentity | None = None
+    """Set for an app of an external identity provider."""
 
 
 class AppCreated(AppOut):
-    """A new app and its first secret, shown this once."""
+    """A new app and its first secret, shown this once (none for an external provider's app)."""
 
-    client_secret: str
+    client_secret: str | None
 
 
 class AppDetail(AppOut):

@@ -24,6 +24,7 @@ from capps_registry.apps.schemas import (
     DayRequests,
     RateLimit,
     SecretOut,
+    external_identity,
 )
 from capps_registry.audit import repository as audit
 from capps_registry.errors import ApiError, app_not_found
@@ -32,7 +33,7 @@ from capps_registry.oauth.credentials import looks_like_client_id, new_client_id
 from capps_registry.outbox import repository as outbox
 from capps_registry.pagination import BadCursorError, decode_cursor, encode_cursor
 from capps_registry.state import RegistryState
-from capps_registry.usage.service import stats_of
+from capps_registry.usage.service import sort_values, stats_of
 from capps_usage.stats import AppStats
 
 
@@ -67,6 +68,7 @@ def app_view(client: Client, stats: AppStats | None) -> AppOut:
         trend_30d=[DayRequests(date=day.date, requests=day.requests) for day in stats.trend_30d]
         if stats
         else [],
+        external=external_identity(client),
     )
 
 
@@ -120,14 +122,6 @@ async def create_app(state: RegistryState, actor: Principal, body: AppCreate) ->
     return AppCreated(**view.model_dump(), client_secret=secret.value)
 
 
-def _sort_value(sort: AppSort, stats: AppStats | None) -> int:
-    if stats is None:
-        return -1 if sort == "last_seen" else 0
-    if sort == "requests":
-        return stats.requests_24h
-    return int(stats.last_seen.timestamp() * 1000) if stats.last_seen else -1
-
-
 def _cursor_key(sort: AppSort, cursor: str | None) -> list[Any] | None:
     if cursor is None:
         return None
@@ -155,9 +149,9 @@ async def list_apps(
 ) -> AppList:
     """One page of the tenant's apps with their stats.
 
-    By name: keyset pagination in SQL, stats for the page only. By last seen or requests
-    (largest first): the sort keys of every app come from one usage read (one Redis script
-    call per 200 apps, not commands per app), then the page's trends from a second.
+    By name: keyset pagination in SQL, stats for the page only (one Redis script call). By
+    last seen or requests (largest first): every app's sort key first (one MGET, or one script
+    call per 200 apps; never commands per app), then the page's stats.
     Pagination is by key, so apps whose stats change between pages may move across pages.
     """
     key = _cursor_key(sort, cursor)
@@ -169,19 +163,16 @@ async def list_apps(
         last_key: list[Any] = [page[-1].name, page[-1].id] if page else []
     else:
         ids = await repository.app_ids(state.pool, actor.tenant_id)
-        keys = await stats_of(state, ids, with_trend=False)
-        ordered = sorted(ids, key=lambda app_id: (-_sort_value(sort, keys.get(app_id)), app_id))
+        values = await sort_values(state, ids, sort)
+        ordered = sorted(ids, key=lambda app_id: (-values.get(app_id, -1), app_id))
         if key is not None:
-            ordered = [
-                app_id
-                for app_id in ordered
-                if (-_sort_value(sort, keys.get(app_id)), app_id) > (-int(key[0]), str(key[1]))
-            ]
+            resume = (-int(key[0]), str(key[1]))
+            ordered = [app_id for app_id in ordered if (-values.get(app_id, -1), app_id) > resume]
         page_ids, more = ordered[:limit], len(ordered) > limit
         clients = await repository.apps_by_id(state.pool, actor.tenant_id, page_ids)
         page = [clients[app_id] for app_id in page_ids if app_id in clients]
         stats = await stats_of(state, [client.id for client in page])
-        last_key = [_sort_value(sort, keys.get(page[-1].id)), page[-1].id] if page else []
+        last_key = [values.get(page[-1].id, -1), page[-1].id] if page else []
     return AppList(
         apps=[app_view(client, stats.get(client.id)) for client in page],
         next_cursor=encode_cursor(sort, last_key) if more and page else None,

@@ -32,6 +32,12 @@ async def _add(
     expires_at: datetime | None,
 ) -> SecretCreated:
     """Store a new secret for a client locked by the caller, unless two are already active."""
+    if client.issuer is not None:
+        raise ApiError(
+            409,
+            "external_app",
+            f"this app signs in at its identity provider ({client.issuer}); it has no secrets here",
+        )
     active = await clients.count_active_secrets(conn, client.id)
     if active >= MAX_ACTIVE_SECRETS:
         raise ApiError(

@@ -11,7 +11,7 @@ from capps_registry.state import StateDep
 router = APIRouter(prefix="/v1", tags=["partner"])
 
 
-@router.get("/me", responses=error_responses(401, 403, 404, 429, 503))
+@router.get("/me", responses=error_responses(401, 403, 404, 413, 503))
 async def me(caller: AppCaller, state: StateDep) -> MeOut:
     """The calling app's name, permissions, rate limits and headroom, and its usage."""
     return await service.me(state, caller)

@@ -5,9 +5,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from capps_catalog import TENANT_ADMIN_ROLE
+from capps_events import token_predates
 from capps_registry.oauth.errors import OAuthError
 
-TENANT_ADMIN_ROLE = "Tenant.Admin"
+__all__ = ["TENANT_ADMIN_ROLE", "build_claims", "client_roles", "resolve_scope"]
+
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JOSE media type, not a secret
 MAX_SCOPE_LENGTH = 2048
 
@@ -65,9 +68,6 @@ def token_header(kid: str) -> dict[str, str]:
 def issued_before(issued_at: object, cutoff: datetime) -> bool:
     """Whether a token's `iat` falls before `cutoff` (an app's tokens_valid_after), or is odd.
 
-    Tokens carry `iat` in milliseconds and the cut-off is the moment of the change, so the
-    comparison is exact; a token with a whole-second `iat` is judged by that second.
+    The rule is shared with the gateway: `capps_events.token_predates`.
     """
-    if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
-        return True
-    return issued_at < cutoff.timestamp()
+    return token_predates(issued_at, cutoff)

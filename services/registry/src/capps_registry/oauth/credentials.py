@@ -14,6 +14,7 @@ keeps working and there is one verification path. A fast hash is right here: a s
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 import zlib
@@ -123,9 +124,11 @@ def new_client_id() -> str:
     return str(uuid.uuid4())
 
 
+EXTERNAL_CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:~-]{0,199}$"
+"""The client ids of external identity providers' apps the registry accepts."""
+_EXTERNAL_CLIENT_ID = re.compile(EXTERNAL_CLIENT_ID_PATTERN)
+
+
 def looks_like_client_id(value: str) -> bool:
-    """Whether `value` could be a client id we issued; others are unknown without a lookup."""
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
+    """Whether `value` could be an app id: one we issued or an external provider's client id."""
+    return _EXTERNAL_CLIENT_ID.fullmatch(value) is not None

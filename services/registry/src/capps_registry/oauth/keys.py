@@ -62,10 +62,22 @@ class SigningKeys:
     """The key that signs new tokens and every key whose tokens are still verified."""
 
     def __init__(self, active: RSAKey, all_keys: Sequence[RSAKey]) -> None:
+        self._set(active, all_keys)
+
+    def _set(self, active: RSAKey, all_keys: Sequence[RSAKey]) -> None:
         self.active = active
+        self._all = list(all_keys)
+        self.kids = frozenset(key.kid for key in all_keys if key.kid)
         self.key_set = KeySet(list[Key](all_keys))
         public: list[Key] = [RSAKey.import_key(key.as_dict(private=False)) for key in all_keys]
         self._jwks: KeySetSerialization = KeySet(public).as_dict(private=False)
+
+    def replace_with(self, other: "SigningKeys") -> bool:
+        """Take over another load's keys (a rotation or a retirement); whether anything changed."""
+        if other.kid == self.kid and other.kids == self.kids:
+            return False
+        self._set(other.active, other._all)
+        return True
 
     @property
     def kid(self) -> str:

@@ -55,10 +55,13 @@ async def touch_secret(pool: Pool, secret_id: str) -> None:
     )
 
 
-async def signing_keys(conn: Connection | Pool) -> list[StoredKey]:
-    """Every stored signing key, newest first."""
+async def signing_keys(conn: Connection | Pool, keep_retired_s: float = 0) -> list[StoredKey]:
+    """The active key and those retired less than `keep_retired_s` ago, newest first."""
     rows = await conn.fetch(
-        "SELECT kid, private_key, created_at, active FROM signing_keys ORDER BY created_at DESC"
+        "SELECT kid, private_key, created_at, active FROM signing_keys "
+        "WHERE active OR retired_at > now() - make_interval(secs => $1) "
+        "ORDER BY created_at DESC",
+        float(keep_retired_s),
     )
     return [
         StoredKey(row["kid"], bytes(row["private_key"]), row["created_at"], row["active"])
@@ -69,6 +72,24 @@ async def signing_keys(conn: Connection | Pool) -> list[StoredKey]:
 async def lock_signing_keys(conn: Connection) -> None:
     """Hold the key-creation lock until the current transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", SIGNING_KEY_LOCK_ID)
+
+
+async def retire_active_keys(conn: Connection) -> list[str]:
+    """Stop signing with the active key(s); they stay published until their tokens expire."""
+    rows = await conn.fetch(
+        "UPDATE signing_keys SET active = false, retired_at = now() WHERE active RETURNING kid"
+    )
+    return [row["kid"] for row in rows]
+
+
+async def delete_retired_keys(conn: Connection, keep_retired_s: float) -> list[str]:
+    """Forget keys retired longer ago than every token they signed can live."""
+    rows = await conn.fetch(
+        "DELETE FROM signing_keys WHERE NOT active "
+        "AND retired_at <= now() - make_interval(secs => $1) RETURNING kid",
+        float(keep_retired_s),
+    )
+    return [row["kid"] for row in rows]
 
 
 async def insert_signing_key(conn: Connection, kid: str, encrypted_pem: bytes) -> None:

@@ -12,7 +12,7 @@ from capps_registry.oauth.client_auth import ClientCredentials
 from capps_registry.oauth.credentials import match_secret
 from capps_registry.oauth.errors import OAuthError
 from capps_registry.oauth.keys import SigningKeys, generate_key, key_cipher, open_key, seal_key
-from capps_registry.oauth.tokens import InvalidAccessTokenError, sign_token, verify_token
+from capps_registry.oauth.tokens import LEEWAY_S, InvalidAccessTokenError, sign_token, verify_token
 from capps_registry.settings import RegistrySettings
 
 
@@ -28,31 +28,71 @@ class IssuedToken:
 class ClientRefusedError(OAuthError):
     """Client authentication failed; `reason` labels the refusal in metrics."""
 
-    def __init__(self, reason: str, description: str) -> None:
-        super().__init__("invalid_client", description)
+    def __init__(
+        self,
+        reason: str,
+        description: str,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__("invalid_client", description, status=status, headers=headers)
         self.reason = reason
 
 
-async def load_signing_keys(pool: Pool, encryption_secret: str) -> SigningKeys:
-    """Load the stored keys, creating the first one if there is none.
+@dataclass(frozen=True, slots=True)
+class RotatedKeys:
+    """What `registry keys rotate` did."""
+
+    kid: str
+    retired: list[str]
+    deleted: list[str]
+
+
+def keep_retired_seconds(settings: RegistrySettings) -> float:
+    """How long a retired key stays published: every token it signed must have expired.
+
+    Other registries sign with it until they reload their keys, and verifiers allow leeway.
+    """
+    return settings.token_ttl_seconds + LEEWAY_S + settings.registry_keys_reload_seconds
+
+
+async def load_signing_keys(
+    pool: Pool, encryption_secret: str, keep_retired_s: float = 0
+) -> SigningKeys:
+    """Load the active key and the recently retired ones, creating a first key if there is none.
 
     Two registries starting at once serialise on an advisory lock, and the second one finds
     the key the first stored, so there is never more than one key made for an empty table.
     """
     cipher = key_cipher(encryption_secret)
-    stored = await repository.signing_keys(pool)
+    stored = await repository.signing_keys(pool, keep_retired_s)
     if not any(key.active for key in stored):
         async with pool.acquire() as conn, conn.transaction():
             await repository.lock_signing_keys(conn)
-            stored = await repository.signing_keys(conn)
+            stored = await repository.signing_keys(conn, keep_retired_s)
             if not any(key.active for key in stored):
                 key = generate_key()
                 assert key.kid is not None
                 await repository.insert_signing_key(conn, key.kid, seal_key(key, cipher))
-                stored = await repository.signing_keys(conn)
+                stored = await repository.signing_keys(conn, keep_retired_s)
     opened = [open_key(key, cipher) for key in stored]
     active = next(key for key, row in zip(opened, stored, strict=True) if row.active)
     return SigningKeys(active, opened)
+
+
+async def rotate_signing_key(pool: Pool, settings: RegistrySettings) -> RotatedKeys:
+    """A new active key; the old one is retired (still published), long-expired ones deleted."""
+    cipher = key_cipher(settings.registry_key_encryption_key)
+    key = generate_key()
+    assert key.kid is not None
+    keep = keep_retired_seconds(settings)
+    async with pool.acquire() as conn, conn.transaction():
+        await repository.lock_signing_keys(conn)
+        retired = await repository.retire_active_keys(conn)
+        await repository.insert_signing_key(conn, key.kid, seal_key(key, cipher))
+        deleted = await repository.delete_retired_keys(conn, keep)
+    return RotatedKeys(key.kid, retired, deleted)
 
 
 async def authenticate_client(pool: Pool, pepper: bytes, credentials: ClientCredentials) -> Client:

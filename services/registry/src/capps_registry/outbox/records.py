@@ -49,6 +49,7 @@ def app_state_of(client: Client) -> AppState:
         tokens_valid_after=client.tokens_valid_after,
         version=client.version,
         updated_at=client.updated_at,
+        issuer=client.issuer,
     )
 
 

@@ -1,10 +1,15 @@
-"""Applies batches to the PostgreSQL usage tables, counters and watermarks in one transaction."""
+"""Applies batches to the PostgreSQL usage tables, counters and watermarks in one transaction.
+
+Counters arrive pre-aggregated (one row per app and minute, day, route), so each table gets
+one set-based upsert of unnested arrays; buckets travel as integers and become timestamps and
+dates inside PostgreSQL, which spares Python a datetime per row.
+"""
 
 from collections.abc import Sequence
 
 import asyncpg
 
-from capps_aggregator.rollup import PositionedEvent, UsageRollup, rollup
+from capps_aggregator.rollup import COUNTER_COLUMNS, RolledPartition, UsageRollup, merge
 
 _LOCK_WATERMARKS = """
 INSERT INTO usage_offsets (topic, partition, next_offset)
@@ -15,19 +20,49 @@ _READ_WATERMARKS = """
 SELECT partition, next_offset FROM usage_offsets
 WHERE topic = $1 AND partition = ANY($2::integer[])
 """
-_UPSERT_MINUTES = """
-INSERT INTO usage_minute AS t (app_id, tenant_id, minute, requests)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[])
-ON CONFLICT (app_id, minute) DO UPDATE SET requests = t.requests + EXCLUDED.requests
-"""
-_UPSERT_DAYS = """
-INSERT INTO usage_day AS t (app_id, tenant_id, day, requests)
-SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])
-ON CONFLICT (app_id, day) DO UPDATE SET requests = t.requests + EXCLUDED.requests
+_COUNTERS = ", ".join(COUNTER_COLUMNS)
+_ADD_COUNTERS = ", ".join(
+    f"{name} = t.{name} + EXCLUDED.{name}" for name in COUNTER_COLUMNS if name != "latency_ms_max"
+)
+_COUNTER_ARRAYS = ", ".join(
+    f"${index}::{'double precision' if name.startswith('latency') else 'bigint'}[]"
+    for index, name in enumerate(COUNTER_COLUMNS, start=4)
+)
+# Column names come from COUNTER_COLUMNS, never from input.
+_UPSERT_MINUTES = f"""
+INSERT INTO usage_minute AS t (app_id, tenant_id, minute, {_COUNTERS})
+SELECT app, tenant, to_timestamp(m * 60), {_COUNTERS}
+FROM unnest($1::text[], $2::text[], $3::bigint[], {_COUNTER_ARRAYS})
+     AS v (app, tenant, m, {_COUNTERS})
+ON CONFLICT (app_id, minute) DO UPDATE SET {_ADD_COUNTERS},
+    latency_ms_max = GREATEST(t.latency_ms_max, EXCLUDED.latency_ms_max)
+"""  # noqa: S608
+_HIST_ARG = len(COUNTER_COLUMNS) + 4
+_UPSERT_DAYS = f"""
+INSERT INTO usage_day AS t (app_id, tenant_id, day, {_COUNTERS}, latency_hist)
+SELECT app, tenant, DATE '1970-01-01' + d, {_COUNTERS}, hist::bigint[]
+FROM unnest($1::text[], $2::text[], $3::integer[], {_COUNTER_ARRAYS}, ${_HIST_ARG}::text[])
+     AS v (app, tenant, d, {_COUNTERS}, hist)
+ON CONFLICT (app_id, day) DO UPDATE SET {_ADD_COUNTERS},
+    latency_ms_max = GREATEST(t.latency_ms_max, EXCLUDED.latency_ms_max),
+    latency_hist = ARRAY(
+        SELECT coalesce(a, 0) + coalesce(b, 0)
+        FROM unnest(t.latency_hist, EXCLUDED.latency_hist) WITH ORDINALITY AS h (a, b, n)
+        ORDER BY n
+    )
+"""  # noqa: S608
+_UPSERT_ROUTES = """
+INSERT INTO usage_route_day AS t (app_id, tenant_id, day, method, route, requests, errors)
+SELECT app, tenant, DATE '1970-01-01' + d, method, route, requests, errors
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::bigint[],
+            $7::bigint[]) AS v (app, tenant, d, method, route, requests, errors)
+ON CONFLICT (app_id, day, method, route) DO UPDATE
+SET requests = t.requests + EXCLUDED.requests, errors = t.errors + EXCLUDED.errors
 """
 _UPSERT_LAST_SEEN = """
 INSERT INTO app_last_seen AS t (app_id, tenant_id, last_seen)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+SELECT app, tenant, to_timestamp(s)
+FROM unnest($1::text[], $2::text[], $3::double precision[]) AS v (app, tenant, s)
 ON CONFLICT (app_id) DO UPDATE
 SET last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen), tenant_id = EXCLUDED.tenant_id
 """
@@ -45,30 +80,35 @@ class PostgresUsageSink:
         self._pool = pool
         self._topic = topic
 
+    @property
+    def topic(self) -> str:
+        """The requests topic whose watermarks this sink keeps."""
+        return self._topic
+
     async def watermarks(self, partitions: Sequence[int]) -> dict[int, int]:
         """The next offset to apply of each partition (0 when none was applied yet)."""
         rows = await self._pool.fetch(_READ_WATERMARKS, self._topic, list(partitions))
         found = {int(row["partition"]): int(row["next_offset"]) for row in rows}
         return {partition: found.get(partition, 0) for partition in partitions}
 
-    async def apply(self, events: Sequence[PositionedEvent]) -> UsageRollup:
-        """Count the events above the stored watermarks and advance them, atomically.
+    async def apply(self, parts: Sequence[RolledPartition]) -> UsageRollup:
+        """Count the records above the stored watermarks and advance them, atomically.
 
         The watermark rows are locked first (created when missing, so even a partition's first
         batch is serialised), which makes two writers of one partition, as during a rebalance,
         apply each offset once.
         """
-        partitions = sorted({item.partition for item in events})
+        partitions = sorted({part.batch.partition for part in parts})
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute(_LOCK_WATERMARKS, self._topic, partitions)
             rows = await connection.fetch(
                 _READ_WATERMARKS + " ORDER BY partition FOR UPDATE", self._topic, partitions
             )
             stored = {int(row["partition"]): int(row["next_offset"]) for row in rows}
-            counters = rollup(events, stored)
+            counters = merge(part.above(stored.get(part.batch.partition, 0)) for part in parts)
             if counters.empty:
                 return counters
-            await _write_counters(connection, counters)
+            await write_counters(connection, counters)
             ordered = sorted(counters.next_offsets.items())
             await connection.execute(
                 _ADVANCE_WATERMARKS,
@@ -79,28 +119,45 @@ class PostgresUsageSink:
         return counters
 
 
-async def _write_counters(
+def _columns(rows: Sequence[list[float]]) -> list[list[float]]:
+    return [[row[slot] for row in rows] for slot in range(len(COUNTER_COLUMNS))]
+
+
+async def write_counters(
     connection: "asyncpg.Connection[asyncpg.Record]", counters: UsageRollup
 ) -> None:
-    # Keys are sorted so two writers touching the same rows lock them in the same order.
+    """Upsert every counter table; keys sorted so concurrent writers lock rows in one order."""
     tenants = counters.tenants
     if counters.minutes:
-        minute_keys = sorted(counters.minutes)
+        keys = sorted(counters.minutes)
         await connection.execute(
             _UPSERT_MINUTES,
-            [app for app, _ in minute_keys],
-            [tenants[app] for app, _ in minute_keys],
-            [minute for _, minute in minute_keys],
-            [counters.minutes[key] for key in minute_keys],
+            [app for app, _ in keys],
+            [tenants[app] for app, _ in keys],
+            [minute for _, minute in keys],
+            *_columns([counters.minutes[key] for key in keys]),
         )
     if counters.days:
-        day_keys = sorted(counters.days)
+        keys = sorted(counters.days)
         await connection.execute(
             _UPSERT_DAYS,
-            [app for app, _ in day_keys],
-            [tenants[app] for app, _ in day_keys],
-            [day for _, day in day_keys],
-            [counters.days[key] for key in day_keys],
+            [app for app, _ in keys],
+            [tenants[app] for app, _ in keys],
+            [day for _, day in keys],
+            *_columns([counters.days[key] for key in keys]),
+            ["{" + ",".join(map(str, counters.day_latency[key])) + "}" for key in keys],
+        )
+    if counters.routes:
+        route_keys = sorted(counters.routes)
+        await connection.execute(
+            _UPSERT_ROUTES,
+            [key[0] for key in route_keys],
+            [tenants[key[0]] for key in route_keys],
+            [key[1] for key in route_keys],
+            [key[2] for key in route_keys],
+            [key[3] for key in route_keys],
+            [counters.routes[key][0] for key in route_keys],
+            [counters.routes[key][1] for key in route_keys],
         )
     if counters.last_seen:
         apps = sorted(counters.last_seen)

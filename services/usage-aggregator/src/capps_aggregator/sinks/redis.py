@@ -8,32 +8,42 @@ starts below the watermark and returns it, and the caller re-rolls only what lie
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import redis.asyncio as redis
 
-from capps_aggregator.rollup import PositionedEvent, UsageRollup, by_partition, rollup
+from capps_aggregator.rollup import REQUESTS, SECONDS_PER_DAY, RolledPartition, UsageRollup
 from capps_usage.keys import (
     DAY_RETENTION_DAYS,
+    HOT_READY_KEY,
     MINUTE_TTL_S,
     OFFSETS_KEY,
-    day_field,
+    day_field_at,
     day_key,
-    hour_key,
-    minute_field,
+    hour_key_at,
     offset_field,
     seen_key,
-    utc_day,
 )
 
 log = logging.getLogger(__name__)
 
-# KEYS: offsets hash, then one key per minute op, per day op, per seen op (in that order).
+NOT_READY = -1
+
+
+class HotStoreNotReadyError(RuntimeError):
+    """Redis lost its data (the completeness marker is missing): rebuild before writing."""
+
+
+# KEYS: offsets hash, ready marker, then one key per minute op, per day op, per seen op.
 # ARGV: watermark field, first offset, next offset, day cutoff, #minute ops, #day ops, #seen
 # ops, then (field, count, expire-at) per minute op, (field, count) per day op, ms per seen op.
-# Returns {1, next offset} when applied, {0, watermark} when refused.
+# Returns {1, next offset} when applied, {0, watermark} when refused for an older start, and
+# {-1, 0} when the marker is missing (Redis lost data; counting into it would be wrong).
 APPLY_BATCH_LUA = """
 local offsets = KEYS[1]
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return {-1, 0}
+end
 local field = ARGV[1]
 local first = tonumber(ARGV[2])
 local after = tonumber(ARGV[3])
@@ -45,7 +55,7 @@ local mark = tonumber(redis.call('HGET', offsets, field))
 if mark and first < mark then
   return {0, mark}
 end
-local k = 2
+local k = 3
 local a = 8
 for _ = 1, minute_ops do
   redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1])
@@ -90,32 +100,44 @@ class ScriptCall:
 
 
 def script_call(
-    topic: str, partition: int, first: int, counters: UsageRollup, now: datetime
+    topic: str, partition: int, first: int, counters: UsageRollup, now_s: float
 ) -> ScriptCall:
-    """Lay one partition's counters out for the script (pure, so it is unit-tested)."""
-    cutoff = utc_day(now) - timedelta(days=DAY_RETENTION_DAYS - 1)
-    keys: list[str] = [OFFSETS_KEY]
+    """Lay one partition's counters out for the script (pure, so it is unit-tested).
+
+    Buckets the hot store no longer keeps (minutes of hours past their TTL, days past the
+    35-day window: late events replayed from a gateway's spool) are left to PostgreSQL.
+    """
+    today = int(now_s // SECONDS_PER_DAY)
+    cutoff = today - (DAY_RETENTION_DAYS - 1)
+    keys: list[str] = [OFFSETS_KEY, HOT_READY_KEY]
     minute_args: list[str | int] = []
-    for (app_id, minute), count in sorted(counters.minutes.items()):
-        hour = minute.astimezone(UTC).replace(minute=0)
-        keys.append(hour_key(app_id, minute))
-        minute_args += [minute_field(minute), count, int(hour.timestamp()) + MINUTE_TTL_S]
+    for (app_id, minute), row in sorted(counters.minutes.items()):
+        hour = minute // 60
+        expire_at = hour * 3600 + MINUTE_TTL_S
+        if expire_at <= now_s:
+            continue
+        keys.append(hour_key_at(app_id, hour))
+        minute_args += [f"{minute % 60:02d}", int(row[REQUESTS]), expire_at]
     day_args: list[str | int] = []
-    for (app_id, day), count in sorted(counters.days.items()):
+    for (app_id, day), row in sorted(counters.days.items()):
+        if day < cutoff:
+            continue
         keys.append(day_key(app_id))
-        day_args += [day_field(day), count]
+        day_args += [day_field_at(day), int(row[REQUESTS])]
     seen_args: list[str | int] = []
     for app_id, seen in sorted(counters.last_seen.items()):
         keys.append(seen_key(app_id))
-        seen_args.append(int(seen.timestamp() * 1000))
+        # Whole microseconds first, as PostgreSQL's to_timestamp keeps them, so a rebuild
+        # from PostgreSQL gives the very same milliseconds.
+        seen_args.append(round(seen * 1_000_000) // 1000)
     head: list[str | int] = [
         offset_field(topic, partition),
         first,
         counters.next_offsets[partition],
-        day_field(cutoff),
-        len(counters.minutes),
-        len(counters.days),
-        len(counters.last_seen),
+        day_field_at(cutoff),
+        len(minute_args) // 3,
+        len(day_args) // 2,
+        len(seen_args),
     ]
     return ScriptCall(keys, head + minute_args + day_args + seen_args)
 
@@ -138,30 +160,32 @@ class RedisUsageSink:
         }
 
     async def apply(
-        self, events: Sequence[PositionedEvent], now: datetime | None = None
+        self, parts: Sequence[RolledPartition], now_s: float | None = None
     ) -> UsageRollup:
         """Apply every partition of the batch; return what was newly counted in Redis.
 
         The first attempt of all partitions goes in one pipeline. A refused partition is
         re-rolled from the watermark Redis returned and sent again on its own; this happens
-        only after a crash or a rebalance, so it need not be fast.
+        only after a crash or a rebalance, so it need not be fast. Raises
+        HotStoreNotReadyError when the completeness marker is missing.
         """
-        moment = now or datetime.now(UTC)
+        moment = datetime.now(UTC).timestamp() if now_s is None else now_s
         total = UsageRollup()
-        parts = by_partition(events)
-        attempts: dict[int, tuple[int, UsageRollup]] = {}
-        for partition, items in parts.items():
-            first = min(item.offset for item in items)
-            attempts[partition] = (first, rollup(items, {}))
-        replies = await self._run(attempts, moment)
-        while replies:
+        by_partition = {part.batch.partition: part for part in parts}
+        attempts = {part.batch.partition: (part.batch.offsets[0], part.counters) for part in parts}
+        while attempts:
+            replies = await self._run(attempts, moment)
             retry: dict[int, tuple[int, UsageRollup]] = {}
-            for partition, (applied, mark) in replies.items():
+            for partition, (status, mark) in replies.items():
                 _first, counters = attempts[partition]
-                if applied:
-                    _merge(total, counters)
+                if status == NOT_READY:
+                    raise HotStoreNotReadyError("the hot store's completeness marker is missing")
+                if status == 1:
+                    total.counted += counters.counted
+                    total.skipped += counters.skipped
+                    total.next_offsets.update(counters.next_offsets)
                     continue
-                again = rollup(parts[partition], {partition: mark})
+                again = by_partition[partition].above(mark)
                 total.skipped += again.skipped
                 if again.empty:
                     continue
@@ -170,30 +194,22 @@ class RedisUsageSink:
                     extra={"partition": partition, "watermark": mark},
                 )
                 retry[partition] = (mark, again)
+                # Counted as skipped above; the retry's own success must not count them again.
                 again.skipped = 0
             attempts = retry
-            replies = await self._run(attempts, moment) if retry else {}
         return total
 
     async def _run(
-        self, attempts: dict[int, tuple[int, UsageRollup]], now: datetime
-    ) -> dict[int, tuple[bool, int]]:
+        self, attempts: dict[int, tuple[int, UsageRollup]], now_s: float
+    ) -> dict[int, tuple[int, int]]:
         pipe = self._client.pipeline(transaction=False)
         order = sorted(attempts)
         for partition in order:
             first, counters = attempts[partition]
-            call = script_call(self._topic, partition, first, counters, now)
+            call = script_call(self._topic, partition, first, counters, now_s)
             await self._script(keys=call.keys, args=call.args, client=pipe)
         results = await pipe.execute()
         return {
-            partition: (int(reply[0]) == 1, int(reply[1]))
+            partition: (int(reply[0]), int(reply[1]))
             for partition, reply in zip(order, results, strict=True)
         }
-
-
-def _merge(total: UsageRollup, part: UsageRollup) -> None:
-    # Partitions are disjoint, so only counts add up; keys of one partition never collide
-    # with another's watermark entry.
-    total.counted += part.counted
-    total.skipped += part.skipped
-    total.next_offsets.update(part.next_offsets)

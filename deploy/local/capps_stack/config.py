@@ -1,0 +1,97 @@
+"""Where the stack lives and which ports it uses: pure configuration, unit-tested."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+REPO = Path(__file__).resolve().parents[3]
+HOST = "127.0.0.1"
+API_AUDIENCE = "capps-api"
+
+
+class StackError(Exception):
+    """A part could not be started or did not get healthy; the message says where to look."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Every port the stack uses, each overridable by one environment variable."""
+
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    postgres: int = 5432
+    redis: int = 6379
+    prometheus: int = 9090
+    demo_api: int = 8090
+    registry: int = 8080
+    aggregator: int = 6066
+    gateway: int = 8000
+    gateway_admin: int = 8001
+
+    ENV: ClassVar[dict[str, str]] = {
+        "kafka": "CAPPS_KAFKA_PORT",
+        "kafka_controller": "CAPPS_KAFKA_CONTROLLER_PORT",
+        "postgres": "CAPPS_POSTGRES_PORT",
+        "redis": "CAPPS_REDIS_PORT",
+        "prometheus": "CAPPS_PROMETHEUS_PORT",
+        "demo_api": "DEMO_API_PORT",
+        "registry": "REGISTRY_PORT",
+        "aggregator": "AGGREGATOR_PORT",
+        "gateway": "GATEWAY_PORT",
+        "gateway_admin": "GATEWAY_ADMIN_PORT",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Ports:
+        """Read the overrides; a value that is not a port is refused with its variable's name."""
+        values: dict[str, int] = {}
+        for attr, var in cls.ENV.items():
+            raw = env.get(var, "").strip()
+            if not raw:
+                continue
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise StackError(f"{var}={raw!r} is not a TCP port (1-65535)")
+            values[attr] = int(raw)
+        ports = cls(**values)
+        numbers = [getattr(ports, attr) for attr in cls.ENV]
+        if len(set(numbers)) != len(numbers):
+            raise StackError(
+                f"two parts share a port: {dict(zip(cls.ENV.values(), numbers, strict=True))}"
+            )
+        return ports
+
+
+def urls(ports: Ports) -> dict[str, str]:
+    """The addresses clients use, as written to stack.env (shell-sourceable)."""
+    return {
+        "DATABASE_URL": f"postgresql://capps:capps@{HOST}:{ports.postgres}/capps",
+        "REDIS_URL": f"redis://{HOST}:{ports.redis}/0",
+        "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{ports.kafka}",
+        "REGISTRY_URL": f"http://{HOST}:{ports.registry}",
+        "GATEWAY_URL": f"http://{HOST}:{ports.gateway}",
+        "GATEWAY_ADMIN_URL": f"http://{HOST}:{ports.gateway_admin}",
+        "AGGREGATOR_URL": f"http://{HOST}:{ports.aggregator}",
+        "DEMO_API_URL": f"http://{HOST}:{ports.demo_api}",
+        "PROMETHEUS_URL": f"http://{HOST}:{ports.prometheus}",
+    }
+
+
+def env_file_text(values: Mapping[str, str]) -> str:
+    """KEY=value lines a shell can source (`set -a; . file; set +a`)."""
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """Read back what env_file_text wrote."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
+            continue
+        key, _, raw = line.partition("=")
+        parts = shlex.split(raw)
+        values[key.strip()] = parts[0] if parts else ""
+    return values

@@ -1,0 +1,205 @@
+"""deploy/k8s rendered by the kustomize library and validated against the Kubernetes schemas.
+
+No cluster is needed: `kustomize-build` (deploy/kustomize-build) renders the base and the
+example overlay as `kubectl apply -k` would, and kubernetes-validate checks every object
+against the OpenAPI schemas of the Kubernetes release below (strict: unknown fields fail).
+ServiceMonitor (a Prometheus Operator CRD) is checked against the part of its schema we use.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from capps_events import REQUESTS_TOPIC, TOPICS
+from tests.deploy.go_tools import REPO, go_tool
+
+K8S = REPO / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.33"
+SERVICES = ("registry", "gateway", "usage-aggregator")
+SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "properties": {"matchLabels": {"type": "object"}},
+                    "additionalProperties": False,
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["port"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+Objects = list[dict[str, Any]]
+
+
+def kustomize_build(directory: Path) -> Objects:
+    """The objects `kustomize build directory` makes."""
+    result = subprocess.run(
+        [str(go_tool("kustomize-build")), str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def overlay(tmp_path_factory: pytest.TempPathFactory) -> Objects:
+    """The example overlay, rendered with its secrets.env filled in as a user would."""
+    root = tmp_path_factory.mktemp("k8s")
+    shutil.copytree(K8S, root / "k8s")
+    example = root / "k8s" / "overlays" / "example"
+    text = (example / "secrets.env.example").read_text().replace("<password>", "Zq8vP2xL9kR4")
+    for name in ("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"):
+        text = re.sub(rf"^{name}=$", f"{name}=kR3w9xQ7vL2p", text, flags=re.M)
+    (example / "secrets.env").write_text(text)
+    return kustomize_build(example)
+
+
+@pytest.fixture(scope="module")
+def base() -> Objects:
+    """The base alone."""
+    return kustomize_build(K8S / "base")
+
+
+def of_kind(objects: Objects, kind: str) -> dict[str, dict[str, Any]]:
+    """Objects of one kind by name."""
+    return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
+
+
+def pod_containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    """Init and main containers of a Deployment's pod template."""
+    spec = deployment["spec"]["template"]["spec"]
+    containers: list[dict[str, Any]] = spec.get("initContainers", []) + spec["containers"]
+    return containers
+
+
+def test_every_object_is_valid_against_the_kubernetes_schemas(
+    base: Objects, overlay: Objects
+) -> None:
+    kinds = set()
+    for obj in [*base, *overlay]:
+        kinds.add(obj["kind"])
+        if obj["kind"] == "ServiceMonitor":
+            jsonschema.validate(obj, SERVICE_MONITOR_SCHEMA)
+            continue
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    expected = {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+    assert expected | {"ConfigMap", "ServiceMonitor", "Secret", "Ingress"} <= kinds
+
+
+def test_the_validation_catches_a_wrong_field(base: Objects) -> None:
+    deployment = of_kind(base, "Deployment")["gateway"]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_service_has_probes_resources_and_runs_unprivileged(overlay: Objects) -> None:
+    deployments = of_kind(overlay, "Deployment")
+    assert set(deployments) == set(SERVICES)
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for container in pod["containers"]:
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        for container in pod_containers(deployment):
+            requests = container["resources"]["requests"]
+            assert {"cpu", "memory"} <= set(requests), (name, container["name"])
+            assert container["resources"]["limits"]["memory"], (name, container["name"])
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
+            assert container["image"].startswith("registry.example.com/"), container["image"]
+
+
+def test_disruption_budgets_and_autoscalers(overlay: Objects) -> None:
+    deployments = of_kind(overlay, "Deployment")
+    budgets = of_kind(overlay, "PodDisruptionBudget")
+    for name, deployment in deployments.items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selector = budgets[name]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= labels.items(), name
+    scalers = of_kind(overlay, "HorizontalPodAutoscaler")
+    assert set(scalers) == {"gateway", "usage-aggregator"}
+    for name, scaler in scalers.items():
+        assert scaler["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
+
+
+def test_the_aggregator_never_scales_past_the_partition_count(overlay: Objects) -> None:
+    partitions = next(spec.partitions for spec in TOPICS if spec.name == REQUESTS_TOPIC)
+    scaler = of_kind(overlay, "HorizontalPodAutoscaler")["usage-aggregator"]
+    assert scaler["spec"]["maxReplicas"] == partitions
+
+
+def test_every_service_is_scraped_by_a_service_monitor(overlay: Objects) -> None:
+    services = of_kind(overlay, "Service")
+    monitors = of_kind(overlay, "ServiceMonitor")
+    assert set(services) == set(monitors) == set(SERVICES)
+    for name, monitor in monitors.items():
+        port_names = {port["name"] for port in services[name]["spec"]["ports"]}
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert endpoint["port"] in port_names, name
+            assert endpoint["path"] == "/metrics"
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= services[name]["metadata"]["labels"].items()
+
+
+def test_kafka_postgres_and_redis_are_external_and_secrets_come_from_the_overlay(
+    base: Objects, overlay: Objects
+) -> None:
+    assert not of_kind(base, "Secret"), "the base must not carry secrets"
+    assert not of_kind(overlay, "StatefulSet")
+    config = next(iter(of_kind(overlay, "ConfigMap").values()))["data"]
+    assert config["ENVIRONMENT"] == "production"
+    assert "," in config["KAFKA_BOOTSTRAP_SERVERS"]
+    secret = next(iter(of_kind(overlay, "Secret").values()))
+    assert set(secret["data"]) == {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "REGISTRY_KEY_ENCRYPTION_KEY",
+        "REGISTRY_SECRET_PEPPER",
+    }
+    assert "secrets.env" in (REPO / ".gitignore").read_text()
+    gateway = of_kind(overlay, "Deployment")["gateway"]
+    gateway_env = {env["name"] for c in pod_containers(gateway) for env in c.get("env", [])}
+    assert not gateway_env & {
+        "DATABASE_URL",
+        "REGISTRY_KEY_ENCRYPTION_KEY",
+        "REGISTRY_SECRET_PEPPER",
+    }
