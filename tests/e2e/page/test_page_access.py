@@ -203,3 +203,41 @@ def test_the_pages_read_without_javascript_and_errors_are_pages(
         assert "Traceback" not in page.content()
     finally:
         context.close()
+
+
+def test_failed_sign_ins_are_limited_like_the_token_endpoint(
+    stack: Stack, context: BrowserContext
+) -> None:
+    victim = _create_tenant()
+    page = context.new_page()
+    page.goto(f"{stack.registry_url}/signin")
+    # The token endpoint's limit is 10 failures per client id per minute window; keep guessing
+    # until the page refuses (a window may turn over midway), within a bound.
+    failures = 0
+    while failures < 25:
+        page.get_by_label("Client ID").fill(victim["client_id"])
+        page.get_by_label("Client secret").fill(f"guess-{failures}")
+        page.get_by_role("button", name="Sign in").click()
+        alert = page.get_by_role("alert").inner_text()
+        if alert.startswith("Too many failed sign-ins"):
+            break
+        assert alert == "The client ID or client secret is not right. Check both and try again."
+        failures += 1
+    assert 10 <= failures < 25
+    # While limited, even the right secret is refused, here and at the token endpoint.
+    page.get_by_label("Client ID").fill(victim["client_id"])
+    page.get_by_label("Client secret").fill(victim["client_secret"])
+    with page.expect_response(f"{stack.registry_url}/signin") as answer:
+        page.get_by_role("button", name="Sign in").click()
+    assert answer.value.status == 429
+    assert int(answer.value.headers["retry-after"]) >= 1
+    expect(page.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
+    token = context.request.post(
+        f"{stack.registry_url}/oauth2/token",
+        form={
+            "grant_type": "client_credentials",
+            "client_id": victim["client_id"],
+            "client_secret": victim["client_secret"],
+        },
+    )
+    assert token.status == 429
