@@ -241,3 +241,27 @@ def test_failed_sign_ins_are_limited_like_the_token_endpoint(
         },
     )
     assert token.status == 429
+
+
+def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
+    stack: Stack,
+    context: BrowserContext,
+    tenant: dict[str, str],
+    admin_api: OAuth2Session,
+    app_id: str,
+) -> None:
+    page = context.new_page()
+    sign_in(page, stack, tenant)
+    page.goto(f"{stack.registry_url}/apps/{app_id}")
+    form = page.locator("#edit-form")
+    form.get_by_label("Calls per minute").fill("500")
+    form.get_by_label("Calls per hour").fill("100")
+    with page.expect_response(f"{stack.registry_url}/apps/{app_id}") as answer:
+        form.get_by_role("button", name="Save changes").click()
+    assert answer.value.status == 400
+    expect(page.get_by_role("alert")).to_contain_text("per_hour (100) must be at least per_minute")
+    form.get_by_label("Calls per minute").fill("lots")
+    form.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("alert")).to_contain_text("Calls per minute: 'lots' is not a whole")
+    app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
+    assert app["rate_limit"] == {"per_minute": 100, "per_hour": 1500}
