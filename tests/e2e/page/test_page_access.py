@@ -265,3 +265,41 @@ def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
     expect(page.get_by_role("alert")).to_contain_text("Calls per minute: 'lots' is not a whole")
     app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
     assert app["rate_limit"] == {"per_minute": 100, "per_hour": 1500}
+
+
+def test_the_list_filters_by_name_and_status_and_sorts_by_a_column(
+    stack: Stack, context: BrowserContext, oauth_session: SessionFactory
+) -> None:
+    owner = _create_tenant()
+    api = oauth_session(owner["client_id"], owner["client_secret"])
+    ids = {}
+    for name in ("Backup agent", "SIEM bridge", "SIEM archive"):
+        created = api.post(
+            f"{stack.registry_url}/v1/apps", json={"name": name, "permissions": []}, timeout=10
+        )
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["id"]
+    disabled = api.patch(
+        f"{stack.registry_url}/v1/apps/{ids['SIEM archive']}", json={"enabled": False}, timeout=10
+    )
+    assert disabled.status_code == 200
+    page = context.new_page()
+    sign_in(page, stack, owner)
+    names = page.locator("table.apps tbody tr td:first-child")
+    expect(names).to_have_text(["Backup agent", "SIEM archive", "SIEM bridge"])
+
+    page.get_by_label("Name contains").fill("siem")
+    page.get_by_role("button", name="Apply").click()
+    expect(names).to_have_text(["SIEM archive", "SIEM bridge"])
+    expect(page.locator("#count")).to_have_text("2 of 3 applications match")
+    page.get_by_label("Status").select_option("disabled")
+    page.get_by_role("button", name="Apply").click()
+    expect(names).to_have_text(["SIEM archive"])
+
+    page.get_by_role("link", name="Clear filters").first.click()
+    page.get_by_role("link", name="Application name").click()
+    expect(names).to_have_text(["SIEM bridge", "SIEM archive", "Backup agent"])
+    header = page.locator("th", has_text="Application name")
+    expect(header).to_have_attribute("aria-sort", "descending")
+    page.get_by_role("link", name="Status").click()
+    expect(names.last).to_have_text("SIEM archive")  # enabled first, the disabled one last
