@@ -1,10 +1,9 @@
 """The admin app: liveness, readiness with each dependency's reason, metrics, JSON 404."""
 
-from typing import Any
-
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
+from capps_kit.asgi import Message
 from capps_kit.health import AdminApp, run_checks
 
 
@@ -22,12 +21,12 @@ async def _silent() -> None:
 
 async def _get(app: AdminApp, path: str) -> tuple[int, dict[str, str], bytes]:
     """Call the ASGI app once, as a server would, and collect its answer."""
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "GET", "path": path, "headers": []}

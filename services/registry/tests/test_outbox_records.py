@@ -1,4 +1,4 @@
-"""The pure parts of the outbox: planning records, app state, backoff, the `iat` cut-off."""
+"""The pure parts of the outbox: planning records, app state, the `iat` cut-off."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -8,7 +8,6 @@ from capps_registry.oauth.claims import issued_before
 from capps_registry.outbox.records import (
     OutboxEntry,
     app_state_of,
-    backoff_delay,
     plan_records,
     relay_source,
 )
@@ -89,13 +88,6 @@ def test_admin_clients_are_never_published() -> None:
 
 def test_no_entries_no_records() -> None:
     assert plan_records([], {"a1": client("a1")}, SOURCE) == []
-
-
-def test_backoff_doubles_up_to_its_cap() -> None:
-    assert backoff_delay(0) == 0.0
-    assert [backoff_delay(n) for n in (1, 2, 3, 4)] == [0.2, 0.4, 0.8, 1.6]
-    assert backoff_delay(50) == 10.0
-    assert backoff_delay(10_000) == 10.0
 
 
 def test_issued_before_compares_whole_seconds() -> None:

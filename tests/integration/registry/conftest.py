@@ -8,7 +8,7 @@ through ASGI, with the lifespan state handed to each request the way uvicorn doe
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ import pytest
 
 from capps_aggregator.migrate import upgrade_head
 from capps_events import TopicSpec
+from capps_kit.asgi import App, Receive, Scope, Send
 from capps_kit.postgres import asyncpg_dsn
 from capps_registry.app import build_api
 from capps_registry.migrations.runner import upgrade
@@ -32,9 +33,6 @@ from tests.infra import drop_database, throwaway_topics
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ISSUER = "http://registry.test"
 TEST_PEPPER = "test-pepper-" + uuid.uuid4().hex
-
-Scope = MutableMapping[str, Any]
-ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
 
 
 def with_database(database_url: str, name: str) -> str:
@@ -107,7 +105,7 @@ class Running:
 
     client: httpx.AsyncClient
     state: RegistryState
-    asgi: ASGI
+    asgi: App
 
     def new_client(self, address: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
         """Another client of the same app (its own headers, e.g. a bearer token, and address)."""
@@ -122,7 +120,7 @@ async def registry(registry_settings: RegistrySettings) -> AsyncIterator[Running
     async with app.router.lifespan_context(app) as lifespan_state:
         assert lifespan_state is not None
 
-        async def served(scope: Scope, receive: Any, send: Any) -> None:
+        async def served(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http":
                 scope["state"] = dict(lifespan_state)
             await app(scope, receive, send)

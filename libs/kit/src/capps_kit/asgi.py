@@ -4,15 +4,18 @@ Every error a client sees, from any service, is `{"error": {"code", "message", "
 where `target` is the request id (or null where there is none), per DESIGN.md.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+# Mutable mappings, as in the ASGI spec and Starlette, so one alias fits both our raw apps
+# and a framework's app wrapped in tests.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def error_payload(code: str, message: str, target: str | None) -> dict[str, dict[str, Any]]:

@@ -2,6 +2,9 @@
 
 FIRST_DELAY_S = 0.2
 MAX_DELAY_S = 10.0
+# A process that is not ready until a dependency answers (the gateway's keys, app state and
+# producer) waits at most this long, so it is ready within seconds of the dependency's return.
+READINESS_MAX_DELAY_S = 5.0
 
 
 def backoff_delay(

@@ -6,9 +6,8 @@ and then cached, and the event goes into the Kafka producer's batch after the an
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from capps_catalog import Catalog
 from capps_events import AppState, new_event_id
@@ -29,12 +28,8 @@ from capps_gateway.proxy import UpstreamError
 from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable, path_refusal
 from capps_gateway.runtime import Runtime, open_runtime
 from capps_gateway.settings import GatewaySettings
+from capps_kit.asgi import Message, Receive, Scope, Send
 from capps_kit.health import AdminApp, Degraded
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from aiokafka.errors import KafkaError
 
 from capps_events import AppState, DecodeError, decode_app_state
 from capps_gateway import metrics
+from capps_kit.retry import FIRST_DELAY_S, READINESS_MAX_DELAY_S, backoff_delay
 
 log = logging.getLogger(__name__)
 
 DELETED_CAPACITY = 100_000
 """How many deleted app ids are remembered (least recently deleted forgotten first)."""
-RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 POLL_TIMEOUT_MS = 1000
 # New partitions are noticed on the next metadata refresh; the default (5 min) is too slow.
 METADATA_MAX_AGE_MS = 30_000
@@ -153,7 +153,7 @@ class AppStateView:
             except KafkaError as exc:
                 # The client reconnects by itself; a failed poll must not end the view.
                 log.warning("app state poll failed", extra={"reason": repr(exc)})
-                await asyncio.sleep(RETRY_DELAYS_S[0])
+                await asyncio.sleep(FIRST_DELAY_S)
 
     async def stop(self) -> None:
         """Close the consumer."""
@@ -181,12 +181,12 @@ class AppStateView:
             except Exception as exc:  # noqa: BLE001 - any startup failure is retried, with its reason
                 with contextlib.suppress(Exception):
                     await consumer.stop()
-                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                attempt += 1
+                delay = backoff_delay(attempt, cap_s=READINESS_MAX_DELAY_S)
                 log.warning(
                     "app state consumer not started, retrying",
                     extra={"reason": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
                 )
-                attempt += 1
                 await asyncio.sleep(delay)
                 continue
             self._consumer = consumer

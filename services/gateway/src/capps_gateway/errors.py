@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-import orjson
+from capps_kit.asgi import error_body
 
 WWW_AUTH_MISSING = b"Bearer"
 WWW_AUTH_INVALID = b'Bearer error="invalid_token"'
@@ -112,9 +112,7 @@ def rate_limited(window_headers: list[tuple[bytes, bytes]]) -> GatewayError:
 
 def render(error: GatewayError, request_id: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Response headers and body of an error; `target` is the request id."""
-    body = orjson.dumps(
-        {"error": {"code": error.code, "message": error.message, "target": request_id}}
-    )
+    body = error_body(error.code, error.message, request_id)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),

@@ -46,10 +46,10 @@ from capps_gateway.journal import Journal, JournalBatch
 from capps_gateway.kafka_internals import dequeue, drain_count, queued_batch, stop_sending
 from capps_gateway.spool import Spool, loss_reason
 from capps_kit.kafka import make_producer
+from capps_kit.retry import READINESS_MAX_DELAY_S, backoff_delay
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 PROBE_INTERVAL_S = 0.5
 REPLAY_CHUNK = 2000
 RESTART_DELAY_S = 0.5
@@ -272,12 +272,12 @@ class SpoolingPublisher:
                 with contextlib.suppress(Exception):
                     await self._producer.stop()
                 self._producer = make_producer(self._bootstrap, self._client_id)
-                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                attempt += 1
+                delay = backoff_delay(attempt, cap_s=READINESS_MAX_DELAY_S)
                 log.warning(
                     "Kafka producer not ready, retrying",
                     extra={"reason": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
                 )
-                attempt += 1
                 await asyncio.sleep(delay)
                 continue
             self._started = self._healthy = True

@@ -1,7 +1,6 @@
 """Forward one authorised call upstream through the shared aiohttp session and relay the answer."""
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -9,8 +8,7 @@ from yarl import URL
 
 from capps_gateway.auth import Principal
 from capps_gateway.headers import downstream_response_headers, upstream_request_headers
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from capps_kit.asgi import Send
 
 # Answers up to this size are read whole and sent in one piece (the common, fastest case);
 # larger or unsized ones are streamed so memory stays bounded.

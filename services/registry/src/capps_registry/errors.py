@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from capps_kit.asgi import error_payload
+
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -92,11 +94,6 @@ def request_id_of(request: Request) -> str:
     return found if isinstance(found, str) else pick_request_id(None)
 
 
-def error_body(code: str, message: str, target: str) -> dict[str, Any]:
-    """The JSON body of every admin API error."""
-    return {"error": {"code": code, "message": message, "target": target}}
-
-
 def error_response(
     request: Request,
     status: int,
@@ -107,7 +104,7 @@ def error_response(
     """A JSON error response carrying the request id as target and header."""
     request_id = request_id_of(request)
     return JSONResponse(
-        error_body(code, message, request_id),
+        error_payload(code, message, request_id),
         status_code=status,
         headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
     )

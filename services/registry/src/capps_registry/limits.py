@@ -4,11 +4,10 @@ A declared Content-Length over the limit is answered 413 at once, without readin
 a body sent without one (chunked) is counted as it streams and cut off at the limit.
 """
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from capps_registry.errors import error_body, pick_request_id
+from capps_kit.asgi import error_body
+from capps_registry.errors import pick_request_id
 
 OAUTH_PREFIX = "/oauth2/"
 
@@ -69,10 +68,9 @@ class BodyLimitMiddleware:
     async def _refuse(scope: Scope, send: Send, limit: int) -> None:
         state = scope.get("state") or {}
         request_id = state.get("request_id") or pick_request_id(None)
-        body = error_body(
+        payload = error_body(
             "payload_too_large", f"the request body must be at most {limit} bytes", request_id
         )
-        payload = json.dumps(body).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -14,13 +14,12 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from capps_kit.asgi import error_body
+
 HEADER_READ_TIMEOUT_S = 10.0
 # httptools itself accepts heads of any size; 16 KiB holds any sane request line and headers.
 MAX_HEAD_BYTES = 16 * 1024
-_TOO_LARGE_BODY = (
-    b'{"error": {"code": "headers_too_large", "message": "the request head is over 16 KiB", '
-    b'"target": "connection"}}'
-)
+_TOO_LARGE_BODY = error_body("headers_too_large", "the request head is over 16 KiB", "connection")
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
     b"connection: close\r\ncontent-length: "

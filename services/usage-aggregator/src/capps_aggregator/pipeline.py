@@ -26,6 +26,7 @@ from capps_aggregator.rollup import (
     roll_partitions,
 )
 from capps_aggregator.sinks.redis import HotStoreNotReadyError
+from capps_kit.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,6 @@ def is_transient(exc: BaseException) -> bool:
 def is_caused_by_a_record(exc: BaseException) -> bool:
     """Whether a store refused a row for what a record holds (bisect, then dead-letter)."""
     return isinstance(exc, RECORD_ERRORS)
-
-
-RETRY_FIRST_DELAY_S = 0.2
-RETRY_MAX_DELAY_S = 10.0
 
 
 class UsageSink(Protocol):
@@ -120,7 +117,7 @@ T = TypeVar("T")
 
 async def retry_transient(step: Callable[[], Awaitable[T]], what: str) -> T:
     """Run `step` until it succeeds, waiting longer after each transient failure."""
-    delay = RETRY_FIRST_DELAY_S
+    failures = 0
     while True:
         try:
             return await step()
@@ -128,6 +125,8 @@ async def retry_transient(step: Callable[[], Awaitable[T]], what: str) -> T:
             if not is_transient(exc):
                 raise
             metrics.BATCH_FAILURES.inc()
+            failures += 1
+            delay = backoff_delay(failures)
             log.warning(
                 "write failed; retrying",
                 extra={
@@ -137,7 +136,6 @@ async def retry_transient(step: Callable[[], Awaitable[T]], what: str) -> T:
                 },
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
 
 class UsageBatchWriter:

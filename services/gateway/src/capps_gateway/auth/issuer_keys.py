@@ -20,13 +20,16 @@ from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 from capps_events import normalise_issuer
 from capps_gateway import metrics
 from capps_gateway.auth.issuers import IssuerConfig, check_url
+from capps_kit.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_S = 5.0
 MAX_DOCUMENT_BYTES = 512 * 1024
 MAX_KEYS = 100
-RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 15.0, 30.0)
+# An issuer's key endpoint belongs to a third party: after repeated failures ask it at most
+# every 30 s (never later than the next scheduled refresh) rather than hammer it.
+ISSUER_MAX_RETRY_DELAY_S = 30.0
 VerificationKey = RSAKey | ECKey | OKPKey
 
 # Which key type (and curve) each algorithm needs: a key never verifies another family's alg.
@@ -197,10 +200,10 @@ class IssuerKeys:
                 failures = 0
                 delay = self.config.refresh_s
             except KeyFetchError as exc:
-                delay = min(
-                    RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)], self.config.refresh_s
-                )
                 failures += 1
+                delay = min(
+                    backoff_delay(failures, cap_s=ISSUER_MAX_RETRY_DELAY_S), self.config.refresh_s
+                )
                 log.warning(
                     "issuer keys not fetched",
                     extra={

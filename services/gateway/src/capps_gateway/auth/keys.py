@@ -10,12 +10,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
 from capps_gateway import metrics
+from capps_kit.retry import READINESS_MAX_DELAY_S, backoff_delay
 
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_S = 5.0
 MIN_REFRESH_INTERVAL_S = 5.0
-RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class JwksError(Exception):
@@ -86,12 +86,12 @@ class JwksKeyStore:
             try:
                 await self.refresh()
             except JwksError as exc:
-                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                attempt += 1
+                delay = backoff_delay(attempt, cap_s=READINESS_MAX_DELAY_S)
                 log.warning(
                     "JWKS not loaded yet, retrying",
                     extra={"url": self._url, "reason": str(exc), "retry_in_s": delay},
                 )
-                attempt += 1
                 await asyncio.sleep(delay)
 
     async def key_for(self, kid: str) -> RSAKey | None:

@@ -31,13 +31,6 @@ def relay_source(instance_id: str) -> str:
     return f"//capps/registry/{instance_id}"
 
 
-def backoff_delay(failures: int, base_s: float = 0.2, cap_s: float = 10.0) -> float:
-    """Seconds to wait after `failures` consecutive failed rounds: doubling, capped."""
-    if failures <= 0:
-        return 0.0
-    return min(cap_s, base_s * 2.0 ** min(failures - 1, 30))
-
-
 def app_state_of(client: Client) -> AppState:
     """The published state of an app."""
     return AppState(

@@ -19,10 +19,11 @@ from aiokafka import AIOKafkaProducer
 from capps_events import KafkaRecord
 from capps_kit.kafka import make_producer
 from capps_kit.postgres import asyncpg_dsn
+from capps_kit.retry import backoff_delay
 from capps_registry import metrics
 from capps_registry.db import Pool
 from capps_registry.outbox import repository
-from capps_registry.outbox.records import backoff_delay, plan_records, relay_source
+from capps_registry.outbox.records import plan_records, relay_source
 
 log = logging.getLogger(__name__)
 
