@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
+from capps_kit.settings import API_AUDIENCE
 from tests.e2e.conftest import _create_tenant
 from tests.infra import Stack
 from tests.integration.gateway.conftest import REPO, Gateway, _process, _wait_ready, free_port
@@ -67,7 +68,7 @@ async def trusting_gateway(
         "GATEWAY_SPOOL_DIR": str(folder / "spool"),
         "GATEWAY_ISSUERS_FILE": str(issuers),
         "TOKEN_ISSUER": stack.registry_url,
-        "TOKEN_AUDIENCE": "capps-api",
+        "TOKEN_AUDIENCE": API_AUDIENCE,
         "CATALOG_PATH": str(REPO / "config" / "catalog.yaml"),
         "INSTANCE_ID": f"gw-e2e-ext-{uuid.uuid4().hex[:6]}",
     }

@@ -10,6 +10,8 @@ from typing import ClassVar
 
 REPO = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
+# Standard library only, so its own copy; tests/test_local_stack.py checks it equals
+# capps_kit.settings.API_AUDIENCE.
 API_AUDIENCE = "capps-api"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from capps_kit.settings import API_AUDIENCE
 from capps_stack import cli, config, environment, kafka, part, postgres, process, prometheus
 
 REPO = Path(__file__).resolve().parents[3]
@@ -62,7 +63,7 @@ def test_services_get_the_agreed_environment(tmp_path: Path) -> None:
     gateway = environment.service_environment("gateway", ports, tmp_path, REPO, secrets)
     aggregator = environment.service_environment("aggregator", ports, tmp_path, REPO, secrets)
     assert registry["TOKEN_ISSUER"] == gateway["REGISTRY_URL"] == "http://127.0.0.1:58080"
-    assert registry["TOKEN_AUDIENCE"] == gateway["TOKEN_AUDIENCE"] == "capps-api"
+    assert registry["TOKEN_AUDIENCE"] == gateway["TOKEN_AUDIENCE"] == API_AUDIENCE
     assert gateway["GATEWAY_UPSTREAM_URL"] == "http://127.0.0.1:8090"
     assert registry["CATALOG_PATH"] == gateway["CATALOG_PATH"] == str(REPO / "config/catalog.yaml")
     assert aggregator["AGGREGATOR_DATA_DIR"] == str(tmp_path / "aggregator")

@@ -10,9 +10,10 @@ from joserfc.jwk import RSAKey
 from capps_gateway.auth import InvalidTokenError, KeysUnavailableError, TokenVerifier
 from capps_gateway.auth.claims import check_claims, check_header, parse_header
 from capps_gateway.auth.keys import JwksError, parse_jwks
+from capps_kit.settings import API_AUDIENCE
 
 ISSUER = "http://issuer.test"
-AUDIENCE = "capps-api"
+AUDIENCE = API_AUDIENCE
 
 
 @pytest.fixture(scope="module")

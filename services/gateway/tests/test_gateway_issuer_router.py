@@ -8,6 +8,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from capps_gateway.auth import TokenVerifier
+from capps_kit.settings import API_AUDIENCE
 
 ISSUER = "http://registry.test"
 
@@ -28,7 +29,7 @@ def token(key: RSAKey, **claims: object) -> str:
     now = int(time.time())
     payload = {
         "iss": ISSUER,
-        "aud": "capps-api",
+        "aud": API_AUDIENCE,
         "sub": "app-1",
         "client_id": "app-1",
         "tid": "t-1",
@@ -44,7 +45,7 @@ def token(key: RSAKey, **claims: object) -> str:
 async def test_cached_answers_only_verified_fresh_tokens_of_current_keys() -> None:
     key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
     keys = Keys(key)
-    verifier = TokenVerifier(keys, issuer=ISSUER, audience="capps-api", leeway_s=0)
+    verifier = TokenVerifier(keys, issuer=ISSUER, audience=API_AUDIENCE, leeway_s=0)
     good = token(key)
     assert verifier.cached(good) is None  # never verified: the router must decode it
     principal = await verifier.verify(good)

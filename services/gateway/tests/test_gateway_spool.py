@@ -11,6 +11,7 @@ from capps_events import KafkaRecord, encode_request
 from capps_gateway.auth.claims import check_claims
 from capps_gateway.events import build_event
 from capps_gateway.spool import Spool, decode_frames, encode_frame, loss_reason
+from capps_kit.settings import API_AUDIENCE
 
 
 def record(n: int) -> KafkaRecord:
@@ -111,7 +112,7 @@ def test_the_event_of_a_call_spools_without_its_token(tmp_path: Path) -> None:
     now = int(time.time())
     claims = {
         "iss": "https://issuer.test",
-        "aud": "capps-api",
+        "aud": API_AUDIENCE,
         "sub": "app-1",
         "client_id": "app-1",
         "tid": "tenant-1",
@@ -124,7 +125,7 @@ def test_the_event_of_a_call_spools_without_its_token(tmp_path: Path) -> None:
     token = jwt.encode({"alg": "RS256", "typ": "at+jwt", "kid": "k1"}, claims, key)
     decoded = jwt.decode(token, key).claims
     principal = check_claims(
-        decoded, issuer="https://issuer.test", audience="capps-api", now=now, leeway_s=30
+        decoded, issuer="https://issuer.test", audience=API_AUDIENCE, now=now, leeway_s=30
     )
     event = build_event(
         principal=principal,

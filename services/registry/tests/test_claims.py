@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from joserfc import jwt
 
+from capps_kit.settings import API_AUDIENCE
 from capps_registry.oauth.claims import (
     TENANT_ADMIN_ROLE,
     build_claims,
@@ -26,7 +27,7 @@ from capps_registry.oauth.keys import (
 from capps_registry.oauth.tokens import InvalidAccessTokenError, sign_token, verify_token
 
 ISSUER = "https://registry.example"
-AUDIENCE = "capps-api"
+AUDIENCE = API_AUDIENCE
 
 
 @pytest.fixture(scope="module")

@@ -39,11 +39,12 @@ from capps_events import (
     encode_app_state,
 )
 from capps_kit.kafka import make_producer
+from capps_kit.settings import API_AUDIENCE
 from tests.infra import throwaway_topics
 
 REPO = Path(__file__).resolve().parents[3]
 ISSUER = "http://issuer.gateway-test"
-AUDIENCE = "capps-api"
+AUDIENCE = API_AUDIENCE
 TENANT = f"tenant-{uuid.uuid4().hex[:8]}"
 START_TIMEOUT_S = 90.0
 EVENT_PARTITIONS = 3

@@ -11,6 +11,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from capps_kit.settings import API_AUDIENCE
 from capps_registry.oauth.credentials import secret_digest
 from tests.integration.registry.conftest import ISSUER, TEST_PEPPER, Running, Tenant, token_for
 
@@ -55,7 +56,7 @@ async def test_admin_token_carries_tenant_admin_role(registry: Running, tenant: 
     assert header["alg"] == "RS256"
     assert header["kid"] == registry.state.keys.kid
     assert claims["iss"] == ISSUER
-    assert claims["aud"] == "capps-api"
+    assert claims["aud"] == API_AUDIENCE
     assert claims["sub"] == claims["client_id"] == tenant.client_id
     assert claims["tid"] == tenant.tenant_id
     assert claims["roles"] == ["Tenant.Admin"]

@@ -83,6 +83,17 @@ class ServiceSettings(BaseSettings):
         return self
 
 
+API_AUDIENCE = "capps-api"
+"""The `aud` of access tokens for the partner API: the registry signs it, the gateway expects it."""
+
+
+class TokenSettings(BaseSettings):
+    """The expected `iss` and `aud` of access tokens (names, not secrets)."""
+
+    token_issuer: str = "http://127.0.0.1:8080"  # noqa: S105 - a URL, not a secret
+    token_audience: str = API_AUDIENCE
+
+
 class DatabaseSettings(BaseSettings):
     """PostgreSQL connection; `DATABASE_URL` is a `postgresql://` URL."""
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from pydantic import Field
 
 from capps_events import APPS_TOPIC, REQUESTS_TOPIC
-from capps_kit.settings import KafkaSettings, RedisSettings, ServiceSettings
+from capps_kit.settings import KafkaSettings, RedisSettings, ServiceSettings, TokenSettings
 
 
-class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings):
+class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings, TokenSettings):
     """Where the gateway listens, what it proxies to and whom it trusts."""
 
     gateway_host: str = "127.0.0.1"
@@ -37,9 +37,6 @@ class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings):
     # (an app created a moment ago) before it is refused.
     gateway_app_wait_s: float = 2.0
     registry_url: str = "http://127.0.0.1:8080"
-    # Not secrets: the expected `iss` and `aud` of access tokens.
-    token_issuer: str = "http://127.0.0.1:8080"  # noqa: S105
-    token_audience: str = "capps-api"  # noqa: S105
     catalog_path: Path | None = None
     # Rate limits are shared through Redis (REDIS_URL); a check waits at most this for it.
     gateway_ratelimit_timeout_s: float = 0.25

@@ -11,17 +11,18 @@ from capps_kit.settings import (
     KafkaSettings,
     RedisSettings,
     ServiceSettings,
+    TokenSettings,
 )
 from capps_registry.oauth.throttle import FailureLimits
 
 
-class RegistrySettings(ServiceSettings, DatabaseSettings, RedisSettings, KafkaSettings):
+class RegistrySettings(
+    ServiceSettings, DatabaseSettings, RedisSettings, KafkaSettings, TokenSettings
+):
     """Where the registry listens, how it signs tokens and where its stores are."""
 
     registry_host: str = "127.0.0.1"
     registry_port: int = Field(default=8080, ge=1, le=65535)
-    token_issuer: str = "http://127.0.0.1:8080"  # noqa: S105 - a URL, not a secret
-    token_audience: str = "capps-api"  # noqa: S105 - an audience name, not a secret
     token_ttl_seconds: int = Field(default=3600, gt=0, le=86400)
     # Encrypts signing keys at rest; the placeholder works in development only.
     registry_key_encryption_key: str = Field(default=PLACEHOLDER, repr=False)
