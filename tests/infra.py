@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +36,14 @@ class Stack:
 
     registry_url: str
     gateway_url: str
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def infra_from_env() -> Infra | None:

@@ -19,8 +19,8 @@ import pytest
 
 from capps_kit.settings import API_AUDIENCE
 from tests.e2e.conftest import _create_tenant
-from tests.infra import Stack
-from tests.integration.gateway.conftest import REPO, Gateway, _process, _wait_ready, free_port
+from tests.infra import Stack, free_port
+from tests.integration.gateway.conftest import REPO, Gateway, _process, _wait_ready
 from tests.integration.gateway.oidc_provider import AUDIENCE, OidcProvider, running_provider
 
 pytestmark = pytest.mark.e2e

@@ -11,15 +11,9 @@ import pytest
 
 from capps_kit.settings import API_AUDIENCE
 from capps_stack import cli, config, environment, kafka, part, postgres, process, prometheus
+from tests.infra import free_port
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_ports_default_to_the_design_addresses() -> None:
@@ -196,7 +190,7 @@ def _sleeper_part(ctx: Any, port: int) -> Any:
 
 def test_a_process_is_tracked_restarted_and_stopped(tmp_path: Path) -> None:
     ctx = _context(tmp_path)
-    part = _sleeper_part(ctx, _free_port())
+    part = _sleeper_part(ctx, free_port())
     assert part.ensure() == "started"
     pid = part.our_pid()
     assert pid is not None
@@ -238,7 +232,7 @@ def test_waiting_stops_at_the_death_of_the_process_with_its_log(tmp_path: Path) 
 
     class Crasher(part.Part):
         name = "crasher"
-        port = _free_port()
+        port = free_port()
 
         def healthy(self) -> bool:
             return False

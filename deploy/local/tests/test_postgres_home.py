@@ -6,7 +6,6 @@ then keeps that cluster in /var/tmp. The last test starts a real server that way
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from capps_stack import cli, postgres
+from tests.infra import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -46,16 +46,9 @@ def test_the_cluster_moves_only_when_the_server_cannot_reach_it(closed_parent: P
     assert postgres.cluster_home(open_local, other_user=True) == open_local / "postgres"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_postgres_starts_from_a_checkout_under_a_closed_parent(closed_parent: Path) -> None:
     local = closed_parent / "checkout" / ".local"
-    port = _free_port()
+    port = free_port()
     ctx = cli.make_context({"CAPPS_LOCAL_DIR": str(local), "CAPPS_POSTGRES_PORT": str(port)})
     part = next(p for p in cli.all_parts(ctx) if p.name == "postgres")
     assert isinstance(part, postgres.Postgres)

@@ -23,8 +23,8 @@ from capps_kit.kafka import make_producer
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
 from capps_usage.keys import HOT_READY_KEY, OFFSETS_KEY
-from tests.infra import drop_database, throwaway_topics
-from tests.integration.aggregator.worker_process import Worker, free_port
+from tests.infra import drop_database, free_port, throwaway_topics
+from tests.integration.aggregator.worker_process import Worker
 
 # The aggregator's tests rebuild and flush the hot store, so they keep to a Redis database of
 # their own: the stack's aggregator and the other tests' counters in database 0 stay intact.

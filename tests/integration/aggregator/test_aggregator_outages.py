@@ -17,7 +17,8 @@ import pytest
 from capps_aggregator.migrate import upgrade_head
 from capps_kit.redis import create_redis
 from capps_usage.stats import read_stats
-from tests.integration.aggregator.worker_process import Worker, free_port, poll
+from tests.infra import free_port
+from tests.integration.aggregator.worker_process import Worker, poll
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ from capps_events import (
 )
 from capps_kit.kafka import make_producer
 from capps_kit.settings import API_AUDIENCE
-from tests.infra import throwaway_topics
+from tests.infra import free_port, throwaway_topics
 
 REPO = Path(__file__).resolve().parents[3]
 ISSUER = "http://issuer.gateway-test"
@@ -60,13 +59,6 @@ ALL_ROLES = [
     "Ti.ReadWrite.All",
 ]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

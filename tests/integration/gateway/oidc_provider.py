@@ -22,7 +22,8 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.integration.gateway.conftest import _tail, free_port
+from tests.infra import free_port
+from tests.integration.gateway.conftest import _tail
 
 OIDC_DIR = Path(__file__).parent / "oidc"
 RESOURCE = "urn:capps:platform-api"

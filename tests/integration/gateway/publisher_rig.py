@@ -24,8 +24,9 @@ from capps_gateway.events import SpoolingPublisher
 from capps_gateway.spool import Spool
 from capps_stack.config import Ports
 from capps_stack.kafka import kafka_server_properties, new_kafka_cluster_id
+from tests.infra import free_port
 
-from .conftest import REPO, free_port
+from .conftest import REPO
 
 PARTITIONS = 3
 KAFKA_LIB = REPO / ".local" / "kafka" / "lib"

@@ -20,8 +20,9 @@ from prometheus_client import REGISTRY
 from capps_events import RateLimit
 from capps_gateway.ratelimit import RateLimiter
 from capps_usage.ratelimit import KEY_PREFIX
+from tests.infra import free_port
 
-from .conftest import ALL_ROLES, AppStates, Gateway, Signer, StartGateway, free_port
+from .conftest import ALL_ROLES, AppStates, Gateway, Signer, StartGateway
 
 pytestmark = pytest.mark.integration
 

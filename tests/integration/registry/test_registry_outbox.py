@@ -6,7 +6,6 @@ relay tests run relays of their own over a separate database, so they decide wha
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,7 @@ from capps_registry.db import Pool
 from capps_registry.outbox import repository as outbox
 from capps_registry.outbox.relay import LISTENER_APPLICATION_NAME, OutboxRelay
 from capps_registry.tenants.service import create_tenant
+from tests.infra import free_port
 from tests.integration.registry.conftest import (
     TEST_PEPPER,
     Running,
@@ -325,14 +325,6 @@ async def set_rate(pool: Pool, tenant_id: str, app_id: str, per_minute: int) -> 
         assert client is not None
         await outbox.enqueue(conn, app_id, "state", client.version)
     return client.version
-
-
-def free_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def failures(stage: str) -> float:
