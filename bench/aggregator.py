@@ -48,8 +48,8 @@ from capps_events import (
     TopicSpec,
     decode_request,
     encode_request,
-    new_event_id,
 )
+from capps_events.testing import request_event
 from capps_kit.kafka import ensure_topics, make_producer
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
@@ -131,16 +131,10 @@ def database_url_named(database_url: str, name: str) -> str:
 def bench_events(count: int, apps: Sequence[str], now: datetime) -> list[RequestEvent]:
     """`count` request events spread over `apps` and the last ten minutes."""
     return [
-        RequestEvent(
-            id=new_event_id(),
+        request_event(
             time=now - timedelta(seconds=index % 600),
             tenant_id="bench",
             app_id=apps[index % len(apps)],
-            method="GET",
-            route="/api/alerts",
-            status=200,
-            latency_ms=1.0,
-            bytes_in=0,
             bytes_out=100,
             request_id=str(index),
             gateway="bench",

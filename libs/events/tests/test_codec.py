@@ -19,24 +19,14 @@ from capps_events import (
     new_event_id,
     normalise_issuer,
 )
+from capps_events.testing import request_event
 
 GOLDEN = resources.files("capps_events") / "samples" / "request_event.json"
 
 
 def _event() -> RequestEvent:
-    return RequestEvent(
-        id=new_event_id(),
-        time=datetime(2026, 11, 27, 10, 15, 30, tzinfo=UTC),
-        tenant_id="t1",
-        app_id="app-1",
-        method="GET",
-        route="/api/alerts",
-        status=200,
-        latency_ms=1.5,
-        bytes_in=0,
-        bytes_out=10,
-        request_id="r1",
-        gateway="gw-1",
+    return request_event(
+        time=datetime(2026, 11, 27, 10, 15, 30, tzinfo=UTC), bytes_out=10, request_id="r1"
     )
 
 

@@ -5,23 +5,21 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from capps_events import InvalidEventError, RequestEvent, TimeWindow, validate_request
+from capps_events import InvalidEventError, TimeWindow, validate_request
+from capps_events.testing import request_event
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 WINDOW = TimeWindow.around(NOW.timestamp(), past_s=400 * 86400, future_s=300)
-GOOD = RequestEvent(
+# Ids shaped as in production: UUIDs and a registry app id.
+GOOD = request_event(
     id="01936f3e-7c2a-7b3c-9d4e-5f6a7b8c9d0e",
     time=NOW,
     tenant_id="0b6f1c1e-6a8f-4f43-9d2a-1f0e7c3b5a11",
     app_id="app_7f3c2a9e4b1d",
-    method="GET",
     route="/api/alerts/{id}",
-    status=200,
     latency_ms=3.25,
-    bytes_in=0,
     bytes_out=412,
     request_id="6f1d2c3b-aaaa-4bbb-8ccc-123456789abc",
-    gateway="gw-1",
 )
 
 

@@ -1,7 +1,6 @@
 """Unit tests of the publisher's decisions: spool or send, stalls, outcomes, partitions, buffer."""
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka.errors import (
@@ -12,7 +11,8 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
-from capps_events import KafkaRecord, RequestEvent, decode_request, new_event_id
+from capps_events import KafkaRecord, RequestEvent, decode_request
+from capps_events.testing import request_event
 from capps_gateway.events import (
     Outcome,
     SpoolingPublisher,
@@ -75,20 +75,7 @@ def test_partitions_match_the_producers_keyed_partitioner() -> None:
 
 
 def event(n: int) -> RequestEvent:
-    return RequestEvent(
-        id=new_event_id(),
-        time=datetime.now(UTC),
-        tenant_id="t-1",
-        app_id="app-1",
-        method="GET",
-        route="/api/alerts",
-        status=200,
-        latency_ms=1.0,
-        bytes_in=0,
-        bytes_out=n,
-        request_id=f"r-{n}",
-        gateway="g-1",
-    )
+    return request_event(bytes_out=n, request_id=f"r-{n}")
 
 
 async def test_publish_only_buffers_and_stop_spools_without_kafka(tmp_path: Path) -> None:

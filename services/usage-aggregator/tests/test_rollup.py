@@ -3,8 +3,6 @@
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 
-import msgspec
-
 from capps_aggregator.rollup import (
     BYTES_IN,
     BYTES_OUT,
@@ -24,6 +22,7 @@ from capps_aggregator.rollup import (
     rollup,
 )
 from capps_events import RequestEvent, TimeWindow, encode_request
+from capps_events.testing import request_event
 from capps_usage.latency import BUCKET_COUNT, bucket_index
 
 T0 = datetime(2026, 3, 1, 23, 59, 30, tzinfo=UTC)
@@ -39,21 +38,10 @@ def day_of(day: date) -> int:
 
 
 def event(app: str, moment: datetime, tenant: str = "t1", **changes: object) -> RequestEvent:
-    base = RequestEvent(
-        id=f"{app}-{moment.isoformat()}",
-        time=moment,
-        tenant_id=tenant,
-        app_id=app,
-        method="GET",
-        route="/api/alerts",
-        status=200,
-        latency_ms=1.5,
-        bytes_in=0,
-        bytes_out=12,
-        request_id="r",
-        gateway="gw-1",
+    fields: dict[str, object] = {"id": f"{app}-{moment.isoformat()}", "bytes_out": 12}
+    return request_event(
+        **{**fields, "time": moment, "tenant_id": tenant, "app_id": app, **changes}
     )
-    return msgspec.structs.replace(base, **changes)
 
 
 def batch(partition: int, first: int, events: list[RequestEvent | None]) -> PartitionBatch:

@@ -12,6 +12,7 @@ from capps_aggregator.rollup import REQUESTS, SourceRecord, decode_batch, merge,
 from capps_aggregator.sinks.redis import script_call
 from capps_events import TimeWindow, encode_request
 from capps_events.codec import REQUEST_EVENT_TYPE
+from capps_events.testing import request_event
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 WINDOW = TimeWindow.around(NOW.timestamp(), past_s=400 * 86400, future_s=300)
@@ -124,10 +125,9 @@ def test_each_record_is_counted_or_dead_lettered_never_an_exception(raw: list[by
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.booleans(), min_size=1, max_size=30))
 def test_good_events_among_hostile_ones_are_all_counted(pattern: list[bool]) -> None:
-    from capps_events import RequestEvent
 
     good = encode_request(
-        RequestEvent(**{**GOOD, "time": NOW}),
+        request_event(**{**GOOD, "time": NOW}),
         "test",
     )
     hostile = json.dumps({**GOOD, "time": "9999-12-31T23:59:59-23:59"}).encode()

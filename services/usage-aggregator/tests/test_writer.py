@@ -18,25 +18,13 @@ from capps_aggregator.rollup import (
 )
 from capps_aggregator.sinks.redis import HotStoreNotReadyError
 from capps_events import RequestEvent
+from capps_events.testing import request_event
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def event(app: str) -> RequestEvent:
-    return RequestEvent(
-        id="e",
-        time=T0,
-        tenant_id="t",
-        app_id=app,
-        method="GET",
-        route="/r",
-        status=200,
-        latency_ms=1.0,
-        bytes_in=0,
-        bytes_out=0,
-        request_id="r",
-        gateway="g",
-    )
+    return request_event(id="e", time=T0, app_id=app)
 
 
 def batch(partition: int, apps: list[str], first: int = 0) -> PartitionBatch:

@@ -18,7 +18,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from capps_aggregator.migrate import upgrade_head
 from capps_aggregator.rollup import PartitionBatch, SourceRecord
-from capps_events import RequestEvent, TopicSpec, encode_request, new_event_id
+from capps_events import RequestEvent, TopicSpec, encode_request
+from capps_events.testing import request_event
 from capps_kit.kafka import make_producer
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
@@ -43,20 +44,7 @@ class Topics:
 
 
 def _make_event(app_id: str, tenant_id: str, moment: datetime) -> RequestEvent:
-    return RequestEvent(
-        id=new_event_id(),
-        time=moment,
-        tenant_id=tenant_id,
-        app_id=app_id,
-        method="GET",
-        route="/api/alerts",
-        status=200,
-        latency_ms=2.0,
-        bytes_in=0,
-        bytes_out=64,
-        request_id=str(uuid.uuid4()),
-        gateway="test-gw",
-    )
+    return request_event(time=moment, tenant_id=tenant_id, app_id=app_id, bytes_out=64)
 
 
 @pytest.fixture

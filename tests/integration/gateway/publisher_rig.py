@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from capps_events import RequestEvent, new_event_id
+from capps_events import RequestEvent
+from capps_events.testing import request_event
 from capps_gateway.events import SpoolingPublisher
 from capps_gateway.spool import Spool
 from capps_stack.config import Ports
@@ -148,19 +148,8 @@ async def topic_event_ids(bootstrap: str, topic: str) -> list[str]:
 def events(count: int) -> list[RequestEvent]:
     now = datetime.now(UTC)
     return [
-        RequestEvent(
-            id=new_event_id(),
-            time=now,
-            tenant_id="tenant-spool",
-            app_id=f"app-{n % 5}",
-            method="GET",
-            route="/api/alerts",
-            status=200,
-            latency_ms=1.0,
-            bytes_in=0,
-            bytes_out=n,
-            request_id=uuid.uuid4().hex,
-            gateway="spool-test",
+        request_event(
+            time=now, tenant_id="tenant-spool", app_id=f"app-{n % 5}", bytes_out=n, gateway="spool"
         )
         for n in range(count)
     ]
