@@ -3,6 +3,9 @@ topics, a Redis client that cleans up after itself, and helpers to make and read
 
 import asyncio
 import os
+import shutil
+import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -269,3 +272,45 @@ def workers(worker_env: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def volatile_redis(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A redis-server of this test, no persistence, and a way to SIGKILL and restart it."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        with (tmp_path / "redis.log").open("ab") as log:
+            processes.append(
+                subprocess.Popen(
+                    [
+                        binary,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        str(tmp_path),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    def restart() -> None:
+        processes[-1].send_signal(signal.SIGKILL)
+        processes[-1].wait(10)
+        start()
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", restart
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(10)

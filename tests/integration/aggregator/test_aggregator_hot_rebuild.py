@@ -3,13 +3,10 @@ PostgreSQL by itself (FLUSHDB, a real restart without persistence), and `rebuild
 restores exactly the same answers."""
 
 import asyncio
-import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +14,6 @@ import pytest
 from capps_kit.redis import create_redis
 from capps_usage.keys import HOT_READY_KEY, OFFSETS_KEY
 from capps_usage.stats import AppStats, read_stats
-from tests.infra import free_port
 from tests.integration.aggregator.worker_process import Worker, poll
 
 pytestmark = pytest.mark.integration
@@ -98,48 +94,6 @@ async def test_flushed_redis_is_rebuilt_automatically_and_by_the_command(
     assert worker.stop() == 0, worker.tail()
 
 
-@pytest.fixture
-def volatile_redis(tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    """A redis-server of this test without any persistence, and a way to restart it."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        with (tmp_path / "redis.log").open("ab") as log:
-            processes.append(
-                subprocess.Popen(
-                    [
-                        binary,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(tmp_path),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-
-    def restart() -> None:
-        processes[-1].send_signal(signal.SIGKILL)
-        processes[-1].wait(10)
-        start()
-
-    start()
-    yield f"redis://127.0.0.1:{port}/0", restart
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(10)
-
-
 async def test_a_real_redis_restart_without_persistence_is_repaired(
     *,
     topics: Any,
@@ -147,7 +101,7 @@ async def test_a_real_redis_restart_without_persistence_is_repaired(
     produce: Any,
     make_event: Any,
     workers: Any,
-    volatile_redis: tuple[str, Any],
+    volatile_redis: tuple[str, Callable[[], None]],
 ) -> None:
     url, restart = volatile_redis
     client = create_redis(url)

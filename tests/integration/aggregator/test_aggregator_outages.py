@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,48 +132,6 @@ async def own_postgres() -> AsyncIterator[OwnPostgres]:
         server.remove()
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None]]]:
-    """A redis-server of this test, no persistence, and a way to SIGKILL and restart it."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        with (tmp_path / "redis.log").open("ab") as log:
-            processes.append(
-                subprocess.Popen(
-                    [
-                        binary,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(tmp_path),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-
-    def restart() -> None:
-        processes[-1].send_signal(signal.SIGKILL)
-        processes[-1].wait(10)
-        start()
-
-    start()
-    yield f"redis://127.0.0.1:{port}/0", restart
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(10)
-
-
 async def test_counts_stay_exact_through_postgres_and_redis_restarts(
     *,
     run_id: str,
@@ -182,9 +140,9 @@ async def test_counts_stay_exact_through_postgres_and_redis_restarts(
     recent: Any,
     workers: Callable[..., Worker],
     own_postgres: OwnPostgres,
-    own_redis: tuple[str, Callable[[], None]],
+    volatile_redis: tuple[str, Callable[[], None]],
 ) -> None:
-    redis_url, restart_redis = own_redis
+    redis_url, restart_redis = volatile_redis
     apps = [f"app-{run_id}-{index}" for index in range(APPS)]
     first_part = 20_000
     await produce([make_event(apps[i % APPS], "t-out", recent(i % 60)) for i in range(first_part)])
