@@ -18,6 +18,7 @@ import asyncpg
 
 from bench.progress import say
 from capps_kit.postgres import asyncpg_dsn
+from tests.infra import drop_database
 
 DAYS = 3
 BATCH = 5_000
@@ -91,22 +92,9 @@ async def measure(database_url: str, apps: int) -> list[tuple[str, str]]:
         rows.append(("DROP of one day partition", _ms(started)))
     finally:
         await connection.close()
-        await _drop(admin, name)
+        await drop_database(admin, name)
         await admin.close()
     return rows
-
-
-async def _drop(admin: "asyncpg.Connection[asyncpg.Record]", name: str) -> None:
-    # An autovacuum worker in the database makes FORCE refuse for a moment: try again.
-    for attempt in range(50):
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
-            if attempt == 49:
-                raise
-            await asyncio.sleep(0.2)
-        else:
-            return
 
 
 def _ms(started: float) -> str:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from capps_events import DecodeError, RequestEvent, TimeWindow, decode_request, validate_request
 from capps_usage.latency import BUCKET_COUNT, bucket_index
+from capps_usage.series import COUNTERS
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -23,19 +24,8 @@ Headers = Sequence[tuple[str, bytes]]
 REQUESTS, S2XX, S3XX, S4XX, S5XX, DENIED, THROTTLED, BYTES_IN, BYTES_OUT, LAT_SUM, LAT_MAX = range(
     11
 )
-COUNTER_COLUMNS = (
-    "requests",
-    "status_2xx",
-    "status_3xx",
-    "status_4xx",
-    "status_5xx",
-    "denied",
-    "throttled",
-    "bytes_in",
-    "bytes_out",
-    "latency_ms_sum",
-    "latency_ms_max",
-)
+# The read model's counters (libs/usage), then the latency sum and maximum it derives from.
+COUNTER_COLUMNS = (*COUNTERS, "latency_ms_sum", "latency_ms_max")
 # Status class (status // 100) -> its slot; 1xx counts in `requests` only.
 _CLASS_SLOT = (None, None, S2XX, S3XX, S4XX, S5XX)
 SECONDS_PER_DAY = 86_400
