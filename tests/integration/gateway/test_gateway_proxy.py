@@ -13,6 +13,8 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
+from tests.integration.gateway.conftest import ALL_ROLES
+
 if TYPE_CHECKING:
     from tests.integration.gateway.conftest import (
         AppStates,
@@ -23,15 +25,6 @@ if TYPE_CHECKING:
     )
 
 pytestmark = pytest.mark.integration
-
-ALL_ROLES = [
-    "Alert.Read.All",
-    "Alert.ReadWrite.All",
-    "Machine.Read.All",
-    "Machine.Isolate",
-    "AdvancedQuery.Read.All",
-    "Ti.ReadWrite.All",
-]
 
 
 def new_request_id() -> str:

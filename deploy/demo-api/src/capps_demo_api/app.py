@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from capps_demo_api.data import build_alerts, build_machines
-from capps_kit.asgi import Receive, Scope, Send, error_body
+from capps_kit.asgi import Receive, Scope, Send, ack_lifespan, error_body
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TOP = 10_000
@@ -135,13 +135,7 @@ class DemoApi:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await ack_lifespan(receive, send)
 
     def resolve(self, method: str, path: str) -> tuple[Handler, list[str]] | None:
         """The handler and path parameters for a request, or None."""

@@ -18,6 +18,17 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+async def ack_lifespan(receive: Receive, send: Send) -> None:
+    """Answer the ASGI lifespan protocol for an app with nothing to start or stop."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def error_payload(code: str, message: str, target: str | None) -> dict[str, dict[str, Any]]:
     """The error body as a mapping (for frameworks that serialise it themselves)."""
     return {"error": {"code": code, "message": message, "target": target}}

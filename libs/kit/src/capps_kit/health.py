@@ -12,7 +12,7 @@ import orjson
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from capps_kit.asgi import Receive, Scope, Send, error_body
+from capps_kit.asgi import Receive, Scope, Send, ack_lifespan, error_body
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 """Raises when the dependency does not answer; the message is shown in `/readyz`."""
@@ -60,7 +60,7 @@ class AdminApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route the three admin paths; anything else is a JSON 404."""
         if scope["type"] == "lifespan":
-            await _ack_lifespan(receive, send)
+            await ack_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -94,16 +94,6 @@ class _EmbeddedServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         """Install nothing: the host (faust, the gateway's main server) owns SIGTERM."""
         yield
-
-
-async def _ack_lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def _json(send: Send, status: int, payload: object) -> None:
