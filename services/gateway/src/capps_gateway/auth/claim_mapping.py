@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from capps_events import normalise_issuer
-from capps_gateway.auth.claims import TOKEN_TYPES, InvalidTokenError, Principal
+from capps_gateway.auth.claims import (
+    TOKEN_TYPES,
+    InvalidTokenError,
+    Principal,
+    check_key_id_and_crit,
+)
 from capps_gateway.auth.claims import _number as number_claim
 
 AppIdClaim = Literal["client_id", "azp", "appid"]
@@ -51,11 +56,7 @@ def check_external_header(header: dict[str, Any], rules: TokenRules) -> str:
     untyped_ok = typ is None and not rules.require_at_jwt
     if not untyped_ok and (not isinstance(typ, str) or typ.lower() not in accepted):
         raise InvalidTokenError("token type must be at+jwt")
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise InvalidTokenError("missing key id")
-    if "crit" in header:
-        raise InvalidTokenError("unsupported critical header")
+    check_key_id_and_crit(header)
     return alg
 
 

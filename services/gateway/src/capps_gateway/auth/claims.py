@@ -61,6 +61,11 @@ def check_header(header: dict[str, Any]) -> None:
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in TOKEN_TYPES:
         raise InvalidTokenError("token type must be at+jwt")
+    check_key_id_and_crit(header)
+
+
+def check_key_id_and_crit(header: dict[str, Any]) -> None:
+    """Refuse a header without a key id, or with critical extensions we do not implement."""
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise InvalidTokenError("missing key id")
