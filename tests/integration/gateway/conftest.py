@@ -470,3 +470,14 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+async def metric_sample(http: aiohttp.ClientSession, gateway: Gateway, exact: str) -> float:
+    """The value of one sample, named with its labels as /metrics prints them (0 if absent)."""
+    async with http.get(f"{gateway.admin_url}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == exact:
+            return float(value)
+    return 0.0

@@ -18,6 +18,7 @@ import pytest
 from multidict import CIMultiDict
 
 from capps_events import encode_app_state
+from tests.integration.gateway.conftest import metric_sample
 
 if TYPE_CHECKING:
     from tests.integration.gateway.conftest import (
@@ -91,17 +92,6 @@ async def metric(http: aiohttp.ClientSession, gateway: Gateway, name: str) -> fl
     return total
 
 
-async def sample(http: aiohttp.ClientSession, gateway: Gateway, exact: str) -> float:
-    """The value of one sample, named with its labels as /metrics prints them (0 if absent)."""
-    async with http.get(f"{gateway.admin_url}/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == exact:
-            return float(value)
-    return 0.0
-
-
 async def test_first_call_of_an_app_waits_for_its_state(
     gateway: Gateway,
     http: aiohttp.ClientSession,
@@ -128,13 +118,13 @@ async def test_app_never_published_is_401_after_the_bounded_wait(
 ) -> None:
     token = signer.token(READ, client_id=new_app())
     timeouts = 'capps_gateway_app_waits_total{result="timeout"}'
-    before = await sample(http, gateway, timeouts)
+    before = await metric_sample(http, gateway, timeouts)
     status, headers, body, rid = await get(http, f"{gateway.url}/api/alerts", token)
     assert status == 401
     assert headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     assert (body["error"]["code"], body["error"]["target"]) == ("invalid_token", rid)
     # It waited for the app's state, and gave up at its bound.
-    assert await sample(http, gateway, timeouts) == before + 1
+    assert await metric_sample(http, gateway, timeouts) == before + 1
 
 
 async def test_disabled_app_is_403_within_a_second_and_counted(
@@ -226,9 +216,11 @@ async def test_deleted_app_is_401_and_emits_no_event(
     assert await metric(http, gateway, "capps_gateway_app_waits_total") == waits
     # A state published late, after the tombstone, does not bring the app back.
     ignored = 'capps_gateway_app_state_records_total{result="ignored"}'
-    before = await sample(http, gateway, ignored)
+    before = await metric_sample(http, gateway, ignored)
     await apps.put(app_id, permissions=READ)
-    await until(lambda: sample(http, gateway, ignored), lambda n: n > before, "late state read")
+    await until(
+        lambda: metric_sample(http, gateway, ignored), lambda n: n > before, "late state read"
+    )
     status, _, _, late = await get(http, url, token)
     assert status == 401
     _, _, _, sentinel = await get(http, url, signer.token(READ))

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from tests.integration.gateway.conftest import ALL_ROLES
+from tests.integration.gateway.conftest import ALL_ROLES, metric_sample
 
 if TYPE_CHECKING:
     from tests.integration.gateway.conftest import (
@@ -325,22 +325,11 @@ async def test_admin_endpoints(gateway: Gateway, http: aiohttp.ClientSession) ->
             "ratelimit": "ok",
         }
     missing = 'capps_gateway_unauthenticated_total{reason="missing"}'
-    before = await sample(http, gateway, missing)
+    before = await metric_sample(http, gateway, missing)
     status, _, _, _ = await call(http, "GET", f"{gateway.url}/api/alerts")
     assert status == 401
     # This test's own tokenless call moved the counter, whatever ran before.
-    assert await sample(http, gateway, missing) == before + 1
-
-
-async def sample(http: aiohttp.ClientSession, gateway: Gateway, exact: str) -> float:
-    """The value of one sample, named with its labels as /metrics prints them (0 if absent)."""
-    async with http.get(f"{gateway.admin_url}/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == exact:
-            return float(value)
-    return 0.0
+    assert await metric_sample(http, gateway, missing) == before + 1
 
 
 async def test_a_body_over_the_limit_is_413_and_counted(
