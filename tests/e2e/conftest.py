@@ -11,12 +11,26 @@ from pathlib import Path
 import pytest
 from authlib.integrations.requests_client import OAuth2Session
 
+from capps_stack.config import parse_env_file
 from tests.infra import Stack
 
 REGISTRY_CLI = Path(sys.executable).with_name("registry")
+REPO = Path(__file__).resolve().parents[2]
 
 SessionFactory = Callable[[str, str], OAuth2Session]
 AppFactory = Callable[[list[str]], tuple[str, str]]
+
+
+def _registry_environment() -> dict[str, str]:
+    """This environment plus the local stack's registry secrets (its pepper digests secrets).
+
+    The CLI must digest the admin client's secret with the pepper the running registry has;
+    the stack keeps it in its state directory's secrets.env, never in stack.env.
+    """
+    local = Path(os.environ.get("CAPPS_LOCAL_DIR") or REPO / ".local")
+    path = local / "secrets.env"
+    stack_secrets = parse_env_file(path.read_text()) if path.exists() else {}
+    return {**os.environ, **stack_secrets}
 
 
 def _create_tenant() -> dict[str, str]:
@@ -26,7 +40,7 @@ def _create_tenant() -> dict[str, str]:
         capture_output=True,
         text=True,
         check=True,
-        env=os.environ,
+        env=_registry_environment(),
         timeout=60,
     )
     tenant: dict[str, str] = json.loads(done.stdout)
