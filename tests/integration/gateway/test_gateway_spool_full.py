@@ -49,7 +49,9 @@ async def test_a_hung_kafka_and_a_full_disk_lose_nothing_uncounted(
         for event in warm:
             publisher.publish(event)
         await wait_until(lambda: publisher.unacknowledged == 0, 30, "the first events acked")
-        assert publisher.readiness() == (True, "ok")
+        # A loaded machine may take longer than the stall limit for a first ack: healthy again
+        # once acks flow is what counts.
+        await wait_until(lambda: publisher.readiness() == (True, "ok"), 30, "kafka ok again")
 
         # Hung, not refused: the gateway notices, says so, and stays in rotation while it spools.
         broker.pause()

@@ -24,7 +24,7 @@ async def run_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=300,  # a generous deadline: a loaded machine starts Python slowly
         check=False,
     )
 

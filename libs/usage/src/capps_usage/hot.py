@@ -13,6 +13,7 @@ import redis.asyncio as redis
 
 from capps_usage.keys import (
     HOT_READY_KEY,
+    HOUR_TOTAL_FIELD,
     day_field,
     day_key,
     hour_key,
@@ -35,7 +36,8 @@ end
 local ready, with_trend = ARGV[1], ARGV[2] == '1'
 local lower, upper = tonumber(ARGV[3]), tonumber(ARGV[4])
 local seen_t, day_t = ARGV[5], ARGV[6]
-local pos = 8
+local hour_total = ARGV[8]
+local pos = 9
 local hours = {}
 for i = 1, tonumber(ARGV[7]) do
   hours[i] = {ARGV[pos], tonumber(ARGV[pos + 1])}
@@ -58,19 +60,27 @@ for a = pos, #ARGV do
   local total = 0
   for h, hour in ipairs(hours) do
     if h == 1 or h == #hours then
-      -- The edge hours straddle the window: judge each minute.
+      -- The edge hours straddle the window: judge each minute (not the hour's total).
       local flat = redis.call('HGETALL', key(hour[1], app))
       for j = 1, #flat, 2 do
-        local minute = hour[2] + 60 * tonumber(flat[j])
-        if minute > lower and minute <= upper then
-          total = total + tonumber(flat[j + 1])
+        if flat[j] ~= hour_total then
+          local minute = hour[2] + 60 * tonumber(flat[j])
+          if minute > lower and minute <= upper then
+            total = total + tonumber(flat[j + 1])
+          end
         end
       end
     else
-      -- An hour inside the window counts whole: values only, half the reply.
-      local values = redis.call('HVALS', key(hour[1], app))
-      for j = 1, #values do
-        total = total + tonumber(values[j])
+      -- An hour inside the window counts whole: its total, one field instead of sixty.
+      local whole = redis.call('HGET', key(hour[1], app), hour_total)
+      if whole then
+        total = total + tonumber(whole)
+      else
+        -- An hour written before hours kept a total: add up its minutes.
+        local values = redis.call('HVALS', key(hour[1], app))
+        for j = 1, #values do
+          total = total + tonumber(values[j])
+        end
       end
     end
   end
@@ -101,6 +111,7 @@ def script_args(now: datetime, *, with_trend: bool, require_ready: bool = True) 
         seen_key(APP_PLACEHOLDER),
         day_key(APP_PLACEHOLDER),
         str(len(hours)),
+        HOUR_TOTAL_FIELD,
     ]
     for hour in hours:
         args += [hour_key(APP_PLACEHOLDER, hour), str(int(hour.timestamp()))]

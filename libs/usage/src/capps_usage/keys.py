@@ -1,8 +1,9 @@
 """Bucket arithmetic and the Redis key layout of the hot usage counters.
 
 Redis holds, per app:
-- `capps:usage:{app}:m:{YYYYMMDDHH}`: hash, field = minute of the hour ("00".."59") -> requests;
-  expires 49 hours after its hour began (the design keeps the last 48 h of minutes).
+- `capps:usage:{app}:m:{YYYYMMDDHH}`: hash, field = minute of the hour ("00".."59") -> requests,
+  and field `t` -> the hour's total, so a reader sums a whole hour with one field instead of
+  sixty; expires 49 hours after its hour began (the design keeps the last 48 h of minutes).
 - `capps:usage:{app}:d`: hash, field = UTC day "YYYY-MM-DD" -> requests; days older than
   35 days are deleted by the writer.
 - `capps:usage:{app}:seen`: last seen, epoch milliseconds.
@@ -23,6 +24,7 @@ MINUTE_TTL_S = 49 * 3600
 DAY_RETENTION_DAYS = 35
 OFFSETS_KEY = "capps:usage:offsets"
 HOT_READY_KEY = "capps:usage:ready"
+HOUR_TOTAL_FIELD = "t"
 
 
 def minute_floor(moment: datetime) -> datetime:

@@ -151,6 +151,12 @@ APP_WAITS = Counter(
     "Calls that waited for an app unknown to the local view, by result (arrived, timeout).",
     ["result"],
 )
+# Every known label value starts at 0, so the series exist before the first failure: an alert
+# or a rate() over them answers 0 instead of nothing, and multiprocess mode exposes them.
+for _kind in ("connect", "timeout", "client_gone"):
+    UPSTREAM_ERRORS.labels(_kind)
+for _result in ("arrived", "timeout"):
+    APP_WAITS.labels(_result)
 
 
 class RequestMetrics:

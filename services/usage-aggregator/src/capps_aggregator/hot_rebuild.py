@@ -21,6 +21,7 @@ import redis.asyncio as redis
 from capps_usage.keys import (
     DAY_RETENTION_DAYS,
     HOT_READY_KEY,
+    HOUR_TOTAL_FIELD,
     MINUTE_TTL_S,
     OFFSETS_KEY,
     day_field,
@@ -176,6 +177,8 @@ class HotStoreRebuilder:
                     continue
                 key = hour_key_at(row["app_id"], hour)
                 pipe.hset(key, f"{minute % 60:02d}", int(row["requests"]))
+                # The store was cleared first, so adding up the hour's total is exact.
+                pipe.hincrby(key, HOUR_TOTAL_FIELD, int(row["requests"]))
                 pipe.expireat(key, expire_at)
                 counts["minute_rows"] += 1
                 pending += 1

@@ -37,6 +37,7 @@ class HotStoreNotReadyError(RuntimeError):
 # KEYS: offsets hash, ready marker, then one key per minute op, per day op, per seen op.
 # ARGV: watermark field, first offset, next offset, day cutoff, #minute ops, #day ops, #seen
 # ops, then (field, count, expire-at) per minute op, (field, count) per day op, ms per seen op.
+# A minute op's count goes to its minute and to its hour's total (HOUR_TOTAL_FIELD, `t`).
 # Returns {1, next offset} when applied, {0, watermark} when refused for an older start, and
 # {-1, 0} when the marker is missing (Redis lost data; counting into it would be wrong).
 APPLY_BATCH_LUA = """
@@ -59,6 +60,7 @@ local k = 3
 local a = 8
 for _ = 1, minute_ops do
   redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1])
+  redis.call('HINCRBY', KEYS[k], 't', ARGV[a + 1])
   redis.call('EXPIREAT', KEYS[k], ARGV[a + 2])
   k = k + 1
   a = a + 3
