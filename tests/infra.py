@@ -2,10 +2,13 @@
 
 import asyncio
 import os
+import signal
 import socket
-from collections.abc import AsyncIterator, Sequence
-from contextlib import ExitStack, asynccontextmanager
+import subprocess
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
@@ -44,6 +47,24 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+@contextmanager
+def running_process(
+    args: list[str], env: dict[str, str], log_path: Path, cwd: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process of a test, output to `log_path`; SIGTERM at the end, SIGKILL if it lingers."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=log)
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def infra_from_env() -> Infra | None:

@@ -8,8 +8,6 @@ fixture, with topics unique to this run.
 
 import asyncio
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -39,7 +37,7 @@ from capps_events import (
 )
 from capps_kit.kafka import make_producer
 from capps_kit.settings import API_AUDIENCE
-from tests.infra import free_port, throwaway_topics
+from tests.infra import free_port, running_process, throwaway_topics
 
 REPO = Path(__file__).resolve().parents[3]
 ISSUER = "http://issuer.gateway-test"
@@ -328,23 +326,10 @@ async def event_log(infra: Any, events_topic: str) -> AsyncIterator[EventLog]:
         await consumer.stop()
 
 
-@contextlib.contextmanager
 def _process(
     args: list[str], env: dict[str, str], log_path: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, *args], env={**os.environ, **env}, stdout=log, stderr=log, cwd=REPO
-        )
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return running_process([sys.executable, *args], env, log_path, cwd=REPO)
 
 
 def _tail(log_path: Path) -> str:

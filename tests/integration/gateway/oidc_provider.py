@@ -8,13 +8,11 @@ resource indicator (RFC 8707) to the clients it is started with.
 import asyncio
 import base64
 import contextlib
-import os
 import secrets
 import shutil
-import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.infra import free_port
+from tests.infra import free_port, running_process
 from tests.integration.gateway.conftest import _tail
 
 OIDC_DIR = Path(__file__).parent / "oidc"
@@ -82,28 +80,9 @@ async def running_provider(client_ids: list[str], log_path: Path) -> AsyncIterat
         "OIDC_SCOPES": SCOPES,
     }
     issuer = f"http://127.0.0.1:{port}"
-    with _node_process([node, "provider.mjs"], env, log_path) as process:
+    with running_process([node, "provider.mjs"], env, log_path, cwd=OIDC_DIR) as process:
         await _wait_up(issuer, process, log_path)
         yield OidcProvider(issuer, clients)
-
-
-@contextlib.contextmanager
-def _node_process(
-    args: list[str], env: dict[str, str], log_path: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            args, cwd=OIDC_DIR, env={**os.environ, **env}, stdout=log, stderr=log
-        )
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 async def _wait_up(issuer: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
