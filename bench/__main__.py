@@ -196,6 +196,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
             "events": measured.events,
             "apps": measured.apps,
             "produce_seconds": measured.produce_seconds,
+            **measured.extra(),
         }
     if "page" in options.only:
         extra["page_render_ms"] = summary(

@@ -77,6 +77,16 @@ class AggregatorResult:
     ceiling_per_second: float
     worker_per_second: float
     writer_per_second: float
+    worker_peak_rss_mb: float
+    series: dict[str, float]
+
+    def extra(self) -> dict[str, float]:
+        """The figures beside the rates, for the run's JSON."""
+        return {
+            "worker_to_ceiling": self.worker_per_second / self.ceiling_per_second,
+            "worker_peak_rss_mb": self.worker_peak_rss_mb,
+            **self.series,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +188,13 @@ async def measure_aggregator(
             "AGGREGATOR_GROUP": groups[0],
             "LOG_LEVEL": "ERROR",
         }
-        worker = await _worker_rate(
+        worker, peak_rss_mb = await _worker_rate(
             env, asyncpg_dsn(url), events, workdir / "aggregator-worker.log"
         )
         # A clean slate, so the writer inserts rows as the worker did instead of updating them.
         await _reset_stores(asyncpg_dsn(url), hot, run, topic)
         writer = await _writer_rate(url, redis_url, bootstrap, topic, records)
+        series = await _series_latency(asyncpg_dsn(url))
     finally:
         await _drop_redis_keys(hot, run, topic)
         await hot.aclose()
@@ -200,6 +211,8 @@ async def measure_aggregator(
         ceiling_per_second=ceiling,
         worker_per_second=worker,
         writer_per_second=writer,
+        worker_peak_rss_mb=peak_rss_mb,
+        series=series,
     )
 
 
@@ -255,15 +268,31 @@ async def _ceiling_rate(bootstrap: str, topic: str, group: str, total: int) -> t
     finally:
         await consumer.stop()
     assert first is not None
-    if sum(counts.values()) != total:
+    # At least: under load the producer may retry a send the broker had taken (a duplicate).
+    if sum(counts.values()) < total:
         raise RuntimeError(f"ceiling counted {sum(counts.values()):,} of {total:,} events")
     return rate_after_first(total, first[0], first[1], finished), kept
 
 
-async def _worker_rate(env: dict[str, str], dsn: str, total: int, log_path: Path) -> float:
-    """The whole worker process, timed by polling what it has counted in PostgreSQL."""
+def _rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB (Linux /proc), 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def _worker_rate(
+    env: dict[str, str], dsn: str, total: int, log_path: Path
+) -> tuple[float, float]:
+    """The whole worker process, timed by polling what it has counted in PostgreSQL; also
+    its peak resident memory while catching up."""
     env["AGGREGATOR_PORT"] = str(spare_port())
     counted = 0
+    peak_rss = 0.0
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data, log_path.open("wb") as log:
         env["AGGREGATOR_DATA_DIR"] = data
@@ -288,6 +317,7 @@ async def _worker_rate(env: dict[str, str], dsn: str, total: int, log_path: Path
                         )
                     )
                     moment = time.perf_counter()
+                    peak_rss = max(peak_rss, _rss_mb(process.pid))
                     if counted and first is None:
                         first = (counted, moment)
                     if counted >= total:
@@ -303,7 +333,7 @@ async def _worker_rate(env: dict[str, str], dsn: str, total: int, log_path: Path
                         raise RuntimeError(f"the worker counted {counted:,} of {total:,} in time")
                     await asyncio.sleep(POLL_S)
             assert first is not None
-            return rate_after_first(total, first[0], first[1], moment)
+            return rate_after_first(total, first[0], first[1], moment), peak_rss
         finally:
             await connection.close()
             process.send_signal(signal.SIGTERM)
@@ -354,6 +384,70 @@ async def _writer_rate(
         await producer.stop()
         await client.aclose()
         await pool.close()
+
+
+SERIES_APPS = 200
+SERIES_QUERIES = 300
+_SEED_MINUTES = """
+INSERT INTO usage_minute (app_id, tenant_id, minute, requests, status_2xx, latency_ms_sum,
+                          latency_ms_max, bytes_out)
+SELECT 'series-' || a, 'bench', date_trunc('minute', now()) - m * interval '1 minute',
+       1 + (a + m) % 7, 1 + (a + m) % 7, 3.5, 2.0, 900
+FROM generate_series(0, $1 - 1) a, generate_series(0, 14 * 1440 - 1) m
+"""
+_SEED_DAYS = """
+INSERT INTO usage_day (app_id, tenant_id, day, requests, status_2xx, latency_hist)
+SELECT 'series-' || a, 'bench', current_date - d, 5000, 5000, array_fill(10::bigint, ARRAY[26])
+FROM generate_series(0, $1 - 1) a, generate_series(0, 399) d
+"""
+_MINUTE_SERIES = """
+SELECT minute, requests, status_2xx, status_3xx, status_4xx, status_5xx, denied, throttled,
+       latency_ms_sum, latency_ms_max, bytes_in, bytes_out
+FROM usage_minute WHERE app_id = $1 AND minute > now() - interval '24 hours' ORDER BY minute
+"""
+_DAY_SERIES = """
+SELECT day, requests, status_2xx, status_3xx, status_4xx, status_5xx, denied, throttled,
+       latency_ms_sum, latency_ms_max, bytes_in, bytes_out, latency_hist
+FROM usage_day WHERE app_id = $1 AND day > current_date - 30 ORDER BY day
+"""
+
+
+async def _series_latency(dsn: str) -> dict[str, float]:
+    """One app's 24-hour minute series and 30-day day series from PostgreSQL, p50/p99 in ms,
+    over SERIES_APPS apps with 14 days of minute rows and 400 days of day rows each."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        with ticking(f"aggregator: seeding 14 days of minute rows for {SERIES_APPS} apps"):
+            await connection.execute(_SEED_MINUTES, SERIES_APPS)
+            await connection.execute(_SEED_DAYS, SERIES_APPS)
+            await connection.execute("ANALYZE usage_minute")
+            await connection.execute("ANALYZE usage_day")
+        found: dict[str, float] = {}
+        for name, query, rows in (
+            ("minute_24h", _MINUTE_SERIES, 1440),
+            ("day_30d", _DAY_SERIES, 30),
+        ):
+            statement = await connection.prepare(query)
+            timings = []
+            for index in range(SERIES_QUERIES):
+                started = time.perf_counter()
+                result = await statement.fetch(f"series-{index * 7 % SERIES_APPS}")
+                timings.append((time.perf_counter() - started) * 1000)
+                if len(result) < rows - 30:  # minutes pass between seeding and querying
+                    raise RuntimeError(f"{name}: {len(result)} rows, expected about {rows}")
+            timings.sort()
+            found[f"series_{name}_p50_ms"] = timings[len(timings) // 2]
+            found[f"series_{name}_p99_ms"] = timings[int(len(timings) * 0.99) - 1]
+        seeded = SERIES_APPS * 14 * 1440
+        say(
+            f"aggregator: PostgreSQL series over {seeded:,} minute rows ({SERIES_APPS} apps x 14 "
+            f"days): 24 h minutes p50 {found['series_minute_24h_p50_ms']:.2f} ms, p99 "
+            f"{found['series_minute_24h_p99_ms']:.2f} ms; 30 days p50 "
+            f"{found['series_day_30d_p50_ms']:.2f} ms, p99 {found['series_day_30d_p99_ms']:.2f} ms"
+        )
+        return found | {"series_minute_rows": float(seeded)}
+    finally:
+        await connection.close()
 
 
 def _time_limit_s(total: int) -> float:

@@ -1,8 +1,9 @@
 """The Connected applications page: server-side render time of a 1,000-app list with stats.
 
 Seeds a tenant of its own with 1,000 apps and 30 days of usage in the stack's PostgreSQL and
-Redis (hot counters in the layout of capps_usage.keys), then serves the registry app in-process
-(no network, so the figure is the server's own time) and times, interleaved round by round:
+Redis (the same numbers in both stores, as USAGE_CONTRACT lays them out), then serves the
+registry app in-process (no network, so the figure is the server's own time) and times,
+interleaved round by round:
 - `GET /v1/apps`, the admin API's JSON list of the same apps (baseline: reading, no HTML);
 - `GET /` the page's default view (50 rows of 1,000);
 - `GET /?size=1000`, all 1,000 rows with their sparklines in one page.
@@ -34,6 +35,7 @@ from capps_usage.keys import (
     day_key,
     hour_key,
     minute_field,
+    minute_floor,
     seen_key,
     trailing_hours,
     trend_days,
@@ -75,21 +77,44 @@ async def _seed_apps(state: RegistryState, tenant_id: str) -> list[str]:
     return ids
 
 
-async def _seed_usage(state: RegistryState, app_ids: list[str], now: datetime) -> None:
-    """30 days of day counts, the last hours' minute counts and last seen, per app."""
+async def _seed_usage(
+    state: RegistryState, tenant_id: str, app_ids: list[str], now: datetime
+) -> None:
+    """30 days of day counts, the last hours' minute counts and last seen, per app.
+
+    The same numbers go to Redis (hot) and PostgreSQL (the system of record), so the page
+    reads real-looking stats whichever store the read model answers from.
+    """
     chooser = random.Random(7)
     pipe = state.redis.pipeline(transaction=False)
     days = trend_days(now)
+    day_rows, minute_rows, seen_rows = [], [], []
     for app_id in app_ids:
-        pipe.hset(day_key(app_id), mapping={day_field(d): chooser.randint(0, 5000) for d in days})
+        counts = {day: chooser.randint(0, 5000) for day in days}
+        pipe.hset(day_key(app_id), mapping={day_field(d): n for d, n in counts.items()})
         pipe.expire(day_key(app_id), SEED_TTL_S)
+        day_rows += [(app_id, tenant_id, day, n) for day, n in counts.items()]
         for back in range(0, SEED_HOURS * 60, 7):
-            minute = now - timedelta(minutes=back)
-            pipe.hset(hour_key(app_id, minute), minute_field(minute), chooser.randint(1, 90))
+            minute = minute_floor(now - timedelta(minutes=back))
+            calls = chooser.randint(1, 90)
+            pipe.hset(hour_key(app_id, minute), minute_field(minute), calls)
             pipe.expire(hour_key(app_id, minute), SEED_TTL_S)
-        seen_ms = int((now - timedelta(seconds=chooser.randint(0, 86_400))).timestamp() * 1000)
-        pipe.set(seen_key(app_id), seen_ms, ex=SEED_TTL_S)
+            minute_rows.append((app_id, tenant_id, minute, calls))
+        seen = now - timedelta(seconds=chooser.randint(0, 86_400))
+        pipe.set(seen_key(app_id), int(seen.timestamp() * 1000), ex=SEED_TTL_S)
+        seen_rows.append((app_id, tenant_id, seen))
     await pipe.execute()
+    async with state.pool.acquire() as conn, conn.transaction():
+        columns = ["app_id", "tenant_id"]
+        await conn.copy_records_to_table(
+            "usage_day", records=day_rows, columns=[*columns, "day", "requests"]
+        )
+        await conn.copy_records_to_table(
+            "usage_minute", records=minute_rows, columns=[*columns, "minute", "requests"]
+        )
+        await conn.copy_records_to_table(
+            "app_last_seen", records=seen_rows, columns=[*columns, "last_seen"]
+        )
 
 
 async def _remove(state: RegistryState, tenant_id: str, app_ids: list[str]) -> None:
@@ -102,7 +127,10 @@ async def _remove(state: RegistryState, tenant_id: str, app_ids: list[str]) -> N
     ]
     for start in range(0, len(keys), 500):
         await state.redis.delete(*keys[start : start + 500])
-    await state.pool.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
+    async with state.pool.acquire() as conn, conn.transaction():
+        for table in ("usage_day", "usage_minute", "app_last_seen"):
+            await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant_id)
+        await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
 
 
 @asynccontextmanager
@@ -152,7 +180,7 @@ async def measure_page(rounds: int, secrets_file: Path) -> PageTimings:
         say(f"seeding {APPS:,} apps with 30 days of usage for tenant {tenant.tenant_id}")
         app_ids = await _seed_apps(state, tenant.tenant_id)
         try:
-            await _seed_usage(state, app_ids, datetime.now(UTC))
+            await _seed_usage(state, tenant.tenant_id, app_ids, datetime.now(UTC))
             token = (
                 await client.post(
                     "/oauth2/token",

@@ -10,14 +10,11 @@ store's ready marker). The bench's counters expire within the hour; its rows are
 
 import asyncio
 import base64
-import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +26,7 @@ import requests
 
 from bench.progress import say, ticking
 from bench.results import percentile
-from bench.stack import TIMEOUT_S, require_loopback, token
+from bench.stack import TIMEOUT_S, new_tenant_admin, require_loopback
 from bench.wrk import parse_wrk, wrk_path
 from capps_kit.postgres import asyncpg_dsn
 from capps_usage.keys import (
@@ -93,20 +90,6 @@ def _wrk(url: str, seconds: int, connections: int, script: str = "") -> dict[str
         Path(lua.name).unlink()
     result = parse_wrk(done.stdout)
     return {"per_second": result.ok_per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms}
-
-
-def _tenant(registry: str) -> str:
-    """A fresh tenant made by `registry tenant create`; its admin token."""
-    cli = Path(sys.executable).with_name("registry")
-    done = subprocess.run(
-        [str(cli), "tenant", "create", "--name", f"bench-{uuid.uuid4().hex[:8]}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    tenant = json.loads(done.stdout)
-    return token(registry, tenant["client_id"], tenant["client_secret"])
 
 
 def _create_apps(session: requests.Session, registry: str, count: int) -> list[dict[str, Any]]:
@@ -207,7 +190,7 @@ def _summary(samples: list[float]) -> dict[str, Any]:
 def measure_registry(target: RegistryTarget, seconds: int, connections: int) -> dict[str, Any]:
     """Both figures and their baselines; returns the JSON-ready result."""
     registry = require_loopback(target.registry)
-    admin = _tenant(registry)
+    admin = new_tenant_admin(registry)
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {admin}"
     [load_app] = _create_apps(session, registry, 1)

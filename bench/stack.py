@@ -69,8 +69,8 @@ def token(registry: str, client_id: str, client_secret: str) -> str:
     return access_token
 
 
-def create_load_app(registry: str) -> tuple[str, str, str]:
-    """A tenant and an app a load test cannot rate-limit: (app id, app token, admin token)."""
+def new_tenant_admin(registry: str) -> str:
+    """A fresh tenant made by `registry tenant create`; its admin's token."""
     cli = Path(sys.executable).with_name("registry")
     done = subprocess.run(
         [str(cli), "tenant", "create", "--name", f"bench-{uuid.uuid4().hex[:8]}"],
@@ -80,7 +80,12 @@ def create_load_app(registry: str) -> tuple[str, str, str]:
         timeout=60,
     )
     tenant = json.loads(done.stdout)
-    admin = token(registry, tenant["client_id"], tenant["client_secret"])
+    return token(registry, tenant["client_id"], tenant["client_secret"])
+
+
+def create_load_app(registry: str) -> tuple[str, str, str]:
+    """A tenant and an app a load test cannot rate-limit: (app id, app token, admin token)."""
+    admin = new_tenant_admin(registry)
     response = requests.post(
         f"{registry}/v1/apps",
         json={

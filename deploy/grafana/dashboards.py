@@ -217,6 +217,16 @@ GATEWAY = Dashboard(
                     (Query(failures("capps_gateway_upstream_errors_total", "kind"), "{{kind}}"),),
                     unit="reqps",
                 ),
+                Panel(
+                    "External issuers: key fetches by result (0 when none is configured)",
+                    (
+                        Query(
+                            failures("capps_gateway_issuer_key_fetches_total", "issuer, result"),
+                            "{{issuer}} {{result}}",
+                        ),
+                    ),
+                    unit="ops",
+                ),
             ),
         ),
         (

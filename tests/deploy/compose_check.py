@@ -1,6 +1,7 @@
 """Loads a compose file as `docker compose` would, with deploy/compose-check (compose-go)."""
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,7 +9,30 @@ from typing import Any
 
 from tests.deploy.go_tools import REPO, go_tool
 
-__all__ = ["REPO", "Loaded", "load_compose"]
+__all__ = [
+    "COMPOSE",
+    "ENV_EXAMPLE",
+    "REPO",
+    "REQUIRED_SECRETS",
+    "Loaded",
+    "filled_env",
+    "load_compose",
+]
+
+COMPOSE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+# What compose refuses to start without (`${NAME:?...}`): every secret a user must fill in.
+REQUIRED_SECRETS = tuple(sorted(set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", COMPOSE.read_text()))))
+
+
+def filled_env(tmp_path: Path) -> Path:
+    """.env.example with every required secret filled in, as a user's .env would be."""
+    text = ENV_EXAMPLE.read_text()
+    for index, name in enumerate(REQUIRED_SECRETS):
+        text = re.sub(rf"^{name}=$", f"{name}=a{index}f3e9c2b7d41a05e6c8b9f2d3", text, flags=re.M)
+    env_file = tmp_path / "filled.env"
+    env_file.write_text(text)
+    return env_file
 
 
 @dataclass(frozen=True)

@@ -10,26 +10,20 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.compose_check import REPO, Loaded, load_compose
+from tests.deploy.compose_check import (
+    COMPOSE,
+    ENV_EXAMPLE,
+    REPO,
+    REQUIRED_SECRETS,
+    Loaded,
+    filled_env,
+    load_compose,
+)
 
-COMPOSE = REPO / "docker-compose.yml"
-ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "deploy" / "docker" / "service.Dockerfile"
-# What compose refuses to start without (`${NAME:?...}`): every secret a user must fill in.
-REQUIRED_SECRETS = tuple(sorted(set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", COMPOSE.read_text()))))
 # The doors partner apps and admins use; every other port stays on loopback.
 PUBLIC_PORTS = {("gateway", 8000), ("registry", 8080)}
 ONE_SHOT_JOBS = {"topics", "registry-migrate", "aggregator-migrate", "grafana-db-access"}
-
-
-def filled_env(tmp_path: Path) -> Path:
-    """.env.example with every required secret filled in, as a user's .env would be."""
-    text = ENV_EXAMPLE.read_text()
-    for index, name in enumerate(REQUIRED_SECRETS):
-        text = re.sub(rf"^{name}=$", f"{name}=a{index}f3e9c2b7d41a05e6c8b9f2d3", text, flags=re.M)
-    env_file = tmp_path / "filled.env"
-    env_file.write_text(text)
-    return env_file
 
 
 @pytest.fixture(scope="module")

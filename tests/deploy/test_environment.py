@@ -5,8 +5,6 @@ the Kubernetes manifests and the services' settings classes are held to it: each
 given every connection and secret it reads, and no secret or store it does not.
 """
 
-import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,8 @@ from capps_aggregator.settings import AggregatorSettings
 from capps_gateway.settings import GatewaySettings
 from capps_registry.settings import RegistrySettings
 from capps_stack import config, environment
-from tests.deploy.compose_check import REPO, load_compose
-from tests.deploy.test_compose import filled_env
-from tests.deploy.test_kubernetes import kustomize_build
+from tests.deploy.compose_check import REPO, filled_env, load_compose
+from tests.deploy.manifests import render_example_overlay
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "registry": RegistrySettings,
@@ -73,16 +70,7 @@ def test_compose_gives_each_service_what_it_reads_and_no_more(
 
 @pytest.fixture(scope="module")
 def deployments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("k8s")
-    example = REPO / "deploy" / "k8s" / "overlays" / "example"
-    secrets = (example / "secrets.env.example").read_text()
-    copy = root / "k8s"
-    shutil.copytree(REPO / "deploy" / "k8s", copy)
-    filled = re.sub(
-        r"=$", "=Zq8vP2xL9kR4w", secrets.replace("<password>", "Zq8vP2xL9kR4"), flags=re.M
-    )
-    (copy / "overlays" / "example" / "secrets.env").write_text(filled)
-    objects = kustomize_build(copy / "overlays" / "example")
+    objects = render_example_overlay(tmp_path_factory.mktemp("k8s"))
     found = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
     found["capps-config"] = next(o for o in objects if o["kind"] == "ConfigMap")
     return found

@@ -6,10 +6,6 @@ against the OpenAPI schemas of the Kubernetes release below (strict: unknown fie
 ServiceMonitor (a Prometheus Operator CRD) is checked against the part of its schema we use.
 """
 
-import re
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,9 +14,9 @@ import pytest
 import yaml
 
 from capps_events import REQUESTS_TOPIC, TOPICS
-from tests.deploy.go_tools import REPO, go_tool
+from tests.deploy.go_tools import REPO
+from tests.deploy.manifests import K8S, Objects, kustomize_build, render_example_overlay
 
-K8S = REPO / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33"
 SERVICES = ("registry", "gateway", "usage-aggregator")
 SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
@@ -56,33 +52,12 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
         },
     },
 }
-Objects = list[dict[str, Any]]
-
-
-def kustomize_build(directory: Path) -> Objects:
-    """The objects `kustomize build directory` makes."""
-    result = subprocess.run(
-        [str(go_tool("kustomize-build")), str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 @pytest.fixture(scope="module")
 def overlay(tmp_path_factory: pytest.TempPathFactory) -> Objects:
     """The example overlay, rendered with its secrets.env filled in as a user would."""
-    root = tmp_path_factory.mktemp("k8s")
-    shutil.copytree(K8S, root / "k8s")
-    example = root / "k8s" / "overlays" / "example"
-    text = (example / "secrets.env.example").read_text().replace("<password>", "Zq8vP2xL9kR4")
-    for name in ("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"):
-        text = re.sub(rf"^{name}=$", f"{name}=kR3w9xQ7vL2p", text, flags=re.M)
-    (example / "secrets.env").write_text(text)
-    return kustomize_build(example)
+    return render_example_overlay(tmp_path_factory.mktemp("k8s"))
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +178,20 @@ def test_kafka_postgres_and_redis_are_external_and_secrets_come_from_the_overlay
         "REGISTRY_KEY_ENCRYPTION_KEY",
         "REGISTRY_SECRET_PEPPER",
     }
+
+
+def test_admin_ports_are_closed_to_everyone_but_the_scrapers(overlay: Objects) -> None:
+    policies = of_kind(overlay, "NetworkPolicy")
+    deployments = of_kind(overlay, "Deployment")
+    assert set(policies) == set(deployments)
+    for name, policy in policies.items():
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        for rule in policy["spec"]["ingress"]:
+            ports = {port["port"] for port in rule["ports"]}
+            if "admin" in ports:
+                assert rule["from"] == [
+                    {"namespaceSelector": {"matchLabels": {"capps.io/scrape": "true"}}}
+                ], name
+            else:
+                assert ports <= {"proxy", "http"}, name

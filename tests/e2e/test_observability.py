@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import asyncpg
@@ -134,8 +135,20 @@ def test_no_metric_carries_a_per_app_label(traffic: str) -> None:
         assert traffic not in text, f"{service} exposes an app id in /metrics"
 
 
+# Alerts on a feature the local stack does not configure: their series exist only where it is
+# (their metric names are still checked above, in the live /metrics).
+NOT_CONFIGURED_LOCALLY = {
+    "GatewayIssuerKeysStale": "no external token issuer (GATEWAY_ISSUERS_FILE) is configured",
+}
+
+
 def test_every_alert_expression_answers(traffic: str) -> None:
-    expressions = {name: without_threshold(expr) for name, expr in alert_expressions().items()}
+    expressions = {
+        name: without_threshold(expr)
+        for name, expr in alert_expressions().items()
+        if name not in NOT_CONFIGURED_LOCALLY
+    }
+    assert set(NOT_CONFIGURED_LOCALLY) <= set(alert_expressions()), "a stale exemption"
     assert all(expr != alert_expressions()[name] for name, expr in expressions.items())
     wait_until(
         lambda: [name for name, expr in expressions.items() if not prometheus_query(expr)],
@@ -179,4 +192,9 @@ def test_every_usage_dashboard_query_returns_rows(traffic: str) -> None:
         finally:
             await connection.close()
 
-    wait_until(lambda: asyncio.run(empty()), "usage queries return no rows")
+    # Its own event loop in a worker thread: this sync test must not depend on whether another
+    # fixture of the session (a browser driver) keeps a loop running in the main thread.
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        wait_until(
+            lambda: worker.submit(asyncio.run, empty()).result(), "usage queries return no rows"
+        )

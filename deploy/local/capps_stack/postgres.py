@@ -237,7 +237,8 @@ class Postgres(Part):
         if user:
             self.check_traversable(data)
         if self.home != self.ctx.local / "postgres":
-            say(f"  postgres: {self.ctx.local} is closed to the postgres user; cluster in {data}")
+            closed = blocked_parent(self.ctx.local / "postgres")
+            say(f"  postgres: {closed} is closed to the postgres user; cluster in {data}")
             self.link_from_state_dir(data)
         self.clear_stale_locks(data)
         if not (data / "PG_VERSION").exists():

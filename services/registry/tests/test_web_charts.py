@@ -1,8 +1,19 @@
-"""The page's SVG charts: pure functions of their numbers."""
+"""The page's SVG charts and what it works out from usage and audit: pure functions."""
 
+from datetime import UTC, date, datetime
 from xml.etree import ElementTree as ET
 
 from capps_registry.web.charts import Bar, Marker, bar_chart, line_chart, scale, sparkline
+from capps_registry.web.insights import (
+    LimitUse,
+    describe_change,
+    peak_hour,
+    peak_minute,
+    permission_change,
+    permission_markers,
+    status_breakdown,
+)
+from capps_usage.series import UsagePoint
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -66,3 +77,65 @@ def test_line_chart_is_one_area_and_one_line_over_all_values() -> None:
     assert len((line.get("points") or "").split()) == 1440
     assert len(drawn.findall(f"{SVG}path")) == 1
     assert "7" in [text.text for text in drawn.iter(f"{SVG}text")]
+
+
+def test_permission_changes_become_one_marker_per_day_oldest_first() -> None:
+    day = date(2026, 11, 30)
+    events = [
+        {
+            "action": "app.update",
+            "at": datetime(2026, 11, 30, 11, 0, tzinfo=UTC),
+            "before": {"permissions": ["A", "B"]},
+            "after": {"permissions": ["A"]},
+        },
+        {
+            "action": "app.update",
+            "at": datetime(2026, 11, 30, 10, 0, tzinfo=UTC),
+            "before": {"enabled": True, "permissions": ["A"]},
+            "after": {"enabled": False, "permissions": ["A"]},
+        },
+        {
+            "action": "app.create",
+            "at": datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+            "before": None,
+            "after": {"permissions": ["A", "B"]},
+        },
+        {
+            "action": "app.create",
+            "at": datetime(2026, 10, 1, 9, 0, tzinfo=UTC),
+            "before": None,
+            "after": {"permissions": ["C"]},
+        },
+    ]
+    assert permission_markers(events, [date(2026, 11, 29), day]) == [
+        Marker(
+            1,
+            "2026-11-30 09:00 UTC: permissions granted A, B\n"
+            "2026-11-30 11:00 UTC: permissions removed B",
+        )
+    ]
+    assert permission_change(events[1]) is None
+    assert describe_change(["X"], ["Y", "Z"]) == "granted X; removed Y, Z"
+
+
+def test_status_breakdown_and_peaks_of_a_minute_series() -> None:
+    start = datetime(2026, 11, 30, 10, 58, tzinfo=UTC)
+    points = [
+        UsagePoint(start, requests=5, status_2xx=3, status_4xx=2, denied=1, throttled=1),
+        UsagePoint(start.replace(minute=59), requests=7, status_2xx=7),
+        UsagePoint(start.replace(hour=11, minute=0), requests=9, status_5xx=9),
+    ]
+    totals = status_breakdown(points)
+    assert (totals.requests, totals.status_2xx, totals.status_4xx, totals.status_5xx) == (
+        21,
+        10,
+        2,
+        9,
+    )
+    assert (totals.denied, totals.throttled) == (1, 1)
+    assert peak_minute(points) == (9, start.replace(hour=11, minute=0))
+    assert peak_hour(points) == (12, start.replace(minute=0))
+    assert peak_minute([UsagePoint(start)]) == (0, None)
+    assert peak_hour([]) == (0, None)
+    use = LimitUse(limit=100, peak=150, peak_at=start, current=25)
+    assert (use.peak_share, use.current_share) == (1.5, 0.25)

@@ -1,31 +1,31 @@
 """The list's query: parsing, filtering, sorting and paging, as pure functions."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 
-from capps_registry.apps.schemas import AppOut, DayRequests, RateLimit
-from capps_registry.web.listing import ListQuery, ListQueryError, apply_query, parse_list_query
-from capps_registry.web.wording import relative_time, utc_text
+from capps_registry.web.listing import (
+    ListEntry,
+    ListQuery,
+    ListQueryError,
+    apply_query,
+    parse_list_query,
+)
+from capps_registry.web.wording import relative_time, share, utc_text
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 def _app(
     name: str, *, enabled: bool = True, requests: int = 0, seen_min: int | None = None
-) -> AppOut:
-    return AppOut(
+) -> ListEntry:
+    return ListEntry(
         id=f"id-{name}",
         name=name,
-        description="",
         enabled=enabled,
-        permissions=[],
-        rate_limit=RateLimit(),
-        created_at=NOW,
-        updated_at=NOW,
         last_seen=None if seen_min is None else NOW.replace(minute=seen_min),
         requests_24h=requests,
-        trend_30d=[DayRequests(date=date(2026, 11, 30), requests=requests)],
+        trend_total=requests,
     )
 
 
@@ -128,3 +128,10 @@ def test_relative_and_exact_times() -> None:
     assert relative_time(NOW.replace(day=28), NOW) == "2 days ago"
     assert relative_time(NOW.replace(day=30, hour=14), NOW) == "in 2 hours"
     assert utc_text(NOW.replace(minute=31, second=7)) == "2026-11-30 12:31:07 UTC"
+
+
+def test_shares_read_as_whole_percentages_and_small_ones_are_not_zero() -> None:
+    assert share(0) == "0%"
+    assert share(6 / 1500) == "<1%"
+    assert share(0.06) == "6%"
+    assert share(1.5) == "150%"

@@ -58,14 +58,16 @@ def chromium_path() -> str:
     return find_chromium() or install_chromium()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: a running sync Playwright holds an event loop on this thread,
+# which would stop every asyncio test that runs after it.
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
-    """One Playwright driver for the session."""
+    """One Playwright driver per test module."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Browser]:
     """Headless Chromium launched from the Debian package."""
     launched = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True)

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -163,7 +163,7 @@ def test_an_admin_manages_an_app_in_the_page_and_the_gateway_follows(
 
     # Register; the secret is on this answer only, and works at the token endpoint.
     app_id, secret = register_in_page(
-        page, "SIEM connector", ["Alert.Read.All", "Machine.Read.All"]
+        page, "SIEM connector", ["Alert.Read.All", "Machine.Read.All", "AdvancedQuery.Read.All"]
     )
     assert secret
     token_answer = token_of(stack, app_id, secret)
@@ -181,7 +181,10 @@ def test_an_admin_manages_an_app_in_the_page_and_the_gateway_follows(
     until(lambda: api_app(admin_api, stack, other_id), lambda a: a["requests_24h"] >= 1)
 
     page_shows_what_the_api_reports(scenario, token)
+    app_page_breakdowns_match_the_api(scenario)
+    unused_permission_removed_in_one_click(scenario)
     removed_permission_is_refused(scenario, token)
+    scenario = secret_rotated(scenario)
     fresh = disabled_then_enabled(scenario, token)
     deleted_and_refused(scenario, fresh)
     expect(page.locator(f'tr[data-app-id="{other_id}"]')).to_have_count(1)
@@ -228,6 +231,100 @@ def page_shows_what_the_api_reports(scenario: Scenario, token: str) -> None:
     page.screenshot(path=DOCS / "page-app.png", full_page=True)
 
 
+def api_json(scenario: Scenario, path: str) -> dict[str, Any]:
+    """A GET of the admin API under the app, as JSON."""
+    url = f"{scenario.stack.registry_url}/v1/apps/{scenario.app_id}{path}"
+    answer = scenario.admin_api.get(url, timeout=10)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def table_rows(page: Page, table: str) -> list[list[str]]:
+    """The text of each body row's cells (th and td) of a table."""
+    rows: list[list[str]] = page.locator(f"{table} tbody tr").evaluate_all(
+        "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+    )
+    return rows
+
+
+def app_page_breakdowns_match_the_api(scenario: Scenario) -> None:
+    """Status classes, routes, unused permissions and the 24 h total: the API's figures."""
+    page = scenario.page
+    days = api_json(scenario, "/usage?granularity=day")["points"]
+    status = {row[0]: int(row[1].replace(",", "")) for row in table_rows(page, "#status-table")}
+    for label, field in (
+        ("2xx success", "status_2xx"),
+        ("3xx redirect", "status_3xx"),
+        ("4xx client error", "status_4xx"),
+        ("of which denied (401/403)", "denied"),
+        ("of which throttled (429)", "throttled"),
+        ("5xx server error", "status_5xx"),
+        ("All calls", "requests"),
+    ):
+        assert status[label] == sum(point[field] for point in days), label
+    routes = api_json(scenario, "/usage/routes?days=30")
+    shown = table_rows(page, "#routes-table") if routes["routes"] else []
+    assert shown == [
+        [
+            f"{route['method']} {route['route']}",
+            route["permission"] or "none",
+            f"{route['requests']:,}",
+            f"{route['errors']:,}",
+        ]
+        for route in routes["routes"]
+    ]
+    flagged = page.locator("#permissions li").filter(has_text="Not used in 30 days")
+    assert sorted(t.split()[0] for t in flagged.all_inner_texts()) == routes["unused_permissions"]
+    since = (datetime.now(UTC) - timedelta(hours=23, minutes=58)).strftime("%Y-%m-%dT%H:%M:00Z")
+    minutes = api_json(scenario, f"/usage?granularity=minute&from={since}")["points"]
+    expect(page.get_by_role("heading", name="Requests per minute, last 24 hours")).to_contain_text(
+        f"({sum(point['requests'] for point in minutes):,} in all)"
+    )
+
+
+def unused_permission_removed_in_one_click(scenario: Scenario) -> None:
+    """A permission never called is flagged; one click takes it away."""
+    page = scenario.page
+    assert (
+        "AdvancedQuery.Read.All"
+        in api_json(scenario, "/usage/routes?days=30")["unused_permissions"]
+    )
+    page.get_by_role("button", name="Remove AdvancedQuery.Read.All").click()
+    expect(page.get_by_text("Permission removed.")).to_be_visible()
+    assert "AdvancedQuery.Read.All" not in scenario.api_app()["permissions"]
+
+
+def secret_rotated(scenario: Scenario) -> Scenario:
+    """Add a second secret (shown once), use it, delete the first: the first stops working."""
+    page, stack = scenario.page, scenario.stack
+    first = scenario.api_app()["secrets"]
+    assert len(first) == 1
+    page.get_by_role("button", name="Add a secret").click()
+    expect(page.get_by_role("heading", name="New secret for SIEM connector")).to_be_visible()
+    expect(page.get_by_text("shown only this once")).to_be_visible()
+    second = page.get_by_label("Client secret").input_value()
+    assert second
+    assert second != scenario.secret
+    assert token_of(stack, scenario.app_id, second).status_code == 200
+    page.get_by_role("link", name="Continue to SIEM connector").click()
+    assert second not in page.content()
+    secrets = scenario.api_app()["secrets"]
+    assert len(secrets) == 2
+    rows = page.locator("#secrets-table tbody tr")
+    expect(rows).to_have_count(2)
+    for secret in secrets:
+        used = page.locator(f'tr[data-secret-id="{secret["id"]}"] td.last-used time')
+        assert used.get_attribute("datetime") == iso_seconds(secret["last_used_at"])
+    page.get_by_role("button", name=f"Delete secret ending {first[0]['hint']}").click()
+    expect(page.get_by_text("The secret was deleted.")).to_be_visible()
+    expect(rows).to_have_count(1)
+    assert [s["id"] for s in scenario.api_app()["secrets"]] != [first[0]["id"]]
+    assert token_of(stack, scenario.app_id, scenario.secret).status_code == 401
+    assert token_of(stack, scenario.app_id, second).status_code == 200
+    return Scenario(page, stack, scenario.admin_api, scenario.app_id, second)
+
+
 def removed_permission_is_refused(scenario: Scenario, token: str) -> None:
     """Untick a permission in the form; the gateway refuses its route moments later."""
     page = scenario.page
@@ -240,6 +337,11 @@ def removed_permission_is_refused(scenario: Scenario, token: str) -> None:
     assert refused.status_code == 403
     assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
     assert scenario.call(token, "/api/alerts").status_code == 200
+    # The change is in the app's audit trail and marked on the trend chart.
+    expect(page.locator("#audit-table tbody tr").first).to_contain_text(
+        "permissions removed Machine.Read.All"
+    )
+    expect(page.locator("#trend-chart .marker title")).to_contain_text("removed Machine.Read.All")
 
 
 def disabled_then_enabled(scenario: Scenario, token: str) -> str:

@@ -203,3 +203,103 @@ def test_the_pages_read_without_javascript_and_errors_are_pages(
         assert "Traceback" not in page.content()
     finally:
         context.close()
+
+
+def test_failed_sign_ins_are_limited_like_the_token_endpoint(
+    stack: Stack, context: BrowserContext
+) -> None:
+    victim = _create_tenant()
+    page = context.new_page()
+    page.goto(f"{stack.registry_url}/signin")
+    # The token endpoint's limit is 10 failures per client id per minute window; keep guessing
+    # until the page refuses (a window may turn over midway), within a bound.
+    failures = 0
+    while failures < 25:
+        page.get_by_label("Client ID").fill(victim["client_id"])
+        page.get_by_label("Client secret").fill(f"guess-{failures}")
+        page.get_by_role("button", name="Sign in").click()
+        alert = page.get_by_role("alert").inner_text()
+        if alert.startswith("Too many failed sign-ins"):
+            break
+        assert alert == "The client ID or client secret is not right. Check both and try again."
+        failures += 1
+    assert 10 <= failures < 25
+    # While limited, even the right secret is refused, here and at the token endpoint.
+    page.get_by_label("Client ID").fill(victim["client_id"])
+    page.get_by_label("Client secret").fill(victim["client_secret"])
+    with page.expect_response(f"{stack.registry_url}/signin") as answer:
+        page.get_by_role("button", name="Sign in").click()
+    assert answer.value.status == 429
+    assert int(answer.value.headers["retry-after"]) >= 1
+    expect(page.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
+    token = context.request.post(
+        f"{stack.registry_url}/oauth2/token",
+        form={
+            "grant_type": "client_credentials",
+            "client_id": victim["client_id"],
+            "client_secret": victim["client_secret"],
+        },
+    )
+    assert token.status == 429
+
+
+def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
+    stack: Stack,
+    context: BrowserContext,
+    tenant: dict[str, str],
+    admin_api: OAuth2Session,
+    app_id: str,
+) -> None:
+    page = context.new_page()
+    sign_in(page, stack, tenant)
+    page.goto(f"{stack.registry_url}/apps/{app_id}")
+    form = page.locator("#edit-form")
+    form.get_by_label("Calls per minute").fill("500")
+    form.get_by_label("Calls per hour").fill("100")
+    with page.expect_response(f"{stack.registry_url}/apps/{app_id}") as answer:
+        form.get_by_role("button", name="Save changes").click()
+    assert answer.value.status == 400
+    expect(page.get_by_role("alert")).to_contain_text("per_hour (100) must be at least per_minute")
+    form.get_by_label("Calls per minute").fill("lots")
+    form.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("alert")).to_contain_text("Calls per minute: 'lots' is not a whole")
+    app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
+    assert app["rate_limit"] == {"per_minute": 100, "per_hour": 1500}
+
+
+def test_the_list_filters_by_name_and_status_and_sorts_by_a_column(
+    stack: Stack, context: BrowserContext, oauth_session: SessionFactory
+) -> None:
+    owner = _create_tenant()
+    api = oauth_session(owner["client_id"], owner["client_secret"])
+    ids = {}
+    for name in ("Backup agent", "SIEM bridge", "SIEM archive"):
+        created = api.post(
+            f"{stack.registry_url}/v1/apps", json={"name": name, "permissions": []}, timeout=10
+        )
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["id"]
+    disabled = api.patch(
+        f"{stack.registry_url}/v1/apps/{ids['SIEM archive']}", json={"enabled": False}, timeout=10
+    )
+    assert disabled.status_code == 200
+    page = context.new_page()
+    sign_in(page, stack, owner)
+    names = page.locator("table.apps tbody tr td:first-child")
+    expect(names).to_have_text(["Backup agent", "SIEM archive", "SIEM bridge"])
+
+    page.get_by_label("Name contains").fill("siem")
+    page.get_by_role("button", name="Apply").click()
+    expect(names).to_have_text(["SIEM archive", "SIEM bridge"])
+    expect(page.locator("#count")).to_have_text("2 of 3 applications match")
+    page.get_by_label("Status").select_option("disabled")
+    page.get_by_role("button", name="Apply").click()
+    expect(names).to_have_text(["SIEM archive"])
+
+    page.get_by_role("link", name="Clear filters").first.click()
+    page.get_by_role("link", name="Application name").click()
+    expect(names).to_have_text(["SIEM bridge", "SIEM archive", "Backup agent"])
+    header = page.locator("th", has_text="Application name")
+    expect(header).to_have_attribute("aria-sort", "descending")
+    page.get_by_role("link", name="Status").click()
+    expect(names.last).to_have_text("SIEM archive")  # enabled first, the disabled one last

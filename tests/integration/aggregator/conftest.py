@@ -269,8 +269,10 @@ def workers(worker_env: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]
 
     def start(**overrides: str) -> Worker:
         env = {**worker_env, **overrides}
-        if len(started) > 0 and "AGGREGATOR_PORT" not in overrides:
-            env["AGGREGATOR_PORT"] = str(free_port())  # each live worker needs its own port
+        if started and "AGGREGATOR_PORT" not in overrides:
+            # Each live worker needs its own port and faust data directory.
+            env["AGGREGATOR_PORT"] = str(free_port())
+            env["AGGREGATOR_DATA_DIR"] = str(tmp_path / f"data-{len(started)}")
         worker = Worker(env, tmp_path / f"worker-{len(started)}.log")
         worker.start()
         started.append(worker)

@@ -154,3 +154,74 @@ async def test_worker_exits_when_counting_cannot_go_on(
         pytest.fail(f"the worker kept running with a broken database:\n{worker.tail()}")
     assert returncode != 0, worker.tail()
     assert "usage_day" in worker.tail()
+
+
+def counted_by(body: bytes) -> float:
+    """`capps_aggregator_events_counted_total{sink="postgres"}` from a /metrics body."""
+    prefix = b'capps_aggregator_events_counted_total{sink="postgres"} '
+    for line in body.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
+async def test_two_workers_share_the_partitions_and_rebalances_lose_and_double_nothing(
+    *,
+    pg: Any,
+    hot: Any,
+    run_id: str,
+    produce: Any,
+    make_event: Any,
+    recent: Any,
+    workers: Callable[..., Worker],
+) -> None:
+    # Many apps, so every partition (keyed by app) gets events of each part.
+    apps = [f"app-{run_id}-{index}" for index in range(30)]
+    first_part = 30_000
+    await produce(
+        [make_event(apps[i % len(apps)], "tenant-two", recent(i % 60)) for i in range(first_part)]
+    )
+    one = workers(AGGREGATOR_BATCH_MAX="250")
+
+    async def started_counting() -> bool:
+        return (await counts(pg, hot, apps))[0] >= 2000
+
+    await poll(started_counting, one, "the first worker's first batches")
+    two = workers(AGGREGATOR_BATCH_MAX="250")  # joins the group: a rebalance mid-stream
+    ready_two = f"http://127.0.0.1:{two.env['AGGREGATOR_PORT']}/readyz"
+
+    async def two_owns_partitions() -> bool:
+        try:
+            return (await asyncio.to_thread(http_get, ready_two))[0] == 200
+        except OSError:  # not listening yet
+            return False
+
+    await poll(two_owns_partitions, two, "the second worker owning partitions")
+    second_part = 3000
+    await produce(
+        [make_event(apps[i % len(apps)], "tenant-two", recent(1)) for i in range(second_part)]
+    )
+    total = first_part + second_part
+
+    async def all_counted() -> bool:
+        return await counts(pg, hot, apps) == (total, total, total)
+
+    await poll(all_counted, two, f"{total} events with two workers")
+    bodies = [
+        (await asyncio.to_thread(http_get, f"http://127.0.0.1:{w.env['AGGREGATOR_PORT']}/metrics"))[
+            1
+        ]
+        for w in (one, two)
+    ]
+    shares = [counted_by(body) for body in bodies]
+    assert all(share > 0 for share in shares), shares  # both counted a part of the stream
+
+    # The first one leaves while more arrive: its partitions move to the second one.
+    third_part = 3000
+    await produce(
+        [make_event(apps[i % len(apps)], "tenant-two", recent(1)) for i in range(third_part)]
+    )
+    assert one.stop() == 0, one.tail()
+    total += third_part
+    await poll(all_counted, two, f"{total} events after the first worker left")
+    assert two.stop() == 0, two.tail()

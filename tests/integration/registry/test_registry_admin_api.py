@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from capps_usage.hot import HOT_READY_KEY
 from capps_usage.keys import day_field, day_key, hour_key, minute_field, minute_floor, seen_key
@@ -26,6 +27,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
 
 
 async def test_create_list_and_get_an_app(admin: httpx.AsyncClient) -> None:
+    today = datetime.now(UTC).date()
     created = await admin.post(
         "/v1/apps",
         json={
@@ -46,7 +48,9 @@ async def test_create_list_and_get_an_app(admin: httpx.AsyncClient) -> None:
     assert app["last_seen"] is None
     assert app["requests_24h"] == 0
     assert len(app["trend_30d"]) == 30
-    assert app["trend_30d"][-1] == {"date": datetime.now(UTC).date().isoformat(), "requests": 0}
+    # Today, UTC: the day it was when asked, or the next one if midnight passed since.
+    assert app["trend_30d"][-1]["requests"] == 0
+    assert app["trend_30d"][-1]["date"] in {today.isoformat(), datetime.now(UTC).date().isoformat()}
 
     listed = (await admin.get("/v1/apps")).json()["apps"]
     assert [entry["id"] for entry in listed] == [app["id"]]
@@ -201,22 +205,27 @@ async def test_stats_come_from_redis(
 ) -> None:
     app = (await admin.post("/v1/apps", json={"name": "Counted", "permissions": []})).json()
     redis = registry.state.redis
-    now = datetime.now(UTC)
-    minute = minute_floor(now)
-    three_days_ago = (now - timedelta(days=3)).date()
-    keys = [seen_key(app["id"]), day_key(app["id"]), hour_key(app["id"], minute)]
     await redis.set(HOT_READY_KEY, 1)
-    try:
+    # Write today's counters and read them back; should UTC midnight pass in between, do it
+    # again on the new day, so the check always happens on one day.
+    for _ in range(3):
+        now = datetime.now(UTC)
+        minute = minute_floor(now)
+        three_days_ago = (now - timedelta(days=3)).date()
+        keys = [seen_key(app["id"]), day_key(app["id"]), hour_key(app["id"], minute)]
+        await redis.delete(*keys)
         await redis.set(seen_key(app["id"]), int(now.timestamp() * 1000))
         await redis.hset(
             day_key(app["id"]),
             mapping={day_field(now.date()): 7, day_field(three_days_ago): 4},
         )
         await redis.hset(hour_key(app["id"], minute), minute_field(minute), 7)
-
         listed = (await admin.get("/v1/apps")).json()["apps"]
-        [entry] = [item for item in listed if item["id"] == app["id"]]
         detail = (await admin.get(f"/v1/apps/{app['id']}")).json()
+        if datetime.now(UTC).date() == now.date():
+            break
+    try:
+        [entry] = [item for item in listed if item["id"] == app["id"]]
         for view in (entry, detail):
             assert view["requests_24h"] == 7
             assert view["last_seen"] is not None
@@ -236,11 +245,30 @@ async def test_health_and_metrics(registry: Running) -> None:
     ready = await registry.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    listed = (
+        "capps_registry_http_requests_total",
+        {"method": "GET", "route": "/v1/apps", "status": "401"},
+    )
+    refused = ("capps_registry_tokens_refused_total", {"reason": "unknown_client"})
+    before = [sample(name, **labels) for name, labels in (listed, refused)]
+    await registry.client.get("/v1/apps")
     await registry.client.post(
         "/oauth2/token",
-        data={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": str(uuid.uuid4()),
+            "client_secret": "x",
+        },
     )
+    after = [sample(name, **labels) for name, labels in (listed, refused)]
+    assert after == [before[0] + 1, before[1] + 1]
+    # The exposition shows the same samples.
     metrics = (await registry.client.get("/metrics")).text
-    assert 'capps_registry_http_requests_total{method="GET",route="/v1/apps"' in metrics
-    assert "capps_registry_tokens_issued_total" in metrics
-    assert 'capps_registry_tokens_refused_total{reason="unknown_client"}' in metrics
+    assert (
+        'capps_registry_http_requests_total{method="GET",route="/v1/apps",status="401"} '
+        f"{after[0]}"
+    ) in metrics

@@ -1,11 +1,11 @@
 """GET /v1/me: the partner's own view with its own token, refused to anyone else."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from capps_usage.keys import HOT_READY_KEY, hour_key, minute_field, minute_floor
+from capps_usage.ratelimit import ratelimit_key, window_start
 from tests.integration.registry.conftest import Running, Tenant, token_for
 from tests.integration.registry.test_registry_admin_api import assert_error
 
@@ -27,21 +27,19 @@ async def test_an_app_sees_itself_with_its_headroom(
     ).json()
     token = await token_for(registry, app["id"], app["client_secret"])
     redis = registry.state.redis
-    await redis.set(HOT_READY_KEY, 1)
     async with registry.new_client(Authorization=f"Bearer {token}") as partner:
-        # Write this minute's counts and read them back; should the minute turn in between,
-        # do it again in the new minute (at most a few times), so the check always happens.
+        # The gateways' counters of the current windows, by Redis's clock; should the minute
+        # turn between writing and reading, do it again in the new one.
         for _ in range(5):
-            minute = minute_floor(datetime.now(UTC))
-            earlier = 0 if minute.minute else 1  # another minute of the same hour
-            await redis.hset(
-                hour_key(app["id"], minute),
-                mapping={minute_field(minute): 3, f"{earlier:02d}": 40},
-            )
+            seconds, _micro = await redis.time()
+            minute = window_start(int(seconds), 60)
+            hour = window_start(int(seconds), 3600)
+            await redis.set(ratelimit_key(app["id"], "minute", minute), 3, ex=180)
+            await redis.set(ratelimit_key(app["id"], "hour", hour), 43, ex=3700)
             response = await partner.get("/v1/me")
-            if minute_floor(datetime.now(UTC)) == minute:
+            seconds_after, _micro = await redis.time()
+            if window_start(int(seconds_after), 60) == minute:
                 break
-            await redis.delete(hour_key(app["id"], minute))
         assert response.status_code == 200, response.text
         me = response.json()
     assert me["id"] == app["id"]
@@ -51,8 +49,12 @@ async def test_an_app_sees_itself_with_its_headroom(
     headroom = me["headroom"]
     assert headroom["minute_remaining"] == 7
     assert headroom["hour_remaining"] == 57
-    assert datetime.fromisoformat(headroom["minute_resets_at"]) == minute + timedelta(minutes=1)
-    assert headroom["source"]
+    resets = datetime.fromisoformat(headroom["minute_resets_at"])
+    assert resets == datetime.fromtimestamp(minute + 60, UTC)
+    assert datetime.fromisoformat(headroom["hour_resets_at"]) == datetime.fromtimestamp(
+        hour + 3600, UTC
+    )
+    assert "rate-limit counters" in headroom["source"]
     assert len(me["trend_30d"]) == 30
     assert "client_secret" not in me
     assert "secrets" not in me

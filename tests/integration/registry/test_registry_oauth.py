@@ -2,6 +2,7 @@
 
 import base64
 import time
+import uuid
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -10,7 +11,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.integration.registry.conftest import ISSUER, Running, Tenant, token_for
+from capps_registry.oauth.credentials import secret_digest
+from tests.integration.registry.conftest import ISSUER, TEST_PEPPER, Running, Tenant, token_for
 
 pytestmark = pytest.mark.integration
 
@@ -90,16 +92,30 @@ async def test_app_token_by_basic_and_post_carries_permissions(
 
 
 async def test_secret_with_reserved_characters_survives_basic_encoding(
-    registry: Running, tenant: Tenant
+    registry: Running, admin: httpx.AsyncClient
 ) -> None:
-    # The admin client's id is a uuid; encoding must round-trip, and '+' must not mean space.
-    response = await registry.client.post(
+    # Our secrets are base62, but RFC 6749 §2.3.1 encoding must hold for any: store one full
+    # of reserved characters; '+' must not turn into a space, nor ':' split the pair.
+    app = await create_app(admin)
+    odd = "pa+ss:wo%rd/ &=?"
+    await registry.state.pool.execute(
+        "INSERT INTO client_secrets (id, client_id, secret_hash, hint) VALUES ($1, $2, $3, 'odd')",
+        str(uuid.uuid4()),
+        app["id"],
+        secret_digest(TEST_PEPPER.encode(), odd),
+    )
+    encoded = await registry.client.post(
         "/oauth2/token",
         data={"grant_type": "client_credentials"},
-        headers={"Authorization": basic(tenant.client_id, tenant.client_secret + "+x")},
+        headers={"Authorization": basic(app["id"], odd)},
     )
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_client"
+    assert encoded.status_code == 200, encoded.text
+    raw = "Basic " + base64.b64encode(f"{app['id']}:{odd}".encode()).decode()
+    unencoded = await registry.client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, headers={"Authorization": raw}
+    )
+    assert unencoded.status_code == 401
+    assert unencoded.json()["error"] == "invalid_client"
 
 
 @pytest.mark.parametrize(
@@ -222,8 +238,9 @@ async def test_metadata_documents(registry: Running) -> None:
             "client_secret_post",
         }
     jwks = (await registry.client.get("/.well-known/jwks.json")).json()
-    assert [key["kid"] for key in jwks["keys"]] == [registry.state.keys.kid]
-    assert jwks["keys"][0]["kty"] == "RSA"
+    # The signing key, and any retired one whose tokens may still be alive (key rotation).
+    assert registry.state.keys.kid in [key["kid"] for key in jwks["keys"]]
+    assert {key["kty"] for key in jwks["keys"]} == {"RSA"}
 
 
 async def test_introspection_is_limited_to_the_tenant_admin(

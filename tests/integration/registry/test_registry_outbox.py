@@ -36,8 +36,9 @@ from tests.integration.registry.test_registry_cli import run_cli
 
 pytestmark = pytest.mark.integration
 
-# The design asks for "within about a second"; NOTIFY makes it tens of milliseconds.
-PUBLISH_BUDGET_S = 1.0
+# How long a relay under test polls: far longer than any wait below, so a record that
+# arrives was brought by NOTIFY, not by the poll.
+SLOW_POLL_S = 300.0
 
 
 @dataclass
@@ -129,7 +130,7 @@ async def test_every_change_of_an_app_reaches_the_topic(
     assert created.status_code == 201, created.text
     app_id = created.json()["id"]
     secret = created.json()["client_secret"]
-    latencies = [await reader.wait_for(reader.at_version(app_id, 1))]
+    await reader.wait_for(reader.at_version(app_id, 1))
     first = reader.of(app_id)[-1]
     assert first is not None
     assert first.tenant_id == tenant.tenant_id
@@ -146,7 +147,7 @@ async def test_every_change_of_an_app_reaches_the_topic(
     for change, version in changes:
         patched = await admin.patch(f"/v1/apps/{app_id}", json=change)
         assert patched.status_code == 200, patched.text
-        latencies.append(await reader.wait_for(reader.at_version(app_id, version)))
+        await reader.wait_for(reader.at_version(app_id, version))
     states = [state for state in reader.of(app_id) if state is not None]
     assert [state.version for state in states] == [1, 2, 3, 4]
     v1, v2, v3, v4 = states
@@ -172,14 +173,13 @@ async def test_every_change_of_an_app_reaches_the_topic(
 
     deleted = await admin.delete(f"/v1/apps/{app_id}")
     assert deleted.status_code == 204
-    latencies.append(await reader.wait_for(lambda: reader.of(app_id)[-1] is None))
+    await reader.wait_for(lambda: reader.of(app_id)[-1] is None)
     tombstone = [seen for seen in reader.records if seen.key == app_id][-1]
     assert tombstone.headers["ce_id"] == f"{app_id}:5".encode()
     assert tombstone.headers["ce_type"] == b"dev.connectedapps.app.deleted.v1"
     assert len(reader.of(app_id)) == 5
 
     await wait_until_published(registry.state.pool, app_id)
-    assert max(latencies) < PUBLISH_BUDGET_S, latencies
 
 
 async def test_admin_clients_are_not_published(
@@ -191,14 +191,25 @@ async def test_admin_clients_are_not_published(
 
 
 async def test_unknown_app_changes_write_nothing(
-    registry: Running, admin: httpx.AsyncClient
+    registry: Running, admin: httpx.AsyncClient, reader: TopicReader
 ) -> None:
-    before: int = await registry.state.pool.fetchval("SELECT count(*) FROM app_outbox")
-    missing = "a" * 32
+    # uuid-shaped, so the request reaches the database rather than being refused before it.
+    missing = str(uuid.uuid4())
     assert (await admin.patch(f"/v1/apps/{missing}", json={"enabled": False})).status_code == 404
     assert (await admin.delete(f"/v1/apps/{missing}")).status_code == 404
-    after: int = await registry.state.pool.fetchval("SELECT count(*) FROM app_outbox")
-    assert after <= before
+    # The relay publishes in outbox order: once a later marker app is on the topic, anything
+    # the two calls had enqueued would be there before it (and gone from the outbox).
+    marker = (await admin.post("/v1/apps", json={"name": "After", "permissions": []})).json()
+    await reader.wait_for(lambda: reader.latest_version(marker["id"]) == 1)
+    assert reader.of(missing) == []
+    pending = await registry.state.pool.fetchval(
+        "SELECT count(*) FROM app_outbox WHERE app_id = $1", missing
+    )
+    assert pending == 0
+    audited = await registry.state.pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE app_id = $1", missing
+    )
+    assert audited == 0
 
 
 async def test_republish_enqueues_every_app_again(
@@ -215,14 +226,23 @@ async def test_republish_enqueues_every_app_again(
     await wait_until_published(registry.state.pool, app_id)
 
 
-async def test_outbox_metrics_are_exposed(registry: Running) -> None:
+async def test_outbox_metrics_count_what_is_published(
+    registry: Running, admin: httpx.AsyncClient, reader: TopicReader
+) -> None:
+    def published() -> float:
+        return REGISTRY.get_sample_value("capps_registry_outbox_published_total") or 0.0
+
+    before = published()
+    app_id = (await admin.post("/v1/apps", json={"name": "Metered", "permissions": []})).json()[
+        "id"
+    ]
+    await reader.wait_for(lambda: reader.latest_version(app_id) == 1)
+    await wait_until_published(registry.state.pool, app_id)
+    assert published() >= before + 1
     body = (await registry.client.get("/metrics")).text
-    for name in (
-        "capps_registry_outbox_published_total",
-        "capps_registry_outbox_backlog",
-        "capps_registry_outbox_oldest_age_seconds",
-    ):
-        assert name in body
+    samples = [line for line in body.splitlines() if not line.startswith("#")]
+    assert any(line.startswith("capps_registry_outbox_backlog ") for line in samples)
+    assert any(line.startswith("capps_registry_outbox_oldest_age_seconds ") for line in samples)
 
 
 # Relays of the tests' own, over a database no other relay reads.
@@ -255,7 +275,9 @@ class RelayWorld:
     bootstrap_servers: str
     topic: str
 
-    def relay(self, name: str, bootstrap_servers: str | None = None) -> OutboxRelay:
+    def relay(
+        self, name: str, bootstrap_servers: str | None = None, poll_interval_s: float = 0.2
+    ) -> OutboxRelay:
         """A relay polling often, so a lost notification costs little time in tests."""
         return OutboxRelay(
             self.pool,
@@ -263,7 +285,7 @@ class RelayWorld:
             bootstrap_servers=bootstrap_servers or self.bootstrap_servers,
             topic=self.topic,
             instance_id=name,
-            poll_interval_s=0.2,
+            poll_interval_s=poll_interval_s,
         )
 
 
@@ -329,12 +351,11 @@ async def test_entries_wait_while_kafka_is_unreachable(
     try:
         app_id = await new_app(world.pool, world.tenant_id)
         version = await set_rate(world.pool, world.tenant_id, app_id, 7)
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: failures("kafka") > before and down.backlog[0] >= 2)
         assert await pending(world.pool, app_id) == 2
-        assert failures("kafka") > before
         waiting, oldest_s = down.backlog
         assert waiting >= 2
-        assert oldest_s > 0.5
+        assert oldest_s > 0
     finally:
         await down.stop()
 
@@ -404,10 +425,33 @@ async def test_relay_listens_again_after_losing_its_connection(
         await reader.wait_for(lambda: reader.latest_version(second) == 1)
         await wait_until_listening(world.pool)
         third = await new_app(world.pool, world.tenant_id)
-        took = await reader.wait_for(lambda: reader.latest_version(third) == 1)
-        assert took < PUBLISH_BUDGET_S
+        await reader.wait_for(lambda: reader.latest_version(third) == 1)
     finally:
         await running.stop()
+
+
+async def test_notify_wakes_the_relay_without_its_poll(
+    world: RelayWorld, reader: TopicReader
+) -> None:
+    """With a poll of five minutes, only NOTIFY can bring a change within the wait."""
+    running = world.relay("notified", poll_interval_s=SLOW_POLL_S)
+    running.start()
+    try:
+        await wait_until_listening(world.pool)
+        first = await new_app(world.pool, world.tenant_id)
+        await reader.wait_for(lambda: reader.latest_version(first) == 1, timeout_s=30.0)
+        version = await set_rate(world.pool, world.tenant_id, first, 9)
+        await reader.wait_for(lambda: reader.latest_version(first) == version, timeout_s=30.0)
+    finally:
+        await running.stop()
+
+
+async def wait_until(ready: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Until `ready()` holds; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.05)
 
 
 async def wait_until_listening(pool: Pool, timeout_s: float = 10.0) -> None:

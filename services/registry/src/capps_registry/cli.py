@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 from pydantic import ValidationError
@@ -27,6 +28,7 @@ from capps_registry.tenants.service import (
 )
 
 DB_WAIT_S = 30.0
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -81,25 +83,27 @@ def serve(settings: RegistrySettings) -> None:
     )
 
 
-async def _bootstrap(
-    settings: RegistrySettings,
-    action: Callable[[Pool], Awaitable[BootstrappedTenant]],
-) -> dict[str, str]:
-    """Run a tenant action on a one-connection pool; its credentials as printed JSON fields."""
+async def _on_pool(
+    settings: RegistrySettings, action: Callable[[Pool], Awaitable[T]], what: str
+) -> T:
+    """Run `action` on a one-connection pool; a missing table or database error in one line."""
     try:
         pool = await postgres.create_pool(settings.database_url, max_size=1)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
     try:
-        tenant = await action(pool)
+        return await action(pool)
     except asyncpg.UndefinedTableError:
         raise CommandError(
             "the registry tables are missing: run `registry migrate` first"
         ) from None
     except asyncpg.PostgresError as exc:
-        raise CommandError(f"the tenant action failed: {exc}") from None
+        raise CommandError(f"could not {what}: {exc}") from None
     finally:
         await pool.close()
+
+
+def _credentials(tenant: BootstrappedTenant) -> dict[str, str]:
     return {
         "tenant_id": tenant.tenant_id,
         "client_id": tenant.client_id,
@@ -111,71 +115,45 @@ def tenant_create(settings: RegistrySettings, name: str) -> None:
     """Create a tenant and print its admin client's credentials as one JSON object."""
     try:
         created = asyncio.run(
-            _bootstrap(settings, lambda pool: create_tenant(pool, settings.pepper, name))
+            _on_pool(settings, lambda pool: create_tenant(pool, settings.pepper, name), "create it")
         )
     except InvalidTenantNameError as exc:
         raise CommandError(str(exc)) from None
-    sys.stdout.write(json.dumps(created) + "\n")
+    sys.stdout.write(json.dumps(_credentials(created)) + "\n")
 
 
 def tenant_rotate_secret(settings: RegistrySettings, tenant_id: str) -> None:
     """Replace every admin secret of the tenant with a new one, revoke its admin tokens."""
     try:
         rotated = asyncio.run(
-            _bootstrap(settings, lambda pool: rotate_admin_secret(pool, settings.pepper, tenant_id))
+            _on_pool(
+                settings,
+                lambda pool: rotate_admin_secret(pool, settings.pepper, tenant_id),
+                "rotate the secret",
+            )
         )
     except UnknownTenantError as exc:
         raise CommandError(str(exc)) from None
-    sys.stdout.write(json.dumps(rotated) + "\n")
-
-
-async def _republish_apps(settings: RegistrySettings) -> int:
-    from capps_registry.outbox.repository import enqueue_every_app  # noqa: PLC0415
-
-    try:
-        pool = await postgres.create_pool(settings.database_url, max_size=1)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
-    try:
-        return await enqueue_every_app(pool)
-    except asyncpg.UndefinedTableError:
-        raise CommandError("the outbox table is missing: run `registry migrate` first") from None
-    except asyncpg.PostgresError as exc:
-        raise CommandError(f"could not enqueue the apps: {exc}") from None
-    finally:
-        await pool.close()
+    sys.stdout.write(json.dumps(_credentials(rotated)) + "\n")
 
 
 def apps_republish(settings: RegistrySettings) -> None:
     """Enqueue every app's current state; the running registries' relays publish it."""
-    enqueued = asyncio.run(_republish_apps(settings))
+    from capps_registry.outbox.repository import enqueue_every_app  # noqa: PLC0415
+
+    enqueued = asyncio.run(_on_pool(settings, enqueue_every_app, "enqueue the apps"))
     sys.stdout.write(json.dumps({"enqueued": enqueued}) + "\n")
-
-
-async def _rotate_keys(settings: RegistrySettings) -> dict[str, object]:
-    from capps_registry.oauth.service import rotate_signing_key  # noqa: PLC0415
-
-    try:
-        pool = await postgres.create_pool(settings.database_url, max_size=1)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
-    try:
-        rotated = await rotate_signing_key(pool, settings)
-    except asyncpg.UndefinedTableError:
-        raise CommandError(
-            "the registry tables are missing: run `registry migrate` first"
-        ) from None
-    except asyncpg.PostgresError as exc:
-        raise CommandError(f"could not rotate the signing key: {exc}") from None
-    finally:
-        await pool.close()
-    return {"kid": rotated.kid, "retired": rotated.retired, "deleted": rotated.deleted}
 
 
 def keys_rotate(settings: RegistrySettings) -> None:
     """Add a signing key that signs from now on; the old one stays published until it expires."""
-    rotated = asyncio.run(_rotate_keys(settings))
-    sys.stdout.write(json.dumps(rotated) + "\n")
+    from capps_registry.oauth.service import rotate_signing_key  # noqa: PLC0415
+
+    rotated = asyncio.run(
+        _on_pool(settings, lambda pool: rotate_signing_key(pool, settings), "rotate the key")
+    )
+    printed = {"kid": rotated.kid, "retired": rotated.retired, "deleted": rotated.deleted}
+    sys.stdout.write(json.dumps(printed) + "\n")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,11 +1,11 @@
-"""`python -m capps_aggregator migrate | worker [faust options] | rebuild-redis`."""
+"""`python -m capps_aggregator migrate | worker [faust options] | rebuild-redis | retention`."""
 
 import asyncio
 import sys
 
 from capps_aggregator.app import create_app
 from capps_aggregator.migrate import migrate
-from capps_aggregator.runtime import rebuild_hot_store
+from capps_aggregator.runtime import expire_usage, rebuild_hot_store
 from capps_aggregator.settings import AggregatorSettings
 from capps_kit.logging import configure_logging
 
@@ -36,6 +36,10 @@ def main(argv: list[str]) -> int:
     if command == "rebuild-redis":
         configure_logging("usage-aggregator", settings.log_level)
         asyncio.run(rebuild_hot_store(settings, _progress))
+        return 0
+    if command == "retention":
+        configure_logging("usage-aggregator", settings.log_level)
+        asyncio.run(expire_usage(settings, _progress))
         return 0
     if command == "worker":
         # Faust's `worker` command turns its own web server on unless told otherwise, and that

@@ -98,7 +98,10 @@ class BatchConsumer:
             fetch_max_wait_ms=int(settings.aggregator_batch_within_s * 1000),
         )
         consumer.subscribe([settings.aggregator_topic], listener=_FinishWriteOnRevoke(self))
-        watch = asyncio.create_task(stores.rebuilder.watch())
+        watch = asyncio.gather(
+            stores.rebuilder.watch(),
+            stores.retention.run_every(settings.usage_retention_every_s),
+        )
         self._consumer = consumer
         try:
             await consumer.start()
@@ -120,6 +123,7 @@ class BatchConsumer:
                 self._in_flight_fetch = fetched
         finally:
             watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             if self._in_flight is not None:
                 self._in_flight.cancel()
                 await asyncio.gather(self._in_flight, return_exceptions=True)

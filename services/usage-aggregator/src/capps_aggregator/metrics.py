@@ -42,3 +42,13 @@ LAG_RECORDS = Gauge(
     "Records of a partition not counted yet (its highwater minus the next offset to apply).",
     ["partition"],
 )
+RETENTION_DELETED = Counter(
+    "capps_aggregator_retention_deleted_rows_total",
+    "Expired usage rows deleted, per table.",
+    ["table"],
+)
+RETENTION_SECONDS = Histogram(
+    "capps_aggregator_retention_batch_seconds",
+    "Time of one retention delete batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from capps_aggregator.dlq import DeadLetterPublisher
 from capps_aggregator.hot_rebuild import HotStoreRebuilder, Progress
 from capps_aggregator.pipeline import TRANSIENT_ERRORS, UsageBatchWriter
+from capps_aggregator.retention import UsageRetention
 from capps_aggregator.settings import AggregatorSettings
 from capps_aggregator.sinks.postgres import PostgresUsageSink
 from capps_aggregator.sinks.redis import RedisUsageSink
@@ -44,6 +45,7 @@ class OpenStores:
     postgres: PostgresUsageSink
     hot: RedisUsageSink
     rebuilder: HotStoreRebuilder
+    retention: UsageRetention
     writer: UsageBatchWriter
 
 
@@ -97,7 +99,10 @@ class AggregatorRuntime:
         writer = UsageBatchWriter(
             postgres, hot, DeadLetterPublisher(producer, settings.aggregator_dlq_topic), rebuilder
         )
-        stores = OpenStores(pool, client, producer, postgres, hot, rebuilder, writer)
+        retention = UsageRetention(
+            pool, settings.usage_minute_retention_days, settings.usage_day_retention_days
+        )
+        stores = OpenStores(pool, client, producer, postgres, hot, rebuilder, retention, writer)
         try:
             # A Redis that lost its data is made whole before the first batch is counted.
             await rebuilder.rebuild()
@@ -134,4 +139,20 @@ async def rebuild_hot_store(settings: AggregatorSettings, progress: Progress) ->
         await HotStoreRebuilder(pool, client, progress).rebuild(stale=True)
     finally:
         await client.aclose()
+        await pool.close()
+
+
+async def expire_usage(settings: AggregatorSettings, progress: Progress) -> None:
+    """`retention`: delete expired usage rows now (the worker also does it every hour)."""
+    pool = await kit_postgres.create_pool(settings.database_url, 2)
+    try:
+        retention = UsageRetention(
+            pool, settings.usage_minute_retention_days, settings.usage_day_retention_days
+        )
+        deleted = await retention.run_once()
+        if deleted is None:
+            progress("retention: another worker is deleting expired rows right now")
+        else:
+            progress("retention: deleted " + ", ".join(f"{n} {t} rows" for t, n in deleted.items()))
+    finally:
         await pool.close()

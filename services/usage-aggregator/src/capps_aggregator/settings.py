@@ -27,6 +27,7 @@ class AggregatorSettings(ServiceSettings, DatabaseSettings, RedisSettings, Kafka
     # Retention of the PostgreSQL usage rows (usage_route_day follows the day rows).
     usage_minute_retention_days: int = 14
     usage_day_retention_days: int = 400
+    usage_retention_every_s: float = 3600.0
     # Event times accepted. Late events are normal (a gateway's spool replays calls after an
     # outage), so the past edge reaches as far back as day rows are kept; the future edge
     # allows clock skew only, so no event can pin last_seen or a future bucket.

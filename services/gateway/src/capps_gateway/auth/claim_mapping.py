@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from capps_events import normalise_issuer
 from capps_gateway.auth.claims import TOKEN_TYPES, InvalidTokenError, Principal
+from capps_gateway.auth.claims import _number as number_claim
 
 AppIdClaim = Literal["client_id", "azp", "appid"]
 PermissionClaim = Literal["roles", "scp", "scope"]
@@ -56,13 +57,6 @@ def check_external_header(header: dict[str, Any], rules: TokenRules) -> str:
     if "crit" in header:
         raise InvalidTokenError("unsupported critical header")
     return alg
-
-
-def _number(claims: dict[str, Any], name: str) -> float:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidTokenError(f"claim {name} must be a number")
-    return float(value)
 
 
 def _identifier(claims: dict[str, Any], name: str) -> str:
@@ -134,12 +128,12 @@ def map_external_claims(
     if not audience_matches(claims.get("aud"), rules.audience):
         raise InvalidTokenError("wrong audience")
     leeway = rules.leeway_s
-    expires_at = _number(claims, "exp")
+    expires_at = number_claim(claims, "exp")
     if now > expires_at + leeway:
         raise InvalidTokenError("token expired")
-    if "nbf" in claims and now + leeway < _number(claims, "nbf"):
+    if "nbf" in claims and now + leeway < number_claim(claims, "nbf"):
         raise InvalidTokenError("token not valid yet")
-    issued_at = _number(claims, "iat")
+    issued_at = number_claim(claims, "iat")
     if issued_at > now + leeway:
         raise InvalidTokenError("token issued in the future")
     app_id = app_id_of(claims, rules.app_id_claims)

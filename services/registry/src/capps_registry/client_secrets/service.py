@@ -85,16 +85,22 @@ async def _delete(
     )
 
 
+async def _lock_app(conn: Connection, actor: Principal, app_id: str) -> Client:
+    """The tenant's app, locked for this transaction; 404 otherwise."""
+    if not looks_like_client_id(app_id):
+        raise app_not_found(app_id)
+    client = await clients.lock_client(conn, actor.tenant_id, app_id)
+    if client is None:
+        raise app_not_found(app_id)
+    return client
+
+
 async def add_app_secret(
     state: RegistryState, actor: Principal, app_id: str, body: SecretCreate
 ) -> SecretCreated:
     """A new secret for the app (shown once); 409 if it has two active already."""
-    if not looks_like_client_id(app_id):
-        raise app_not_found(app_id)
     async with state.pool.acquire() as conn, conn.transaction():
-        client = await clients.lock_client(conn, actor.tenant_id, app_id)
-        if client is None:
-            raise app_not_found(app_id)
+        client = await _lock_app(conn, actor, app_id)
         return await _add(conn, state.settings.pepper, actor, client, body.expires_at)
 
 
@@ -107,12 +113,8 @@ async def delete_app_secret(
     revoke_tokens: bool = False,
 ) -> None:
     """Delete one of the app's secrets; it stops working at once."""
-    if not looks_like_client_id(app_id):
-        raise app_not_found(app_id)
     async with state.pool.acquire() as conn, conn.transaction():
-        client = await clients.lock_client(conn, actor.tenant_id, app_id)
-        if client is None:
-            raise app_not_found(app_id)
+        client = await _lock_app(conn, actor, app_id)
         await _delete(conn, actor, client, secret_id, revoke_tokens=revoke_tokens)
 
 

@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+
 from capps_registry.apps import repository as apps
 from capps_registry.apps.service import app_view
 from capps_registry.errors import ApiError
@@ -11,11 +13,6 @@ from capps_registry.state import RegistryState
 from capps_registry.usage.service import stats_of
 from capps_usage.windows import read_current_windows
 
-HEADROOM_SOURCE = (
-    "usage counters of the current UTC minute and hour (a moment behind the gateway, "
-    "whose own counters decide a 429)"
-)
-
 
 async def me(state: RegistryState, caller: Principal) -> MeOut:
     """The calling app's own view; its token was checked against its current state."""
@@ -24,7 +21,10 @@ async def me(state: RegistryState, caller: Principal) -> MeOut:
         raise ApiError(404, "not_found", "the calling app no longer exists")
     now = datetime.now(UTC)
     stats = await stats_of(state, [client.id], now)
-    windows = await read_current_windows(state.redis, state.pool, client.id, now)
+    try:
+        windows = await read_current_windows(state.redis, state.pool, client.id, now)
+    except (asyncpg.PostgresError, OSError):
+        raise ApiError(503, "usage_unavailable", "usage stats are unavailable; retry") from None
     view = app_view(client, stats.get(client.id))
     return MeOut(
         **view.model_dump(exclude={"created_at", "updated_at"}),
@@ -33,6 +33,6 @@ async def me(state: RegistryState, caller: Principal) -> MeOut:
             minute_resets_at=windows.minute_start + timedelta(minutes=1),
             hour_remaining=max(0, client.per_hour - windows.hour_requests),
             hour_resets_at=windows.hour_start + timedelta(hours=1),
-            source=HEADROOM_SOURCE,
+            source=windows.source,
         ),
     )

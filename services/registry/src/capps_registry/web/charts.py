@@ -54,9 +54,8 @@ def sparkline(values: Sequence[int], label: str, width: int = 120, height: int =
     heights = scale(values, inner_h)
     count = len(values)
     step = (width - 2 * pad) / (count - 1) if count > 1 else 0.0
-    points = " ".join(
-        f"{_number(pad + i * step)},{_number(height - pad - h)}" for i, h in enumerate(heights)
-    )
+    # One decimal is finer than a pixel; plain formatting keeps a 1,000-row list cheap.
+    points = " ".join(f"{pad + i * step:.1f},{height - pad - h:.1f}" for i, h in enumerate(heights))
     line = (
         f'<polyline fill="none" stroke="{LINE_COLOUR}" stroke-width="1.5" '
         f'stroke-linejoin="round" points="{points}"/>'

@@ -49,17 +49,20 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _app_fields(fields: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The register and edit forms carry the same fields."""
+    return {
+        "name": _one(fields, "name"),
+        "description": _one(fields, "description"),
+        "permissions": list(fields.get("permissions", [])),
+        "rate_limit": _rate_limit(fields),
+    }
+
+
 def app_create(fields: Mapping[str, Sequence[str]]) -> AppCreate:
     """The body of a new app from the register form; FormError names what is wrong."""
     try:
-        return AppCreate.model_validate(
-            {
-                "name": _one(fields, "name"),
-                "description": _one(fields, "description"),
-                "permissions": list(fields.get("permissions", [])),
-                "rate_limit": _rate_limit(fields),
-            }
-        )
+        return AppCreate.model_validate(_app_fields(fields))
     except ValidationError as exc:
         raise FormError(describe(exc)) from None
 
@@ -67,13 +70,6 @@ def app_create(fields: Mapping[str, Sequence[str]]) -> AppCreate:
 def app_update(fields: Mapping[str, Sequence[str]]) -> AppUpdate:
     """The body of an edit: name, description, permissions and rate limits all at once."""
     try:
-        return AppUpdate.model_validate(
-            {
-                "name": _one(fields, "name"),
-                "description": _one(fields, "description"),
-                "permissions": list(fields.get("permissions", [])),
-                "rate_limit": _rate_limit(fields),
-            }
-        )
+        return AppUpdate.model_validate(_app_fields(fields))
     except ValidationError as exc:
         raise FormError(describe(exc)) from None

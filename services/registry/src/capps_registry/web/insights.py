@@ -111,16 +111,20 @@ def describe_change(granted: Sequence[str], removed: Sequence[str]) -> str:
 
 
 def permission_markers(events: Iterable[dict[str, Any]], days: Sequence[date]) -> list[Marker]:
-    """A marker on the trend chart's day for each permission change within those days."""
+    """One marker per trend day with permission changes, naming them all, oldest first."""
     index_of = {day: index for index, day in enumerate(days)}
-    markers = []
+    lines: dict[int, list[tuple[datetime, str]]] = {}
     for event in events:
         change = permission_change(event)
         at = event.get("at")
         if change is None or not isinstance(at, datetime):
             continue
-        index = index_of.get(at.astimezone(UTC).date())
+        utc = at.astimezone(UTC)
+        index = index_of.get(utc.date())
         if index is not None:
-            words = describe_change(*change)
-            markers.append(Marker(index, f"{at:%Y-%m-%d %H:%M} UTC: permissions {words}"))
-    return markers
+            words = f"{utc:%Y-%m-%d %H:%M} UTC: permissions {describe_change(*change)}"
+            lines.setdefault(index, []).append((utc, words))
+    return [
+        Marker(index, "\n".join(words for _, words in sorted(found)))
+        for index, found in sorted(lines.items())
+    ]

@@ -6,18 +6,31 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from capps_registry.apps.schemas import AppOut
-
 SortKey = Literal["name", "id", "status", "last_seen", "requests", "trend"]
 SORT_KEYS: tuple[SortKey, ...] = ("name", "id", "status", "last_seen", "requests", "trend")
 STATUSES = ("all", "enabled", "disabled")
 PAGE_SIZES = (25, 50, 100, 250, 1000)
 DEFAULT_PAGE_SIZE = 50
 MAX_FILTER_LENGTH = 100
-# Columns whose natural first look is "largest first".
+# Columns whose natural first look is "largest first"; they are also the ones sorting needs
+# every matching app's usage for.
 DESCENDING_FIRST = frozenset({"last_seen", "requests", "trend"})
+USAGE_SORTS = DESCENDING_FIRST
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """What the list filters and sorts on, for every app of the tenant."""
+
+    id: str
+    name: str
+    enabled: bool
+    last_seen: datetime | None
+    requests_24h: int
+    trend_total: int = 0
+    """Requests in the 30-day trend; read only when the list is sorted by it."""
 
 
 class ListQueryError(ValueError):
@@ -99,7 +112,7 @@ def _positive_int(text: str, field: str) -> int:
     return int(text)
 
 
-def _sort_value(key: SortKey) -> Callable[[AppOut], Any]:
+def _sort_value(key: SortKey) -> Callable[[ListEntry], Any]:
     if key == "name":
         return lambda app: (app.name.casefold(), app.id)
     if key == "id":
@@ -110,31 +123,40 @@ def _sort_value(key: SortKey) -> Callable[[AppOut], Any]:
         return lambda app: (app.last_seen or _NEVER, app.name.casefold())
     if key == "requests":
         return lambda app: (app.requests_24h, app.name.casefold())
-    return lambda app: (sum(day.requests for day in app.trend_30d), app.name.casefold())
+    return lambda app: (app.trend_total, app.name.casefold())
 
 
 @dataclass(frozen=True, slots=True)
 class ListPage:
     """The rows to show and where they sit among all matching apps."""
 
-    rows: list[AppOut]
+    rows: list[ListEntry]
     matching: int
     total: int
     page: int
     pages: int
 
 
-def apply_query(apps: Sequence[AppOut], query: ListQuery) -> ListPage:
-    """Filter by name (case-insensitive substring) and status, sort, and cut out one page."""
+def filter_entries(apps: Sequence[ListEntry], query: ListQuery) -> list[ListEntry]:
+    """The apps whose name holds the filter (case-insensitive) and whose status matches."""
     wanted = query.name.casefold()
-    matching = [
+    return [
         app
         for app in apps
         if (not wanted or wanted in app.name.casefold())
         and (query.status == "all" or app.enabled == (query.status == "enabled"))
     ]
-    matching.sort(key=_sort_value(query.sort), reverse=query.descending)
-    pages = max(1, -(-len(matching) // query.size))
+
+
+def page_of(matching: Sequence[ListEntry], query: ListQuery, total: int) -> ListPage:
+    """Sort the matching apps and cut out the page asked for (the last one if beyond)."""
+    ordered = sorted(matching, key=_sort_value(query.sort), reverse=query.descending)
+    pages = max(1, -(-len(ordered) // query.size))
     page = min(query.page, pages)
     start = (page - 1) * query.size
-    return ListPage(matching[start : start + query.size], len(matching), len(apps), page, pages)
+    return ListPage(ordered[start : start + query.size], len(ordered), total, page, pages)
+
+
+def apply_query(apps: Sequence[ListEntry], query: ListQuery) -> ListPage:
+    """Filter by name and status, sort, and cut out one page."""
+    return page_of(filter_entries(apps, query), query, len(apps))

@@ -1,22 +1,38 @@
 """The pages an admin reads: the Connected applications list, registering an app, one app."""
 
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 
+from capps_registry.apps import repository as apps_repository
 from capps_registry.apps import service
-from capps_registry.apps.schemas import MAX_PAGE, AppOut
 from capps_registry.models import Principal
 from capps_registry.state import RegistryState
+from capps_registry.usage.service import stats_of
 from capps_registry.web import detail
 from capps_registry.web.charts import sparkline
 from capps_registry.web.forms import FormError, app_create
 from capps_registry.web.guard import Admin, AdminSession, CheckedForm, RegistryDep
-from capps_registry.web.listing import PAGE_SIZES, SORT_KEYS, ListQueryError, apply_query
+from capps_registry.web.listing import (
+    PAGE_SIZES,
+    SORT_KEYS,
+    USAGE_SORTS,
+    ListEntry,
+    ListPage,
+    ListQuery,
+    ListQueryError,
+    filter_entries,
+    page_of,
+)
 from capps_registry.web.listing import parse_list_query as parse_query
 from capps_registry.web.rendering import PageError, PageRoute, render
+from capps_usage.stats import AppStats
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+# A bound on what one list reads; far above any tenant we know of.
+MAX_LISTED = 20_000
 
 NOTICES = {
     "deleted": "The application was deleted. Its credentials and tokens no longer work.",
@@ -31,20 +47,67 @@ COLUMNS = {
 }
 
 
-async def all_apps(state: RegistryState, actor: Principal) -> list[AppOut]:
-    """Every app of the tenant with its stats, read through the service's pages.
+async def list_page(state: RegistryState, actor: Principal, query: ListQuery) -> ListPage:
+    """The page of the list the query asks for.
 
-    The page filters by name and status and sorts by any column, so it needs them all; the
-    service reads stats in one script call per chunk of apps, not commands per app.
+    One query reads every app of the tenant (name, id, status); usage is read for the
+    matching apps only when the list is sorted by it (without the 30-day trends unless sorted
+    by them), and otherwise for the page's rows alone (see shown_rows).
     """
-    found: list[AppOut] = []
-    cursor: str | None = None
-    while True:
-        page = await service.list_apps(state, actor, cursor=cursor, limit=MAX_PAGE)
-        found.extend(page.apps)
-        if page.next_cursor is None:
-            return found
-        cursor = page.next_cursor
+    clients = await apps_repository.apps_by_name(state.pool, actor.tenant_id, None, MAX_LISTED)
+    entries = [ListEntry(c.id, c.name, c.enabled, None, 0) for c in clients]
+    matching = filter_entries(entries, query)
+    if query.sort in USAGE_SORTS and matching:
+        stats = await stats_of(
+            state, [entry.id for entry in matching], with_trend=query.sort == "trend"
+        )
+        matching = [with_usage(entry, stats.get(entry.id)) for entry in matching]
+    return page_of(matching, query, len(entries))
+
+
+def with_usage(entry: ListEntry, stats: AppStats | None) -> ListEntry:
+    """The entry with the usage its sort needs."""
+    if stats is None:
+        return entry
+    return replace(
+        entry,
+        last_seen=stats.last_seen,
+        requests_24h=stats.requests_24h,
+        trend_total=sum(day.requests for day in stats.trend_30d),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListRow:
+    """One row of the list: the app and its stats as the admin API reports them."""
+
+    id: str
+    name: str
+    enabled: bool
+    last_seen: datetime | None
+    requests_24h: int
+    trend: list[int]
+
+
+async def shown_rows(state: RegistryState, actor: Principal, ids: list[str]) -> list[ListRow]:
+    """The page's rows with their full stats (30-day trend included), in the given order."""
+    clients = await apps_repository.apps_by_id(state.pool, actor.tenant_id, ids)
+    stats = await stats_of(state, ids)
+    rows = []
+    for app_id in ids:
+        client, found = clients.get(app_id), stats.get(app_id)
+        if client is not None:
+            rows.append(
+                ListRow(
+                    client.id,
+                    client.name,
+                    client.enabled,
+                    found.last_seen if found else None,
+                    found.requests_24h if found else 0,
+                    [day.requests for day in found.trend_30d] if found else [],
+                )
+            )
+    return rows
 
 
 @router.get("/")
@@ -56,14 +119,10 @@ async def app_list(
         query = parse_query(request.query_params)
     except ListQueryError as exc:
         raise PageError(400, "Bad request", str(exc)) from None
-    apps = await all_apps(state, actor)
-    page = apply_query(apps, query)
+    page = await list_page(state, actor, query)
+    rows = await shown_rows(state, actor, [entry.id for entry in page.rows])
     trends = {
-        app.id: sparkline(
-            [day.requests for day in app.trend_30d],
-            f"{sum(day.requests for day in app.trend_30d):,} requests in 30 days",
-        )
-        for app in page.rows
+        app.id: sparkline(app.trend, f"{sum(app.trend):,} requests in 30 days") for app in rows
     }
     return render(
         request,
@@ -72,6 +131,7 @@ async def app_list(
             "session": session,
             "query": query,
             "page": page,
+            "rows": rows,
             "trends": trends,
             "columns": [(key, COLUMNS[key]) for key in SORT_KEYS],
             "page_sizes": PAGE_SIZES,

@@ -40,6 +40,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["relative"] = wording.relative_time
 templates.env.filters["utc"] = wording.utc_text
 templates.env.filters["iso"] = wording.iso_text
+templates.env.filters["share"] = wording.share
 templates.env.globals["svg"] = Markup  # charts are built by charts.py, which escapes its text
 
 

@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 
 from capps_registry.metrics import TOKENS_ISSUED, TOKENS_REFUSED
 from capps_registry.oauth import service as oauth_service
+from capps_registry.oauth import throttle
 from capps_registry.oauth.claims import TENANT_ADMIN_ROLE
 from capps_registry.oauth.client_auth import ClientCredentials
 from capps_registry.oauth.errors import OAuthError
@@ -85,6 +86,21 @@ async def signin(
         return _signin_form(
             request, None, "Enter both the client ID and the client secret.", client_id, 400
         )
+    # The token endpoint's own limiter and counters: guesses here and there add up.
+    address = request.client.host if request.client else "unknown"
+    limits = state.settings.auth_failure_limits
+    wait = await throttle.over_limit(state.redis, limits, client_id, address)
+    if wait is not None:
+        TOKENS_REFUSED.labels("throttled").inc()
+        response = _signin_form(
+            request,
+            None,
+            f"Too many failed sign-ins. Wait {wait} seconds, then try again.",
+            client_id,
+            429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     credentials = ClientCredentials(client_id, client_secret.strip(), "client_secret_post")
     try:
         client = await oauth_service.authenticate_client(
@@ -92,6 +108,8 @@ async def signin(
         )
     except OAuthError as exc:
         TOKENS_REFUSED.labels(getattr(exc, "reason", exc.error)).inc()
+        if exc.error == "invalid_client":
+            await throttle.record_failure(state.redis, client_id, address)
         return _signin_form(request, None, WRONG_CREDENTIALS, client_id, 401)
     if client.kind != "admin":
         TOKENS_REFUSED.labels("not_admin").inc()

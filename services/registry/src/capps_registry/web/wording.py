@@ -22,6 +22,13 @@ def relative_time(moment: datetime | None, now: datetime) -> str:
     return "just now"
 
 
+def share(part: float) -> str:
+    """A share as a whole percentage; a small but non-zero share reads '<1%', not '0%'."""
+    if 0 < part < 0.005:
+        return "<1%"
+    return f"{part:.0%}"
+
+
 def utc_text(moment: datetime | None) -> str:
     """The exact time in UTC, to the second: '2026-11-30 10:31:07 UTC'."""
     if moment is None:

@@ -202,13 +202,13 @@ class RedisUsageSink:
     async def _run(
         self, attempts: dict[int, tuple[int, UsageRollup]], now_s: float
     ) -> dict[int, tuple[int, int]]:
-        pipe = self._client.pipeline(transaction=False)
         order = sorted(attempts)
-        for partition in order:
-            first, counters = attempts[partition]
-            call = script_call(self._topic, partition, first, counters, now_s)
-            await self._script(keys=call.keys, args=call.args, client=pipe)
-        results = await pipe.execute()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for partition in order:
+                first, counters = attempts[partition]
+                call = script_call(self._topic, partition, first, counters, now_s)
+                await self._script(keys=call.keys, args=call.args, client=pipe)
+            results = await pipe.execute()
         return {
             partition: (int(reply[0]), int(reply[1]))
             for partition, reply in zip(order, results, strict=True)
