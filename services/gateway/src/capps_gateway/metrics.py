@@ -199,3 +199,18 @@ ISSUER_KEYS_FETCHED_AT = Gauge(
     ["issuer"],
     multiprocess_mode="max",
 )
+
+
+# Every labelled series exists from the start (at 0): with several workers (multiprocess mode)
+# a family without any sample would be missing from /metrics, and rules reading it would see
+# nothing instead of zero.
+for _kind in ("connect", "timeout", "client_gone"):
+    UPSTREAM_ERRORS.labels(_kind)
+for _result in ("arrived", "timeout"):
+    APP_WAITS.labels(_result)
+for _result in ("applied", "ignored"):
+    APP_STATE_RECORDS.labels(_result)
+for _reason in ("header_too_large", "header_timeout", "body_timeout"):
+    EDGE_REFUSALS.labels(_reason)
+for _reason in ("missing", "invalid", "keys_unavailable", "overloaded", "invalid_path"):
+    UNAUTHENTICATED.labels(_reason)
