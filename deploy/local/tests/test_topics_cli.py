@@ -28,7 +28,9 @@ def test_describe_says_what_was_created() -> None:
 async def test_running_twice_leaves_the_design_topics(
     bootstrap: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert await topics.run(bootstrap, 20) is not None
+    first = await topics.run(bootstrap, 20)
+    assert [line.split()[1] for line in first] == [REQUESTS_TOPIC, REQUESTS_DLQ_TOPIC, APPS_TOPIC]
+    assert {line.split()[0] for line in first} <= {"present", "created"}
     lines = await topics.run(bootstrap, 20)
     assert all(line.startswith("present") for line in lines)
     assert [line.split()[1] for line in lines] == [REQUESTS_TOPIC, REQUESTS_DLQ_TOPIC, APPS_TOPIC]

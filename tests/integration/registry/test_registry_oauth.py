@@ -13,7 +13,14 @@ from joserfc.jwk import KeySet
 
 from capps_kit.settings import API_AUDIENCE
 from capps_registry.oauth.credentials import secret_digest
-from tests.integration.registry.conftest import ISSUER, TEST_PEPPER, Running, Tenant, token_for
+from tests.integration.registry.conftest import (
+    ISSUER,
+    TEST_PEPPER,
+    Running,
+    Tenant,
+    new_tenant,
+    token_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -294,3 +301,52 @@ async def test_signing_key_is_created_once_under_concurrent_starts(registry: Run
         )
     )
     assert {keys.kid for keys in loaded} == {state.keys.kid}
+
+
+async def test_introspection_by_another_tenants_admin_or_without_a_token_reveals_nothing(
+    registry: Running, tenant: Tenant, admin: httpx.AsyncClient
+) -> None:
+    app = await create_app(admin, permissions=["Alert.Read.All"])
+    app_token = await token_for(registry, app["id"], app["client_secret"])
+    other = await new_tenant(registry)
+    other_admin = {"Authorization": basic(other.client_id, other.client_secret)}
+
+    # A valid, live token of tenant A, asked about by tenant B's admin: inactive, nothing else.
+    foreign = await registry.client.post(
+        "/oauth2/introspect", data={"token": app_token}, headers=other_admin
+    )
+    assert foreign.status_code == 200
+    assert foreign.json() == {"active": False}
+    # Its own admin still sees it active: the refusal above is about the tenant, not the token.
+    own = await registry.client.post(
+        "/oauth2/introspect",
+        data={"token": app_token},
+        headers={"Authorization": basic(tenant.client_id, tenant.client_secret)},
+    )
+    assert own.json()["active"] is True
+
+    missing = await registry.client.post("/oauth2/introspect", data={}, headers=other_admin)
+    assert missing.status_code == 400
+    assert missing.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("grant_type", ["password", "authorization_code", "urn:x:unknown"])
+async def test_the_client_is_authenticated_before_its_grant_type_is_judged(
+    registry: Running, tenant: Tenant, grant_type: str
+) -> None:
+    form = {"grant_type": grant_type}
+    wrong = await registry.client.post(
+        "/oauth2/token",
+        data=form,
+        headers={"Authorization": basic(tenant.client_id, "not-the-secret")},
+    )
+    # A caller who cannot authenticate learns nothing about which grants exist (RFC 6749 §5.2).
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    right = await registry.client.post(
+        "/oauth2/token",
+        data=form,
+        headers={"Authorization": basic(tenant.client_id, tenant.client_secret)},
+    )
+    assert right.status_code == 400
+    assert right.json()["error"] == "unsupported_grant_type"
