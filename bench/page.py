@@ -1,7 +1,7 @@
 """The Connected applications page: server-side render time of a 1,000-app list with stats.
 
 Seeds a tenant of its own with 1,000 apps and 30 days of usage in the stack's PostgreSQL and
-Redis (the same numbers in both stores, as USAGE_CONTRACT lays them out), then serves the
+Redis (the same numbers in both stores, in the layout of capps_usage), then serves the
 registry app in-process (no network, so the figure is the server's own time) and times,
 interleaved round by round:
 - `GET /v1/apps`, the admin API's JSON list of the same apps (baseline: reading, no HTML);
