@@ -13,14 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from joserfc import jws
-from joserfc.errors import JoseError
 
 from capps_events import normalise_issuer
 from capps_gateway.auth.claim_mapping import check_external_header, map_external_claims
 from capps_gateway.auth.claims import MAX_TOKEN_LENGTH, InvalidTokenError, Principal, is_fresh
 from capps_gateway.auth.issuer_keys import IssuerKeys, IssuerKeysUnavailableError
-from capps_gateway.auth.verifier import KeysUnavailableError, TokenVerifier
+from capps_gateway.auth.verifier import KeysUnavailableError, TokenVerifier, verified_payload
 
 CACHE_SIZE = 20_000
 
@@ -114,20 +112,7 @@ class ExternalTokenVerifier:
             raise KeysUnavailableError(issuer) from None
         if key is None:
             raise InvalidTokenError("unknown signing key")
-        try:
-            signed = jws.deserialize_compact(token, key, algorithms=[alg])
-        except JoseError as exc:
-            raise InvalidTokenError(
-                "bad signature" if exc.error == "bad_signature" else "malformed token"
-            ) from None
-        except ValueError:
-            raise InvalidTokenError("malformed token") from None
-        try:
-            verified = orjson.loads(signed.payload or b"")
-        except orjson.JSONDecodeError:
-            raise InvalidTokenError("malformed claims") from None
-        if not isinstance(verified, dict):
-            raise InvalidTokenError("malformed claims")
+        verified = verified_payload(token, key, alg)
         principal = map_external_claims(
             verified, rules, now=time.time(), all_permissions=self._all_permissions
         )
