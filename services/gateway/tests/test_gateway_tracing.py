@@ -3,6 +3,7 @@
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from capps_catalog import load_catalog
@@ -45,10 +46,10 @@ def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> Scope:
 
 
 async def _call(
-    headers: list[tuple[bytes, bytes]], status: int
+    headers: list[tuple[bytes, bytes]], status: int, sampler: Sampler | None = None
 ) -> tuple[InMemorySpanExporter, int]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     seen_trace_id = 0
 
@@ -99,3 +100,11 @@ async def test_a_call_with_a_malformed_traceparent_starts_a_trace_and_is_served(
     assert span.parent is None
     assert span.context.trace_id == seen != 0
     assert span.status.status_code is StatusCode.ERROR
+
+
+async def test_a_call_left_out_by_the_sampler_makes_no_span_but_carries_the_trace_on() -> None:
+    exporter, seen = await _call(
+        [(b"traceparent", CALLER[:-2] + b"00")], 200, ParentBased(ALWAYS_OFF)
+    )
+    assert exporter.get_finished_spans() == ()
+    assert seen == 0x4BF92F3577B34DA6A3CE929D0E0E4736

@@ -57,13 +57,14 @@ def context(n: int) -> TraceContext:
     return TraceContext(trace_id=0xABC000 + n, span_id=0x100 + n, flags=1)
 
 
-def test_links_go_to_each_distinct_event_context_and_skip_malformed_ones() -> None:
+def test_links_go_to_each_distinct_sampled_context_and_skip_malformed_ones() -> None:
     records = [
         record(0, context(1)),
         record(1, None),
         record(2, context(2)),
         record(3, context(1)),  # the same producer span again: one link
         record(4, None, ("ce_traceparent", b"00-zzzz-not-a-traceparent")),
+        record(5, TraceContext(trace_id=0xABC009, span_id=0x109, flags=0)),  # not sampled
     ]
     batch, rejects = decode_partition(0, records, WINDOW)
     assert rejects == []  # a malformed traceparent never refuses the event

@@ -3,7 +3,9 @@
 One SERVER span per call, continuing the caller's `traceparent` when it sent a valid one; under
 it a CLIENT span around the upstream call, whose context the upstream receives as `traceparent`
 (replacing the caller's), and a PRODUCER span for the call's event, whose context the event
-carries in `ce_traceparent` so the aggregator's batch can link to it. With tracing off none of
+carries in `ce_traceparent` so the aggregator's batch can link to it. A call the sampler leaves
+out gets its server span only (not recording) and passes that context on, flagged not sampled.
+With tracing off none of
 this is constructed: the app serves calls through its plain handler, the runtime builds the
 plain proxy and publisher, and the caller's `traceparent` goes upstream untouched.
 """
@@ -53,23 +55,25 @@ def traced_calls(tracer: trace.Tracer, handler: Handler, routes: RouteTable) -> 
     """`handler` inside a SERVER span per call, named after the route template."""
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
-        method: str = scope["method"]
-        raw = scope.get("raw_path")
-        raw_path = raw.decode("latin-1") if raw else scope["path"]
-        match = routes.match(method, raw_path) if path_refusal(raw_path) is None else None
-        attributes: dict[str, str] = {"http.request.method": method, "url.path": raw_path[:512]}
-        if match is not None:
-            attributes["http.route"] = match.route.template
         caller = caller_context(scope["headers"])
         parent = (
             trace.set_span_in_context(trace.NonRecordingSpan(span_context_of(caller)))
             if caller is not None
             else None
         )
-        name = f"{method} {match.route.template}" if match is not None else method
-        with tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.SERVER, attributes=attributes
-        ) as span:
+        method: str = scope["method"]
+        with tracer.start_as_current_span(method, context=parent, kind=SpanKind.SERVER) as span:
+            if not span.is_recording():
+                # Not sampled: the span only carries the trace on; nothing to describe.
+                await handler(scope, receive, send)
+                return
+            raw = scope.get("raw_path")
+            raw_path = raw.decode("latin-1") if raw else scope["path"]
+            match = routes.match(method, raw_path) if path_refusal(raw_path) is None else None
+            span.set_attributes({"http.request.method": method, "url.path": raw_path[:512]})
+            if match is not None:
+                span.update_name(f"{method} {match.route.template}")
+                span.set_attribute("http.route", match.route.template)
 
             async def observed(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -113,6 +117,23 @@ class TracedUpstreamProxy(UpstreamProxy):
         scheme: str = "http",
     ) -> tuple[int, int]:
         """Relay the call as the plain proxy does, inside its span."""
+        call = trace.get_current_span()
+        if not call.is_recording():
+            # A call not sampled gets no child spans (their cost is most of tracing's); the
+            # upstream still hears the trace, flagged not sampled, as W3C propagation asks.
+            return await super().forward(
+                method=method,
+                raw_path=raw_path,
+                query_string=query_string,
+                headers=with_trace_headers(headers, trace_context_of(call)),
+                body=body,
+                request_id=request_id,
+                principal=principal,
+                send=send,
+                extra_headers=extra_headers,
+                client_ip=client_ip,
+                scheme=scheme,
+            )
         # Not made the current span: the call's event, published while the answer is relayed,
         # belongs to the call (the server span), not to the upstream call.
         span = self._tracer.start_span(
@@ -156,8 +177,14 @@ class TracedPublisher(SpoolingPublisher):
         self._tracer = tracer
         self._span_name = f"{self._topic} publish"
 
-    def publish(self, event: RequestEvent, context: TraceContext | None = None) -> None:  # noqa: ARG002 - the span's context replaces it
+    def publish(self, event: RequestEvent, context: TraceContext | None = None) -> None:  # noqa: ARG002 - the call's context replaces it
         """Journal and buffer the event as the plain publisher does, inside its span."""
+        call = trace.get_current_span()
+        if not call.is_recording():
+            # Not sampled: no span, the event carries the call's context (flagged so).
+            carried = trace_context_of(call) if call.get_span_context().is_valid else None
+            super().publish(event, carried)
+            return
         span = self._tracer.start_span(
             self._span_name,
             kind=SpanKind.PRODUCER,

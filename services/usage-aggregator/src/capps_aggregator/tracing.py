@@ -3,8 +3,9 @@
 One CONSUMER span per batch, with a CLIENT child span for each store's write (PostgreSQL,
 Redis). A batch holds events of many calls, each from its own trace, so the batch span is no
 child of any: it links to the trace context each event carries (`ce_traceparent`), at most
-`MAX_LINKS` distinct ones. An event without a context, or with a malformed one, is counted as
-any other and simply not linked. With tracing off the runtime builds the plain writer and sinks.
+`MAX_LINKS` distinct sampled ones. An event without a context, with one its producer did not
+sample, or with a malformed one, is counted as any other and simply not linked. With tracing
+off the runtime builds the plain writer and sinks.
 """
 
 from collections.abc import Sequence
@@ -36,7 +37,11 @@ def batch_links(batches: Sequence[PartitionBatch], limit: int = MAX_LINKS) -> li
             if event is None:
                 continue
             context = trace_context(record.headers)
-            if context is None or (context.trace_id, context.span_id) in seen:
+            if (
+                context is None
+                or not context.sampled
+                or (context.trace_id, context.span_id) in seen
+            ):
                 continue
             seen.add((context.trace_id, context.span_id))
             links.append(Link(span_context_of(context)))
