@@ -6,6 +6,8 @@ from tests.deploy.go_tools import REPO
 from tests.integration.tracing.collector import validate_config
 
 OTEL = REPO / "deploy" / "otel"
+# The first run may build the collector from scratch (modules downloaded, then compiled).
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.mark.parametrize("name", ["collector.yaml", "collector-forward.yaml"])

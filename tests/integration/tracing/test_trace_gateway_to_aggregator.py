@@ -97,7 +97,7 @@ def _call_spans(spans: list[Span], trace_id: str, request_id: str) -> dict[str, 
     return found
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(2400)  # the first run may build the collector from scratch
 async def test_a_partner_call_is_traced_from_the_gateway_to_its_aggregator_batch(
     *,
     collector: Collector,
