@@ -11,14 +11,12 @@ file, so the exporter's work is in the figures too. Besides req/s and p99: CPU Â
 each gateway process, and how many spans the collector received.
 """
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,56 +46,32 @@ VARIANTS: dict[str, dict[str, str]] = {
     },
     "tracing_all": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
 }
-COLLECTOR_CONFIG = """\
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{port}
-exporters:
-  file:
-    path: {path}
-service:
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [file]
-"""
 
 
-@contextlib.contextmanager
-def _collector(workdir: Path) -> Iterator[tuple[str, Path]]:
-    """deploy/otel-collector (built once, as the tests build it) writing spans to a file."""
-    from tests.deploy.go_tools import go_tool
-
-    with ticking("building or finding deploy/otel-collector"):
-        binary = go_tool("otel-collector", timeout_s=1800)
-    port = spare_port()
-    spans = workdir / "spans.jsonl"
-    spans.unlink(missing_ok=True)
-    config = workdir / "collector.yaml"
-    config.write_text(COLLECTOR_CONFIG.format(port=port, path=spans))
-    with (workdir / "collector.log").open("wb") as log:
-        process = subprocess.Popen([str(binary), f"--config={config}"], stdout=log, stderr=log)
-    try:
-        yield f"http://127.0.0.1:{port}", spans
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _gateway(env: dict[str, str], log_path: Path) -> "subprocess.Popen[bytes]":
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
+def _start_gateway(
+    key: str, variant: dict[str, str], *, workdir: Path, upstream: str, trust: dict[str, str]
+) -> tuple[str, "subprocess.Popen[bytes]"]:
+    """One gateway process of the comparison, answering calls; (its URL, the process)."""
+    port, admin_port = spare_port(), spare_port()
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("OTEL_")},
+        **trust,
+        "GATEWAY_WORKERS": "1",
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_ADMIN_PORT": str(admin_port),
+        "GATEWAY_UPSTREAM_URL": upstream,
+        "GATEWAY_SPOOL_DIR": str(workdir / f"spool-{key}"),
+        "INSTANCE_ID": f"bench-{key}-{uuid.uuid4().hex[:6]}",
+        "LOG_LEVEL": "WARNING",
+        **variant,
+    }
+    with (workdir / f"gateway-{key}.log").open("wb") as log:
+        process = subprocess.Popen(
             [sys.executable, "-m", "capps_gateway"], env=env, stdout=log, stderr=log, cwd=ROOT
         )
+    with ticking(f"gateway {key.replace('_', ' ')} starting"):
+        _wait_http(f"http://127.0.0.1:{admin_port}/readyz")
+    return f"http://127.0.0.1:{port}{PATH}", process
 
 
 def _count_spans(path: Path) -> int:
@@ -126,32 +100,26 @@ def measure_tracing(
     cpu: dict[str, list[float]] = {key: [] for key in VARIANTS}
     auth = {"Authorization": f"Bearer {token}"}
     gateways: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+    # The tests' collector (deploy/otel-collector, built once and cached) writing to a file.
+    from tests.integration.tracing.collector import running_collector
+
+    say("starting deploy/otel-collector (built with Go on first use: minutes)")
     with (
         _nginx(_nginx_config(static_dir, static_server), static_dir),
-        _collector(workdir) as (endpoint, spans_file),
+        running_collector(workdir) as collector,
     ):
+        trust = {"REGISTRY_URL": urls.registry, "TOKEN_ISSUER": claims["iss"]}
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint}
         try:
             for key, variant in VARIANTS.items():
-                port, admin_port = spare_port(), spare_port()
-                env = {
-                    **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-                    "GATEWAY_WORKERS": "1",
-                    "GATEWAY_PORT": str(port),
-                    "GATEWAY_ADMIN_PORT": str(admin_port),
-                    "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{static_port}",
-                    "GATEWAY_SPOOL_DIR": str(workdir / f"spool-{key}"),
-                    "INSTANCE_ID": f"bench-{key}-{uuid.uuid4().hex[:6]}",
-                    "REGISTRY_URL": urls.registry,
-                    "TOKEN_ISSUER": claims["iss"],
-                    "LOG_LEVEL": "WARNING",
-                    **({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint} if variant else {}),
-                    **variant,
-                }
-                process = _gateway(env, workdir / f"gateway-{key}.log")
-                gateways[key] = (f"http://127.0.0.1:{port}{PATH}", process)
-                with ticking(f"gateway {key.replace('_', ' ')} starting"):
-                    _wait_http(f"http://127.0.0.1:{admin_port}/readyz")
-                    _wait_http(f"http://127.0.0.1:{port}{PATH}", auth)
+                gateways[key] = _start_gateway(
+                    key,
+                    {**traced, **variant} if variant else {},
+                    workdir=workdir,
+                    upstream=f"http://127.0.0.1:{static_port}",
+                    trust=trust,
+                )
+                _wait_http(gateways[key][0], auth)
             keys = list(VARIANTS)
             for number in range(rounds):
                 shift = number % len(keys)
@@ -179,8 +147,8 @@ def measure_tracing(
                     process.kill()
         # The traced gateways flushed their spans on the way out; the file settles shortly.
         time.sleep(1.0)
-        spans = _count_spans(spans_file)
-        spans_file.unlink(missing_ok=True)
+        spans = _count_spans(collector.output)
+        collector.output.unlink(missing_ok=True)
     say(f"collector received {spans:,} spans")
     entries = {}
     for key, runs in results.items():

@@ -150,6 +150,7 @@ async def test_a_partner_call_is_traced_from_the_gateway_to_its_aggregator_batch
     assert server.attributes["http.response.status_code"] == 200
     # ...the upstream call and the event are its children...
     assert upstream_call.parent_span_id == server.span_id
+    assert upstream_call.attributes["http.response.status_code"] == 200
     assert produce.parent_span_id == server.span_id
     assert produce.attributes["capps.app_id"] == app_id
     # ...the upstream saw the gateway's upstream span as its parent, not the partner's span...

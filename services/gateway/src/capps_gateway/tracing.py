@@ -118,39 +118,29 @@ class TracedUpstreamProxy(UpstreamProxy):
     ) -> tuple[int, int]:
         """Relay the call as the plain proxy does, inside its span."""
         call = trace.get_current_span()
-        if not call.is_recording():
-            # A call not sampled gets no child spans (their cost is most of tracing's); the
-            # upstream still hears the trace, flagged not sampled, as W3C propagation asks.
-            return await super().forward(
-                method=method,
-                raw_path=raw_path,
-                query_string=query_string,
-                headers=with_trace_headers(headers, trace_context_of(call)),
-                body=body,
-                request_id=request_id,
-                principal=principal,
-                send=send,
-                extra_headers=extra_headers,
-                client_ip=client_ip,
-                scheme=scheme,
+        # A call not sampled gets no child spans (their cost is most of tracing's); the
+        # upstream still hears the trace, flagged not sampled, as W3C propagation asks.
+        # The span is not made current: the call's event, published while the answer is
+        # relayed, belongs to the call (the server span), not to the upstream call.
+        span = (
+            self._tracer.start_span(
+                f"{method} upstream",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "http.request.method": method,
+                    "url.full": (self._server_address.rstrip("/") + raw_path)[:512],
+                    "capps.request_id": request_id,
+                },
             )
-        # Not made the current span: the call's event, published while the answer is relayed,
-        # belongs to the call (the server span), not to the upstream call.
-        span = self._tracer.start_span(
-            f"{method} upstream",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": method,
-                "url.full": (self._server_address.rstrip("/") + raw_path)[:512],
-                "capps.request_id": request_id,
-            },
+            if call.is_recording()
+            else None
         )
         try:
             status, sent = await super().forward(
                 method=method,
                 raw_path=raw_path,
                 query_string=query_string,
-                headers=with_trace_headers(headers, trace_context_of(span)),
+                headers=with_trace_headers(headers, trace_context_of(span or call)),
                 body=body,
                 request_id=request_id,
                 principal=principal,
@@ -160,13 +150,17 @@ class TracedUpstreamProxy(UpstreamProxy):
                 scheme=scheme,
             )
         except UpstreamError as exc:
-            span.set_attribute("error.type", "timeout" if exc.timeout else "connect")
-            span.set_status(StatusCode.ERROR, str(exc))
+            if span is not None:
+                span.set_attribute("error.type", "timeout" if exc.timeout else "connect")
+                span.set_status(StatusCode.ERROR, str(exc))
             raise
+        else:
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+            return status, sent
         finally:
-            span.end()
-        span.set_attribute("http.response.status_code", status)
-        return status, sent
+            if span is not None:
+                span.end()
 
 
 class TracedPublisher(SpoolingPublisher):
