@@ -35,10 +35,29 @@ ISSUER = "http://registry.test"
 TEST_PEPPER = "test-pepper-" + uuid.uuid4().hex
 
 
+# The login role the registry under test connects as (bound by row-level security); a role of
+# its own, so these tests never change the password of the stack's registry role.
+APP_ROLE = "capps_registry_test"
+APP_PASSWORD = "capps-registry-test"  # noqa: S105 - a test database's role
+
+
 def with_database(database_url: str, name: str) -> str:
     """The same server URL pointing at database `name`."""
     parts = urlsplit(database_url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def with_login(database_url: str, role: str, password: str) -> str:
+    """The same database reached as another role."""
+    parts = urlsplit(database_url)
+    host = parts.hostname or ""
+    netloc = f"{role}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def app_url(owner_url: str) -> str:
+    """The URL the registry under test connects with: its own database, the app role."""
+    return with_login(owner_url, APP_ROLE, APP_PASSWORD)
 
 
 @asynccontextmanager
@@ -50,7 +69,7 @@ async def migrated_database(database_url: str) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = with_database(database_url, name)
         # alembic runs its own event loop, so it gets a thread of its own.
-        await asyncio.to_thread(upgrade, url, TEST_PEPPER.encode())
+        await asyncio.to_thread(upgrade, url, TEST_PEPPER.encode(), app_url(url))
         # The usage tables the registry reads are the aggregator's, in the same database.
         await asyncio.to_thread(upgrade_head, url)
         yield url
@@ -70,7 +89,7 @@ async def compacted_topic(bootstrap_servers: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def registry_database(infra: Any) -> AsyncIterator[str]:
-    """The session's migrated database."""
+    """The session's migrated database, as the URL of its owner."""
     async with migrated_database(infra.database_url) as url:
         yield url
 
@@ -86,7 +105,7 @@ async def apps_topic(infra: Any) -> AsyncIterator[str]:
 def registry_settings(infra: Any, registry_database: str, apps_topic: str) -> RegistrySettings:
     """Settings of the registry under test."""
     return RegistrySettings(
-        database_url=registry_database,
+        database_url=app_url(registry_database),
         # A Redis database of their own: these tests set and clear the usage store's ready
         # marker, which must not mislead the stack's aggregator sharing the server.
         redis_url=with_database(infra.redis_url, "7"),
