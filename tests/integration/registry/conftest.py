@@ -24,6 +24,7 @@ from capps_events import TopicSpec
 from capps_kit.asgi import App, Receive, Scope, Send
 from capps_kit.postgres import asyncpg_dsn
 from capps_registry.app import build_api
+from capps_registry.db import client_tenants
 from capps_registry.migrations.runner import upgrade
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState
@@ -38,7 +39,7 @@ TEST_PEPPER = "test-pepper-" + uuid.uuid4().hex
 # The login role the registry under test connects as (bound by row-level security); a role of
 # its own, so these tests never change the password of the stack's registry role.
 APP_ROLE = "capps_registry_test"
-APP_PASSWORD = "capps-registry-test"  # noqa: S105 - a test database's role
+APP_PASSWORD = "capps-registry-test"
 
 
 def with_database(database_url: str, name: str) -> str:
@@ -95,6 +96,22 @@ async def registry_database(infra: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+async def owner_pool(registry_database: str) -> AsyncIterator[asyncpg.Pool]:
+    """The session's database as its owner: for writing the aggregator's usage tables, which
+    the registry only reads (the owner too is bound by the registry's tenant policies)."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(registry_database), min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def tenant_of(registry: "Running", client_id: str) -> str:
+    """The tenant of a client, looked up the way the token endpoint does."""
+    return (await client_tenants(registry.state.pool, [client_id]))[client_id]
+
+
+@pytest.fixture(scope="session")
 async def apps_topic(infra: Any) -> AsyncIterator[str]:
     """The session's apps topic, where the registry under test publishes app states."""
     async with compacted_topic(infra.kafka_bootstrap_servers) as name:
@@ -125,6 +142,7 @@ class Running:
     client: httpx.AsyncClient
     state: RegistryState
     asgi: App
+    owner_url: str  # the database as its owner, for what the registry's role may not do
 
     def new_client(self, address: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
         """Another client of the same app (its own headers, e.g. a bearer token, and address)."""
@@ -133,7 +151,9 @@ class Running:
 
 
 @pytest.fixture(scope="session")
-async def registry(registry_settings: RegistrySettings) -> AsyncIterator[Running]:
+async def registry(
+    registry_settings: RegistrySettings, registry_database: str
+) -> AsyncIterator[Running]:
     """The app inside its lifespan, reached through httpx's ASGI transport."""
     app = build_api(registry_settings)
     async with app.router.lifespan_context(app) as lifespan_state:
@@ -146,7 +166,7 @@ async def registry(registry_settings: RegistrySettings) -> AsyncIterator[Running
 
         transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
-            yield Running(client, lifespan_state[STATE_KEY], served)
+            yield Running(client, lifespan_state[STATE_KEY], served, registry_database)
 
 
 @dataclass(frozen=True, slots=True)
