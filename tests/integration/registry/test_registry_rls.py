@@ -61,6 +61,17 @@ async def tenant_with_app(registry: Running) -> tuple[Tenant, str]:
     return tenant, made.json()["id"]
 
 
+async def assert_refused_to_add_a_client(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """A client row for `tenant_id` is refused by the policy's WITH CHECK."""
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+        await conn.execute(
+            "INSERT INTO oauth_clients (id, tenant_id, kind, name) "
+            "VALUES ($1, $2, 'app', 'planted')",
+            str(uuid.uuid4()),
+            tenant_id,
+        )
+
+
 async def test_every_tenant_owned_table_forces_a_tenant_policy(owner: asyncpg.Connection) -> None:
     tables = await tenant_owned(owner)
     assert {"tenants", "oauth_clients", "client_secrets", "audit_events"} <= set(tables)
@@ -97,13 +108,7 @@ async def test_without_the_tenant_setting_nothing_is_seen_or_written(
             for table in tables:
                 count = await who.fetchval(f"SELECT count(*) FROM {table}")
                 assert count == 0, f"{table} shows {count} rows to a query acting for no tenant"
-            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-                await who.execute(
-                    "INSERT INTO oauth_clients (id, tenant_id, kind, name) "
-                    "VALUES ($1, $2, 'app', 'sneaked in')",
-                    str(uuid.uuid4()),
-                    tenant.tenant_id,
-                )
+            await assert_refused_to_add_a_client(who, tenant.tenant_id)
     # The rows are there: acting for the tenant shows them.
     async with tenant_transaction(registry.state.pool, tenant.tenant_id) as conn:
         assert await conn.fetchval("SELECT count(*) FROM oauth_clients WHERE id = $1", app_id)
@@ -140,13 +145,7 @@ async def test_acting_for_one_tenant_shows_none_of_another_even_to_raw_sql(
         assert await conn.execute("DELETE FROM client_secrets WHERE client_id = $1", app_b) == (
             "DELETE 0"
         )
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-            await conn.execute(
-                "INSERT INTO oauth_clients (id, tenant_id, kind, name) "
-                "VALUES ($1, $2, 'app', 'planted')",
-                str(uuid.uuid4()),
-                tenant_b.tenant_id,
-            )
+        await assert_refused_to_add_a_client(conn, tenant_b.tenant_id)
     # Crossing tenants takes the lookup function, which maps exact client ids and nothing else.
     assert await client_tenants(registry.state.pool, sorted(clients)) == {
         tenant_a.client_id: tenant_a.tenant_id,
