@@ -176,7 +176,7 @@ class Postgres(Part):
                 "as a superuser: CREATE ROLE capps LOGIN PASSWORD 'capps' CREATEDB CREATEROLE; "
                 "CREATE DATABASE capps OWNER capps;"
             )
-        say("  creating role capps and database capps")
+        say("  creating or updating role capps (CREATEDB CREATEROLE) and database capps")
         with self.log.open("ab") as out:
             self.log_header(out, argv)
             result = run(argv, user=user, cwd=Path("/"), stdin_text=PG_ENSURE_ROLE_AND_DB, log=out)
