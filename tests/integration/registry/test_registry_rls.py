@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from capps_kit.postgres import asyncpg_dsn
+from capps_registry.app import refuse_rls_bypass
 from capps_registry.db import (
     TENANT_SETTING,
     client_tenants,
@@ -22,6 +23,7 @@ from capps_registry.db import (
     tenant_transaction,
 )
 from capps_registry.migrations.roles import LoginRoleError, ensure_login_role
+from capps_registry.settings import RegistrySettings
 from capps_usage.readers import READ_MODEL_TABLES
 from tests.integration.registry.conftest import Running, Tenant, new_tenant, token_for
 
@@ -206,3 +208,20 @@ async def test_a_token_of_tenant_a_cannot_reach_tenant_b_through_the_api(
     async with registry.new_client(Authorization=f"Bearer {token}") as admin:
         got: httpx.Response = await admin.get(f"/v1/apps/{app_b}")
     assert got.status_code == 404
+
+
+async def test_a_production_registry_refuses_to_serve_as_the_owner(
+    registry: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    owner_pool = await asyncpg.create_pool(asyncpg_dsn(registry.owner_url), min_size=1, max_size=1)
+    try:
+        # Built without validation: the owner's development password would be refused first.
+        production = RegistrySettings.model_construct(environment="production")
+        with pytest.raises(RuntimeError, match="owns the registry's tables"):
+            await refuse_rls_bypass(owner_pool, production)
+        await refuse_rls_bypass(owner_pool, RegistrySettings.model_construct())
+        assert "row-level security does not bind the registry" in caplog.text
+        # The service's own role passes.
+        await refuse_rls_bypass(registry.state.pool, production)
+    finally:
+        await owner_pool.close()
