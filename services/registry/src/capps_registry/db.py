@@ -35,12 +35,13 @@ async def tenant_transaction(pool: Pool, tenant_id: str) -> AsyncIterator[Connec
 
 @asynccontextmanager
 async def tenant_scope(db: Pool | Connection, tenant_id: str) -> AsyncIterator[Connection]:
-    """A pool gives a new transaction acting for the tenant; a connection is the caller's own
-    transaction, which already acts for it."""
+    """A pool's new transaction acting for the tenant, or the caller's own (acting for it)."""
     if isinstance(db, asyncpg.Pool):
         async with tenant_transaction(db, tenant_id) as conn:
             yield conn
     else:
+        # Outside a transaction, the setting would not outlive the statement that made it.
+        assert db.is_in_transaction(), "a connection acts for a tenant only in a transaction"
         yield db
 
 
