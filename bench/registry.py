@@ -252,8 +252,9 @@ def _tenant_of(database_url: str, app_id: str) -> str:
     async def fetch() -> str:
         conn = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
+            # Across tenants only through the registry's lookup (row-level security).
             found: str = await conn.fetchval(
-                "SELECT tenant_id FROM oauth_clients WHERE id = $1", app_id
+                "SELECT tenant_id FROM registry_client_tenants(ARRAY[$1::text])", app_id
             )
             return found
         finally:

@@ -27,6 +27,7 @@ from capps_registry.apps.schemas import (
     external_identity,
 )
 from capps_registry.audit import repository as audit
+from capps_registry.db import tenant_transaction
 from capps_registry.errors import ApiError, app_not_found
 from capps_registry.models import Client, Principal, SecretInfo
 from capps_registry.oauth.credentials import looks_like_client_id, new_client_id, new_secret
@@ -98,7 +99,7 @@ async def create_app(state: RegistryState, actor: Principal, body: AppCreate) ->
     """Store a new app and its first secret; the secret is returned this once."""
     permissions = checked_permissions(state.catalog, body.permissions)
     secret = new_secret(state.settings.pepper)
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         try:
             client = await repository.insert_client(
                 conn,
@@ -183,10 +184,11 @@ async def get_app(state: RegistryState, actor: Principal, app_id: str) -> AppDet
     """One app with its stats and its secrets' metadata; 404 if not the tenant's."""
     if not looks_like_client_id(app_id):
         raise app_not_found(app_id)
-    client = await repository.get_app(state.pool, actor.tenant_id, app_id)
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
+        client = await repository.get_app(conn, actor.tenant_id, app_id)
+        secrets = await repository.list_secrets(conn, client.id) if client else []
     if client is None:
         raise app_not_found(app_id)
-    secrets = await repository.list_secrets(state.pool, client.id)
     stats = await stats_of(state, [client.id])
     view = app_view(client, stats.get(client.id))
     return AppDetail(**view.model_dump(), secrets=[secret_view(secret) for secret in secrets])
@@ -206,7 +208,7 @@ async def update_app(
         if body.permissions is not None
         else None
     )
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         before = await repository.lock_client(conn, actor.tenant_id, app_id)
         if before is None:
             raise app_not_found(app_id)
@@ -247,7 +249,7 @@ async def delete_app(state: RegistryState, actor: Principal, app_id: str) -> Non
     """Delete the app and its secrets, so its credentials stop working at once."""
     if not looks_like_client_id(app_id):
         raise app_not_found(app_id)
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         before = await repository.lock_client(conn, actor.tenant_id, app_id)
         if before is None:
             raise app_not_found(app_id)

@@ -127,7 +127,7 @@ async def authenticate_client(pool: Pool, pepper: bytes, credentials: ClientCred
     if not client.enabled:
         raise ClientRefusedError("disabled", "client is disabled")
     if _touch_due(secret_id, time.monotonic()):
-        await repository.touch_secret(pool, secret_id)
+        await repository.touch_secret(pool, client.tenant_id, secret_id)
     return client
 
 
@@ -163,7 +163,7 @@ async def introspect(
         return inactive
     # A deleted or disabled client's tokens stop being active at once, and those issued before
     # a disable stay dead after the app is enabled again.
-    subject = await repository.find_client(pool, verified.client_id)
+    subject = await repository.find_client(pool, caller.tenant_id, verified.client_id)
     if subject is None or not subject.enabled or subject.tenant_id != caller.tenant_id:
         return inactive
     claims = verified.claims
