@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from capps_catalog import Catalog
+from capps_registry.app_keys import repository as app_keys
 from capps_registry.apps import repository
 from capps_registry.apps.schemas import (
     DEFAULT_PAGE,
@@ -29,6 +30,7 @@ from capps_registry.apps.schemas import (
 from capps_registry.audit import repository as audit
 from capps_registry.errors import ApiError, app_not_found
 from capps_registry.models import Client, Principal, SecretInfo
+from capps_registry.oauth.client_keys import key_summary
 from capps_registry.oauth.credentials import looks_like_client_id, new_client_id, new_secret
 from capps_registry.outbox import repository as outbox
 from capps_registry.pagination import BadCursorError, decode_cursor, encode_cursor
@@ -97,7 +99,8 @@ def secret_view(secret: SecretInfo) -> SecretOut:
 async def create_app(state: RegistryState, actor: Principal, body: AppCreate) -> AppCreated:
     """Store a new app and its first secret; the secret is returned this once."""
     permissions = checked_permissions(state.catalog, body.permissions)
-    secret = new_secret(state.settings.pepper)
+    # An app that registers public keys authenticates with signed assertions: no secret.
+    secret = None if body.jwks else new_secret(state.settings.pepper)
     async with state.pool.acquire() as conn, conn.transaction():
         try:
             client = await repository.insert_client(
@@ -113,13 +116,18 @@ async def create_app(state: RegistryState, actor: Principal, body: AppCreate) ->
             )
         except asyncpg.ForeignKeyViolationError:
             raise ApiError(404, "not_found", f"no tenant {actor.tenant_id}") from None
-        stored = await repository.insert_secret(conn, client.id, secret)
+        after = app_snapshot(client)
+        if secret is not None:
+            stored = await repository.insert_secret(conn, client.id, secret)
+            after["secret"] = {"id": stored.id, "hint": stored.hint}
+        if body.jwks is not None:
+            await app_keys.replace_app_keys(conn, client.id, body.jwks.keys)
+            after["jwks"] = key_summary(body.jwks.keys)
         await outbox.enqueue(conn, client.id, "state", client.version)
-        after = {**app_snapshot(client), "secret": {"id": stored.id, "hint": stored.hint}}
         await audit.record(conn, actor, "app.create", app_id=client.id, before=None, after=after)
     stats = await stats_of(state, [client.id])
     view = app_view(client, stats.get(client.id))
-    return AppCreated(**view.model_dump(), client_secret=secret.value)
+    return AppCreated(**view.model_dump(), client_secret=secret.value if secret else None)
 
 
 def _cursor_key(sort: AppSort, cursor: str | None) -> list[Any] | None:
