@@ -47,7 +47,11 @@ async def open_state(settings: RegistrySettings) -> AsyncIterator[RegistryState]
             pool, settings.registry_key_encryption_key, keep_retired_seconds(settings)
         )
         log.info("registry ready", extra={"kid": keys.kid, "issuer": settings.issuer})
-        yield RegistryState(settings, pool, redis_client, keys, catalog)
+        state = RegistryState(settings, pool, redis_client, keys, catalog)
+        try:
+            yield state
+        finally:
+            await state.refreshes.aclose()
     finally:
         await redis_client.aclose()
         await pool.close()
