@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from capps_registry.usage.sort_snapshot import FRESH_S, snapshot_key
+from capps_registry.usage.sort_snapshot import FRESH_S, snapshot_key, sorted_requests_24h
 from tests.integration.registry.conftest import Running, new_tenant, token_for
 from tests.integration.registry.test_registry_app_list import record_usage
 
@@ -84,3 +84,21 @@ async def test_apps_created_after_the_snapshot_are_counted_on_the_spot(
         # A deleted app leaves the list even while the snapshot still counts it.
         assert (await admin.delete(f"/v1/apps/{newer}")).status_code == 204
         assert await by_requests(admin) == [("old", 2)]
+
+
+async def test_a_filtered_list_never_stores_a_partial_snapshot(registry: Running) -> None:
+    tenant = await new_tenant(registry)
+    token = await token_for(registry, tenant.client_id, tenant.client_secret)
+    async with registry.new_client(Authorization=f"Bearer {token}") as admin:
+        ids = [await new_app(admin, name) for name in ("x", "y")]
+    for app_id, requests in zip(ids, (4, 6), strict=True):
+        await record_usage(registry, app_id, requests, seen_ago_s=5)
+    # The page filtered to one app asks for that app's count alone.
+    counts = await sorted_requests_24h(registry.state, tenant.tenant_id, ids[:1], every_app=False)
+    assert counts == {ids[0]: 4}
+    # The snapshot, made in the background, counts every app of the tenant.
+    deadline = time.monotonic() + DEADLINE_S
+    while (kept := await snapshot(registry, tenant.tenant_id)) is None:
+        assert time.monotonic() < deadline, "no snapshot was made"
+        await asyncio.sleep(0.05)
+    assert kept["counts"] == {ids[0]: 4, ids[1]: 6}

@@ -83,12 +83,19 @@ async def _read(state: RegistryState, tenant_id: str) -> tuple[dict[str, int], f
 
 
 async def sorted_requests_24h(
-    state: RegistryState, tenant_id: str, app_ids: Sequence[str]
+    state: RegistryState, tenant_id: str, app_ids: Sequence[str], *, every_app: bool = True
 ) -> dict[str, int]:
-    """Requests in the trailing 24 h of each of the tenant's `app_ids`, for sorting."""
+    """Requests in the trailing 24 h of each of the tenant's `app_ids`, for sorting.
+
+    `every_app` says `app_ids` are all the tenant's apps (not a filtered few), so counting
+    them makes a whole snapshot; otherwise the snapshot is made in the background.
+    """
     counts, age = await _read(state, tenant_id)
     if age is None:
-        return await _count_and_store(state, tenant_id, app_ids)
+        if every_app:
+            return await _count_and_store(state, tenant_id, app_ids)
+        state.refreshes.start_once(snapshot_key(tenant_id), lambda: _refresh(state, tenant_id))
+        return await requests_24h(state, app_ids, datetime.now(UTC))
     if age > FRESH_S:
         state.refreshes.start_once(snapshot_key(tenant_id), lambda: _refresh(state, tenant_id))
     missing = [app_id for app_id in app_ids if app_id not in counts]

@@ -61,7 +61,12 @@ async def list_page(state: RegistryState, actor: Principal, query: ListQuery) ->
     matching = filter_entries(entries, query)
     if query.sort == "requests" and matching:
         # The same counts the admin API sorts by (the tenant's sort snapshot).
-        counts = await sorted_requests_24h(state, actor.tenant_id, [e.id for e in matching])
+        counts = await sorted_requests_24h(
+            state,
+            actor.tenant_id,
+            [entry.id for entry in matching],
+            every_app=len(matching) == len(entries),
+        )
         matching = [replace(e, requests_24h=counts.get(e.id, 0)) for e in matching]
     elif query.sort in USAGE_SORTS and matching:
         stats = await stats_of(
