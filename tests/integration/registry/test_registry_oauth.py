@@ -250,6 +250,7 @@ async def test_metadata_documents(registry: Running) -> None:
         assert set(body["token_endpoint_auth_methods_supported"]) == {
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
         }
     jwks = (await registry.client.get("/.well-known/jwks.json")).json()
     # The signing key, and any retired one whose tokens may still be alive (key rotation).

@@ -16,6 +16,7 @@ from capps_catalog import load_catalog
 from capps_kit import postgres
 from capps_kit import redis as kit_redis
 from capps_kit.health import run_checks
+from capps_registry.app_keys.endpoints import router as app_keys_router
 from capps_registry.apps.endpoints import router as apps_router
 from capps_registry.audit.endpoints import router as audit_router
 from capps_registry.client_secrets.endpoints import router as secrets_router
@@ -48,7 +49,11 @@ async def open_state(settings: RegistrySettings) -> AsyncIterator[RegistryState]
             pool, settings.registry_key_encryption_key, keep_retired_seconds(settings)
         )
         log.info("registry ready", extra={"kid": keys.kid, "issuer": settings.issuer})
-        yield RegistryState(settings, pool, redis_client, keys, catalog)
+        state = RegistryState(settings, pool, redis_client, keys, catalog)
+        try:
+            yield state
+        finally:
+            await state.refreshes.aclose()
     finally:
         await redis_client.aclose()
         await pool.close()
@@ -144,6 +149,7 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     app.include_router(oauth_router)
     app.include_router(apps_router)
     app.include_router(secrets_router)
+    app.include_router(app_keys_router)
     app.include_router(usage_router)
     app.include_router(audit_router)
     app.include_router(me_router)

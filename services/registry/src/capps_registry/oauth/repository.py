@@ -4,6 +4,10 @@ Queries splice in only the constant CLIENT_COLUMNS (hence the S608 waiver); valu
 always bound parameters.
 """
 
+import json
+from datetime import datetime
+from typing import Any
+
 from capps_registry.db import (
     CLIENT_COLUMNS,
     TENANT_SETTING,
@@ -61,6 +65,55 @@ async def find_client_and_secrets(
         if row["secret_id"] is not None
     ]
     return Client.from_row(rows[0]), stored
+
+
+async def find_client_and_keys(
+    pool: Pool, client_id: str
+) -> tuple[Client | None, list[dict[str, Any]] | None]:
+    """The client with this id, of whichever tenant, and its registered public keys.
+
+    Its tenant first, as `find_client_and_secrets` does; None for keys if it has none.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT set_config($1, t.tenant_id, true) "
+            "FROM registry_client_tenants(ARRAY[$2::text]) t",
+            TENANT_SETTING,
+            client_id,
+        )
+        row = await conn.fetchrow(
+            f"SELECT {CLIENT_COLUMNS}, jwks FROM oauth_clients WHERE id = $1",  # noqa: S608
+            client_id,
+        )
+    if row is None:
+        return None, None
+    jwks = json.loads(row["jwks"]) if row["jwks"] is not None else None
+    return Client.from_row(row), jwks["keys"] if jwks else None
+
+
+async def use_assertion_id(pool: Pool, client: Client, jti: str, keep_until: datetime) -> bool:
+    """Record an assertion's jti; False if it is already recorded and not yet expired.
+
+    The primary key makes the check atomic across registries. A few of the tenant's expired
+    ids are deleted at each use (never the one being recorded), so the table holds about the
+    live ones.
+    """
+    async with tenant_transaction(pool, client.tenant_id) as conn:
+        recorded = await conn.fetchval(
+            "WITH expired AS (DELETE FROM client_assertion_jtis WHERE ctid IN ("
+            "SELECT ctid FROM client_assertion_jtis WHERE expires_at < now() "
+            "AND NOT (client_id = $2 AND jti = $3) "
+            "ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED)) "
+            "INSERT INTO client_assertion_jtis (tenant_id, client_id, jti, expires_at) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (client_id, jti) DO UPDATE "
+            "SET expires_at = EXCLUDED.expires_at WHERE client_assertion_jtis.expires_at < now() "
+            "RETURNING true",
+            client.tenant_id,
+            client.id,
+            jti,
+            keep_until,
+        )
+    return recorded is True
 
 
 async def touch_secret(pool: Pool, tenant_id: str, secret_id: str) -> None:

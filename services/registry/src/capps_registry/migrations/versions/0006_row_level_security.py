@@ -1,7 +1,7 @@
 """Row-level security: each tenant's rows are visible only to a transaction acting for it.
 
 Revision ID: 0006_row_level_security
-Revises: 0004_app_issuer
+Revises: 0005_client_jwks
 Create Date: 2026-11-30
 
 A transaction acts for a tenant after `SELECT set_config('capps.tenant_id', <id>, true)`
@@ -23,7 +23,7 @@ the registry reads them only by app ids it has found under these policies.
 from alembic import op
 
 revision = "0006_row_level_security"
-down_revision = "0004_app_issuer"
+down_revision = "0005_client_jwks"
 branch_labels = None
 depends_on = None
 
@@ -37,6 +37,7 @@ TENANT_ROWS = {
         f"AND c.tenant_id = {SETTING})"
     ),
     "audit_events": f"tenant_id = {SETTING}",
+    "client_assertion_jtis": f"tenant_id = {SETTING}",
 }
 ROLES = ("capps_registry_app", "capps_registry_lookup", "capps_usage_reader")
 # What the service may do; the audit trail is append-only, tenants are never changed by it.
@@ -45,6 +46,7 @@ APP_GRANTS = {
     "oauth_clients": "SELECT, INSERT, UPDATE, DELETE",
     "client_secrets": "SELECT, INSERT, UPDATE, DELETE",
     "audit_events": "SELECT, INSERT",
+    "client_assertion_jtis": "SELECT, INSERT, UPDATE, DELETE",
     "app_outbox": "SELECT, INSERT, UPDATE, DELETE",
     "signing_keys": "SELECT, INSERT, UPDATE, DELETE",
 }
