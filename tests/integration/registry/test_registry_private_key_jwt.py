@@ -21,6 +21,7 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, Key, KeyParameters, KeySet, OKPKey, RSAKey
 
 from capps_kit.postgres import asyncpg_dsn
+from capps_registry.db import set_tenant, tenant_transaction
 from tests.integration.registry.conftest import ISSUER, Running, Tenant, new_tenant, token_for
 from tests.integration.registry.test_registry_admin_api import assert_error
 from tests.integration.registry.test_registry_hardening import unique_address
@@ -170,7 +171,7 @@ async def test_expired_jti_rows_are_cleaned_and_the_id_stored_until_expiry(
 ) -> None:
     key = new_key("ES256")
     app = await keyed_app(admin, key)
-    async with registry.state.pool.acquire() as conn:
+    async with tenant_transaction(registry.state.pool, tenant.tenant_id) as conn:
         await conn.execute(
             "INSERT INTO client_assertion_jtis (tenant_id, client_id, jti, expires_at) "
             "VALUES ($1, $2, 'long-gone', now() - interval '1 hour')",
@@ -179,11 +180,12 @@ async def test_expired_jti_rows_are_cleaned_and_the_id_stored_until_expiry(
         )
     claims = claims_for(app["id"], lifetime=120)
     assert (await token_response(registry.client, sign(key, claims))).status_code == 200
-    rows = await registry.state.pool.fetch(
-        "SELECT jti, extract(epoch FROM expires_at) AS until FROM client_assertion_jtis "
-        "WHERE client_id = $1",
-        app["id"],
-    )
+    async with tenant_transaction(registry.state.pool, tenant.tenant_id) as conn:
+        rows = await conn.fetch(
+            "SELECT jti, extract(epoch FROM expires_at) AS until FROM client_assertion_jtis "
+            "WHERE client_id = $1",
+            app["id"],
+        )
     assert [row["jti"] for row in rows] == [claims["jti"]]
     # Kept at least until the assertion's exp (plus the leeway it was granted).
     assert float(rows[0]["until"]) >= claims["exp"]
@@ -458,15 +460,17 @@ async def test_metadata_announces_private_key_jwt(registry: Running) -> None:
 
 
 async def test_no_private_key_reaches_the_database(
-    registry: Running, admin: httpx.AsyncClient
+    registry: Running, admin: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     key = new_key("RS256")
     app = await keyed_app(admin, key)
     conn = await asyncpg.connect(asyncpg_dsn(registry.state.settings.database_url))
     try:
-        stored = json.loads(
-            await conn.fetchval("SELECT jwks FROM oauth_clients WHERE id = $1", app["id"])
-        )
+        async with conn.transaction():
+            await set_tenant(conn, tenant.tenant_id)
+            stored = json.loads(
+                await conn.fetchval("SELECT jwks FROM oauth_clients WHERE id = $1", app["id"])
+            )
     finally:
         await conn.close()
     assert stored == public_jwks(key)
