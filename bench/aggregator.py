@@ -19,9 +19,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
-from bench.aggregator_produce import produce_backlog
+from bench.aggregator_produce import bench_event, produce_backlog
 from bench.nginx import spare_port
 from bench.progress import say, ticking
 from bench.stack import require_loopback
@@ -40,7 +41,7 @@ from capps_aggregator.migrate import upgrade_head
 from capps_aggregator.rollup import decode_batch
 from capps_aggregator.runtime import AggregatorRuntime
 from capps_aggregator.settings import AggregatorSettings
-from capps_events import TimeWindow, TopicSpec, decode_request
+from capps_events import RequestEvent, TimeWindow, TopicSpec, decode_request
 from capps_kit.kafka import ensure_topics
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
@@ -181,20 +182,34 @@ async def scratch(servers: Servers) -> AsyncIterator[Scratch]:
         say(f"aggregator: removed {topic}, its groups, {name} and the bench-{run}-* keys")
 
 
-async def produce(made: Scratch, events: int, apps: int) -> float:
-    """Put `events` events over `apps` apps on the scratch topic, with progress; seconds taken."""
+async def produce(
+    made: Scratch,
+    events: int,
+    apps: int,
+    event_of: Callable[[int], RequestEvent] | None = None,
+) -> float:
+    """Put `events` events on the scratch topic, with progress; the seconds it took.
+
+    By default event i is `bench_event(i, ...)` over `apps` apps of this run.
+    """
     done = 0
 
     def advance(count: int) -> None:
         nonlocal done
         done = count
 
+    app_ids, now = made.app_ids(apps), datetime.now(UTC)
     with ticking(
-        f"aggregator: producing {events:,} events over {apps} apps",
+        f"aggregator: producing {events:,} events over {apps:,} apps",
         status=lambda: f"{done:,}/{events:,}",
     ):
         return await produce_backlog(
-            made.bootstrap, made.topic, PARTITIONS, events, made.app_ids(apps), progress=advance
+            made.bootstrap,
+            made.topic,
+            PARTITIONS,
+            events,
+            event_of or (lambda index: bench_event(index, app_ids, now)),
+            progress=advance,
         )
 
 

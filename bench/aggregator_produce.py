@@ -10,7 +10,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -49,11 +49,11 @@ async def produce_backlog(
     topic: str,
     partitions: int,
     count: int,
-    apps: Sequence[str],
+    event_of: Callable[[int], RequestEvent],
     *,
     progress: Callable[[int], None] = lambda _done: None,
 ) -> float:
-    """Produce `count` events spread over `apps` and the last ten minutes; the seconds it took.
+    """Produce events `event_of(0)` .. `event_of(count - 1)`; the seconds it took.
 
     `progress` gets the number of events handed to the producer so far.
     """
@@ -65,13 +65,12 @@ async def produce_backlog(
         compression_type="lz4",
     )
     started = time.perf_counter()
-    now = datetime.now(UTC)
     await producer.start()
     try:
         open_batches: dict[int, BatchBuilder] = {}
         deliveries: list[asyncio.Future[object]] = []
         for index in range(count):
-            event = bench_event(index, apps, now)
+            event = event_of(index)
             record = encode_request(event, "bench")
             partition = partition_of(event.app_id, partitions)
             batch = open_batches.get(partition)

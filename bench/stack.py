@@ -69,6 +69,23 @@ def token(registry: str, client_id: str, client_secret: str) -> str:
     return access_token
 
 
+def _registry_cli_env() -> dict[str, str]:
+    """The environment plus the stack's generated registry secrets (`make bench` exports only
+    stack.env): without the same secret pepper the CLI stores a secret the server refuses."""
+    env = dict(os.environ)
+    secrets = (
+        Path(__file__).resolve().parent.parent
+        / os.environ.get("CAPPS_LOCAL_DIR", ".local")
+        / "secrets.env"
+    )
+    if secrets.exists():
+        for line in secrets.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.startswith("REGISTRY_"):
+                env.setdefault(name.strip(), value.strip())
+    return env
+
+
 def new_tenant_admin(registry: str) -> str:
     """A fresh tenant made by `registry tenant create`; its admin's token."""
     cli = Path(sys.executable).with_name("registry")
@@ -78,6 +95,7 @@ def new_tenant_admin(registry: str) -> str:
         text=True,
         check=True,
         timeout=60,
+        env=_registry_cli_env(),
     )
     tenant = json.loads(done.stdout)
     return token(registry, tenant["client_id"], tenant["client_secret"])
