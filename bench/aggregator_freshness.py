@@ -18,16 +18,24 @@ Redis -> registry):
    it. Freshness of call k = that poll's arrival - the call's answer. This is the staleness a
    reader of the registry sees; it includes up to one poll round trip (reported beside it),
    so it errs on the slow side.
+5. Where the time goes: a consumer of the stack's requests topic (no group, from its end)
+   keeps the load app's records' timestamps (CreateTime: when the gateway handed the event to
+   its Kafka producer); the k-th of them against the k-th answer splits freshness into the
+   gateway's part (answer -> handed to the producer) and the rest (Kafka, the aggregator,
+   Redis, the registry's read). Both clocks are this machine's.
 """
 
 import asyncio
 import bisect
+import contextlib
 import itertools
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.progress import say, ticking
 from bench.results import percentile
@@ -39,6 +47,7 @@ CAPACITY_SECONDS = 4
 CAPACITY_SHARE = 0.8
 DRAIN_TIMEOUT_S = 60.0
 PROBE_PATH = "/api/alerts"
+REQUESTS_TOPIC = os.environ.get("AGGREGATOR_TOPIC", "capps.requests.v1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +167,7 @@ async def _measure(urls: StackUrls, worker_peak: float | None) -> dict[str, Any]
                 count = await _count(registry, count_url, count_headers)
                 polls.append(Poll(time.monotonic(), count))
 
+        tap = await _topic_tap(app_id)
         polling = asyncio.create_task(poller())
         with ticking(
             f"freshness: {rate:,.0f} calls/s for {SECONDS}s, polling the registry",
@@ -171,7 +181,15 @@ async def _measure(urls: StackUrls, worker_peak: float | None) -> dict[str, Any]
             except TimeoutError:
                 done.set()
                 await polling
+        stamps = await _drain_tap(tap, len(answers))
     samples = freshness_ms(answers, polls, baseline)
+    # Answers in wall-clock seconds, to compare with Kafka's timestamps.
+    wall = time.time() - time.monotonic()
+    handed = [
+        (stamp - (answered + wall)) * 1000
+        for stamp, answered in zip(sorted(stamps), sorted(answers), strict=False)
+    ]
+    rest = [total - part for total, part in zip(samples, handed, strict=False)]
     gaps = [(later.at - earlier.at) * 1000 for earlier, later in itertools.pairwise(polls)]
     return {
         "freshness_p50_ms": percentile(samples, 50),
@@ -187,7 +205,63 @@ async def _measure(urls: StackUrls, worker_peak: float | None) -> dict[str, Any]
         "freshness_worst_lag_behind_schedule_ms": worst_lag * 1000,
         "freshness_poll_interval_p50_ms": percentile(gaps, 50),
         "freshness_polls": len(polls),
+        "freshness_gateway_to_producer_p50_ms": percentile(handed, 50) if handed else None,
+        "freshness_gateway_to_producer_p99_ms": percentile(handed, 99) if handed else None,
+        "freshness_producer_to_registry_p50_ms": percentile(rest, 50) if rest else None,
+        "freshness_producer_to_registry_p99_ms": percentile(rest, 99) if rest else None,
     }
+
+
+@dataclass(slots=True)
+class _Tap:
+    """A consumer keeping one app's record timestamps until `expected` of them arrived."""
+
+    consumer: AIOKafkaConsumer
+    stamps: list[float]
+    expected: list[int]
+    keeping: "asyncio.Task[None] | None" = None
+
+
+async def _topic_tap(app_id: str) -> _Tap:
+    """Start keeping the timestamps (s) of the app's records from the topic's current end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], enable_auto_commit=False
+    )
+    await consumer.start()
+    partitions = [
+        TopicPartition(REQUESTS_TOPIC, number)
+        for number in sorted(await consumer.partitions_for_topic(REQUESTS_TOPIC) or ())
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:  # resolve the end offsets now, before the load starts
+        await consumer.position(partition)
+    key = app_id.encode()
+    tap = _Tap(consumer, [], [])
+
+    async def keep() -> None:
+        while not (tap.expected and len(tap.stamps) >= tap.expected[0]):
+            fetched = await consumer.getmany(timeout_ms=100)
+            tap.stamps.extend(
+                record.timestamp / 1000
+                for batch in fetched.values()
+                for record in batch
+                if record.key == key
+            )
+
+    tap.keeping = asyncio.create_task(keep())
+    return tap
+
+
+async def _drain_tap(tap: _Tap, expected: int) -> list[float]:
+    """The timestamps once `expected` arrived (or what arrived within the limit)."""
+    tap.expected.append(expected)
+    assert tap.keeping is not None
+    # At the limit wait_for cancels it: fewer stamps, fewer split samples.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(tap.keeping, DRAIN_TIMEOUT_S)
+    await tap.consumer.stop()
+    return tap.stamps
 
 
 def measure_freshness(worker_peak: float | None) -> dict[str, Any]:
@@ -197,6 +271,10 @@ def measure_freshness(worker_peak: float | None) -> dict[str, Any]:
         f"freshness at {found['freshness_rate_per_second']:,.0f} calls/s: p50"
         f" {found['freshness_p50_ms']:.0f} ms, p99 {found['freshness_p99_ms']:.0f} ms over"
         f" {found['freshness_shown_counted']:,}/{found['freshness_calls']:,} calls; registry"
-        f" polled every {found['freshness_poll_interval_p50_ms']:.0f} ms (p50)"
+        f" polled every {found['freshness_poll_interval_p50_ms']:.0f} ms (p50); answer ->"
+        f" handed to Kafka p50/p99 {found['freshness_gateway_to_producer_p50_ms'] or 0:.0f}/"
+        f"{found['freshness_gateway_to_producer_p99_ms'] or 0:.0f} ms, the rest"
+        f" {found['freshness_producer_to_registry_p50_ms'] or 0:.0f}/"
+        f"{found['freshness_producer_to_registry_p99_ms'] or 0:.0f} ms"
     )
     return found
