@@ -36,6 +36,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.progress import say, ticking
 from bench.results import percentile
@@ -227,11 +228,20 @@ async def _topic_tap(app_id: str) -> _Tap:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], enable_auto_commit=False
     )
-    await consumer.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    try:
+        described = await admin.describe_topics([REQUESTS_TOPIC])
+    finally:
+        await admin.close()
     partitions = [
-        TopicPartition(REQUESTS_TOPIC, number)
-        for number in sorted(await consumer.partitions_for_topic(REQUESTS_TOPIC) or ())
+        TopicPartition(REQUESTS_TOPIC, int(found["partition"]))
+        for topic in described
+        for found in topic["partitions"]
     ]
+    if not partitions:
+        raise RuntimeError(f"topic {REQUESTS_TOPIC} has no partitions: is the stack up?")
+    await consumer.start()
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
     for partition in partitions:  # resolve the end offsets now, before the load starts
