@@ -20,8 +20,8 @@ from alembic.config import Config
 
 from capps_aggregator.migrate import alembic_config as aggregator_config
 from capps_kit.postgres import asyncpg_dsn
-from capps_usage.series import DAY_SERIES_SQL, MINUTE_SERIES_SQL
 from capps_registry.migrations.runner import alembic_config as registry_config
+from capps_usage.series import DAY_SERIES_SQL, MINUTE_SERIES_SQL
 from tests.infra import drop_database
 
 pytestmark = pytest.mark.integration
@@ -135,10 +135,12 @@ async def test_the_covering_keys_keep_the_rows_and_answer_series_from_the_index_
     try:
         await connection.execute(
             "INSERT INTO usage_minute (app_id, tenant_id, minute, requests, status_2xx) "
-            "VALUES ('a1', 't1', '2026-11-30 10:00Z', 3, 3), ('a1', 't1', '2026-11-30 10:01Z', 4, 4)"
+            "VALUES ('a1', 't1', '2026-11-30 10:00Z', 3, 3),"
+            " ('a1', 't1', '2026-11-30 10:01Z', 4, 4)"
         )
         await connection.execute(
-            "INSERT INTO usage_day (app_id, tenant_id, day, requests) VALUES ('a1', 't1', '2026-11-30', 7)"
+            "INSERT INTO usage_day (app_id, tenant_id, day, requests)"
+            " VALUES ('a1', 't1', '2026-11-30', 7)"
         )
         await _alembic(command.upgrade, config, "head")
         # The upsert's ON CONFLICT still finds the key after it was swapped.
