@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from dotenv import dotenv_values
 
 TIMEOUT_S = 10
 COUNT_TIMEOUT_S = 120.0
@@ -69,21 +70,16 @@ def token(registry: str, client_id: str, client_secret: str) -> str:
     return access_token
 
 
-def _registry_cli_env() -> dict[str, str]:
-    """The environment plus the stack's generated registry secrets (`make bench` exports only
-    stack.env): without the same secret pepper the CLI stores a secret the server refuses."""
-    env = dict(os.environ)
-    secrets = (
-        Path(__file__).resolve().parent.parent
-        / os.environ.get("CAPPS_LOCAL_DIR", ".local")
-        / "secrets.env"
-    )
-    if secrets.exists():
-        for line in secrets.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and name.startswith("REGISTRY_"):
-                env.setdefault(name.strip(), value.strip())
-    return env
+def registry_environment() -> dict[str, str]:
+    """This environment plus the stack's registry secrets, which only secrets.env holds.
+
+    The CLI must digest the admin secret with the pepper the running registry has.
+    """
+    local = Path(__file__).resolve().parents[1] / os.environ.get("CAPPS_LOCAL_DIR", ".local")
+    path = local / "secrets.env"
+    # dotenv (pydantic-settings reads env files with it) reads the stack's quoted values.
+    secrets = {key: value or "" for key, value in dotenv_values(path).items()}
+    return {**os.environ, **secrets}
 
 
 def new_tenant_admin(registry: str) -> str:
@@ -94,8 +90,8 @@ def new_tenant_admin(registry: str) -> str:
         capture_output=True,
         text=True,
         check=True,
+        env=registry_environment(),
         timeout=60,
-        env=_registry_cli_env(),
     )
     tenant = json.loads(done.stdout)
     return token(registry, tenant["client_id"], tenant["client_secret"])
