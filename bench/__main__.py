@@ -6,7 +6,8 @@ noisy and only figures taken minutes apart on it compare:
   interleaved and rotated round by round; then the registry's count of the gateway's calls;
 - count: one call through the gateway, then poll the registry until it counts it;
 - propagation: an admin's permission change, then poll the gateway until it enforces it;
-- aggregator: worker and writer-alone events/s beside the consume + decode ceiling.
+- aggregator: worker and writer-alone events/s beside the consume + decode ceiling, memory
+  over a 2 M backlog, Redis bytes, series reads at 10,000 apps, freshness (aggregator_suite).
 `python -m bench --help` lists the options.
 """
 
@@ -20,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.aggregator import Servers, measure_aggregator
+from bench.aggregator_suite import estimate_s as aggregator_estimate_s
+from bench.aggregator_suite import measure_aggregator_group
 from bench.charts import draw_history, draw_run
 from bench.gateway import measure_edge
 from bench.issuers import measure_token_checks
@@ -34,7 +36,6 @@ from bench.results import (
     history,
     http_entry,
     percentile,
-    rate_entry,
     render_table,
     run_id,
     shape_run,
@@ -106,8 +107,7 @@ def _estimate_s(options: BenchOptions) -> float:
     if "propagation" in options.only:
         estimate += options.samples * 0.3
     if "aggregator" in options.only:
-        # Producing, three reads and the worker's start: about 40 µs per event plus 20 s here.
-        estimate += 20 + options.events * 40e-6
+        estimate += aggregator_estimate_s(options.events)
     return estimate
 
 
@@ -183,26 +183,9 @@ def run(options: BenchOptions) -> dict[str, Any]:
     if "issuers" in options.only:
         scenarios |= measure_token_checks()
     if "aggregator" in options.only:
-        measured = asyncio.run(
-            measure_aggregator(
-                Servers.from_env(), options.events, options.apps, _local_dir() / "bench"
-            )
-        )
-        scenarios["aggregator_ceiling"] = rate_entry(
-            "aggregator_ceiling", [measured.ceiling_per_second]
-        )
-        scenarios["aggregator_worker"] = rate_entry(
-            "aggregator_worker", [measured.worker_per_second]
-        )
-        scenarios["aggregator_writer"] = rate_entry(
-            "aggregator_writer", [measured.writer_per_second]
-        )
-        extra["aggregator"] = {
-            "events": measured.events,
-            "apps": measured.apps,
-            "produce_seconds": measured.produce_seconds,
-            **measured.extra(),
-        }
+        group = measure_aggregator_group(options.events, options.apps, _local_dir() / "bench")
+        scenarios |= group.scenarios
+        extra |= group.extra
     if "page" in options.only:
         extra["page_render_ms"] = summary(
             asyncio.run(measure_page(max(options.samples, 40), _local_dir() / "secrets.env"))

@@ -19,9 +19,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
+from bench.aggregator_produce import bench_event, produce_backlog
 from bench.nginx import spare_port
 from bench.progress import say, ticking
 from bench.stack import require_loopback
@@ -39,15 +41,8 @@ from capps_aggregator.migrate import upgrade_head
 from capps_aggregator.rollup import decode_batch
 from capps_aggregator.runtime import AggregatorRuntime
 from capps_aggregator.settings import AggregatorSettings
-from capps_events import (
-    RequestEvent,
-    TimeWindow,
-    TopicSpec,
-    decode_request,
-    encode_request,
-)
-from capps_events.testing import request_event
-from capps_kit.kafka import ensure_topics, make_producer
+from capps_events import RequestEvent, TimeWindow, TopicSpec, decode_request
+from capps_kit.kafka import ensure_topics
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
 from capps_usage.keys import OFFSETS_KEY
@@ -75,14 +70,12 @@ class AggregatorResult:
     worker_per_second: float
     writer_per_second: float
     worker_peak_rss_mb: float
-    series: dict[str, float]
 
     def extra(self) -> dict[str, float]:
         """The figures beside the rates, for the run's JSON."""
         return {
             "worker_to_ceiling": self.worker_per_second / self.ceiling_per_second,
             "worker_peak_rss_mb": self.worker_peak_rss_mb,
-            **self.series,
         }
 
 
@@ -125,19 +118,99 @@ def database_url_named(database_url: str, name: str) -> str:
     return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
 
 
-def bench_events(count: int, apps: Sequence[str], now: datetime) -> list[RequestEvent]:
-    """`count` request events spread over `apps` and the last ten minutes."""
-    return [
-        request_event(
-            time=now - timedelta(seconds=index % 600),
-            tenant_id="bench",
-            app_id=apps[index % len(apps)],
-            bytes_out=100,
-            request_id=str(index),
-            gateway="bench",
+@dataclass(frozen=True, slots=True)
+class Scratch:
+    """A unique topic, database, Redis database and consumer groups for one measurement."""
+
+    run: str
+    topic: str
+    database_url: str
+    redis_url: str
+    bootstrap: str
+    groups: tuple[str, str]
+
+    def worker_env(self) -> dict[str, str]:
+        """The environment of a worker counting this scratch topic into these stores."""
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "AGGREGATOR_TOPIC": self.topic,
+            "AGGREGATOR_DLQ_TOPIC": self.topic + ".dlq",
+            "AGGREGATOR_GROUP": self.groups[0],
+            "LOG_LEVEL": "ERROR",
+        }
+
+    def app_ids(self, apps: int) -> list[str]:
+        """`apps` app ids unique to this scratch run (its Redis keys are removed by prefix)."""
+        return [f"bench-{self.run}-{index}" for index in range(apps)]
+
+
+@asynccontextmanager
+async def scratch(servers: Servers) -> AsyncIterator[Scratch]:
+    """Create the scratch topic (PARTITIONS partitions) and migrated database; remove all after."""
+    run = uuid.uuid4().hex[:8]
+    name = f"capps_agg_bench_{run}"
+    topic = f"capps-agg-bench-{run}"
+    bootstrap = servers.kafka_bootstrap_servers
+    made = Scratch(
+        run=run,
+        topic=topic,
+        database_url=database_url_named(servers.database_url, name),
+        redis_url=urlunsplit(urlsplit(servers.redis_url)._replace(path=f"/{BENCH_REDIS_DB}")),
+        bootstrap=bootstrap,
+        groups=(topic, f"{topic}-ceiling"),
+    )
+    admin_pg = await asyncpg.connect(asyncpg_dsn(servers.database_url))
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await kafka_admin.start()
+    hot = create_redis(made.redis_url)
+    try:
+        say(f"aggregator: database {name}, topic {topic} ({PARTITIONS} partitions)")
+        await admin_pg.execute(f'CREATE DATABASE "{name}"')
+        await asyncio.to_thread(upgrade_head, made.database_url)
+        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS), TopicSpec(topic + ".dlq", 1)])
+        yield made
+    finally:
+        await _drop_redis_keys(hot, run, topic)
+        await hot.aclose()
+        await kafka_admin.delete_topics([topic, topic + ".dlq"])
+        await _delete_groups(bootstrap, kafka_admin, list(made.groups))
+        await kafka_admin.close()
+        await admin_pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_pg.close()
+        say(f"aggregator: removed {topic}, its groups, {name} and the bench-{run}-* keys")
+
+
+async def produce(
+    made: Scratch,
+    events: int,
+    apps: int,
+    event_of: Callable[[int], RequestEvent] | None = None,
+) -> float:
+    """Put `events` events on the scratch topic, with progress; the seconds it took.
+
+    By default event i is `bench_event(i, ...)` over `apps` apps of this run.
+    """
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done = count
+
+    app_ids, now = made.app_ids(apps), datetime.now(UTC)
+    with ticking(
+        f"aggregator: producing {events:,} events over {apps:,} apps",
+        status=lambda: f"{done:,}/{events:,}",
+    ):
+        return await produce_backlog(
+            made.bootstrap,
+            made.topic,
+            PARTITIONS,
+            events,
+            event_of or (lambda index: bench_event(index, app_ids, now)),
+            progress=advance,
         )
-        for index in range(count)
-    ]
 
 
 async def measure_aggregator(
@@ -147,81 +220,33 @@ async def measure_aggregator(
 
     The worker's log goes to `workdir`/aggregator-worker.log.
     """
-    run = uuid.uuid4().hex[:8]
-    name = f"capps_agg_bench_{run}"
-    topic = f"capps-agg-bench-{run}"
-    app_ids = [f"bench-{run}-{index}" for index in range(apps)]
-    url = database_url_named(servers.database_url, name)
-    bootstrap = servers.kafka_bootstrap_servers
-    admin_pg = await asyncpg.connect(asyncpg_dsn(servers.database_url))
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await kafka_admin.start()
-    redis_url = urlunsplit(urlsplit(servers.redis_url)._replace(path=f"/{BENCH_REDIS_DB}"))
-    hot = create_redis(redis_url)
-    groups = [topic, f"{topic}-ceiling"]
-    try:
-        say(f"aggregator: database {name}, topic {topic} ({PARTITIONS} partitions)")
-        await admin_pg.execute(f'CREATE DATABASE "{name}"')
-        await asyncio.to_thread(upgrade_head, url)
-        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS), TopicSpec(topic + ".dlq", 1)])
-        started = time.perf_counter()
-        with ticking(f"aggregator: producing {events:,} events over {apps} apps"):
-            await _produce(bootstrap, topic, bench_events(events, app_ids, datetime.now(UTC)))
-        produce_s = time.perf_counter() - started
-
-        ceiling, records = await _ceiling_rate(bootstrap, topic, groups[1], events)
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "REDIS_URL": redis_url,
-            "AGGREGATOR_TOPIC": topic,
-            "AGGREGATOR_DLQ_TOPIC": topic + ".dlq",
-            "AGGREGATOR_GROUP": groups[0],
-            "LOG_LEVEL": "ERROR",
-        }
-        worker, peak_rss_mb = await _worker_rate(
-            env, asyncpg_dsn(url), events, workdir / "aggregator-worker.log"
+    async with scratch(servers) as made:
+        produce_s = await produce(made, events, apps)
+        ceiling, records = await _ceiling_rate(made.bootstrap, made.topic, made.groups[1], events)
+        worker = await worker_rate(
+            made.worker_env(),
+            asyncpg_dsn(made.database_url),
+            events,
+            workdir / "aggregator-worker.log",
         )
         # A clean slate, so the writer inserts rows as the worker did instead of updating them.
-        await _reset_stores(asyncpg_dsn(url), hot, run, topic)
-        writer = await _writer_rate(url, redis_url, bootstrap, topic, records)
-        series = await _series_latency(asyncpg_dsn(url))
-    finally:
-        await _drop_redis_keys(hot, run, topic)
-        await hot.aclose()
-        await kafka_admin.delete_topics([topic, topic + ".dlq"])
-        await _delete_groups(bootstrap, kafka_admin, groups)
-        await kafka_admin.close()
-        await admin_pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin_pg.close()
-        say(f"aggregator: removed {topic}, its groups, {name} and the bench-{run}-* keys")
+        hot = create_redis(made.redis_url)
+        try:
+            await _reset_stores(asyncpg_dsn(made.database_url), hot, made.run, made.topic)
+        finally:
+            await hot.aclose()
+        writer = await _writer_rate(
+            made.database_url, made.redis_url, made.bootstrap, made.topic, records
+        )
     return AggregatorResult(
         events=events,
         apps=apps,
         produce_seconds=produce_s,
         ceiling_per_second=ceiling,
-        worker_per_second=worker,
+        worker_per_second=worker.per_second,
         writer_per_second=writer,
-        worker_peak_rss_mb=peak_rss_mb,
-        series=series,
+        worker_peak_rss_mb=worker.peak_rss_mb,
     )
-
-
-async def _produce(bootstrap: str, topic: str, events: list[RequestEvent]) -> None:
-    producer = make_producer(bootstrap, "capps-agg-bench")
-    await producer.start()
-    try:
-        deliveries = []
-        for event in events:
-            record = encode_request(event, "bench")
-            deliveries.append(
-                await producer.send(
-                    topic, key=record.key, value=record.value, headers=record.headers
-                )
-            )
-        await asyncio.gather(*deliveries)
-    finally:
-        await producer.stop()
 
 
 async def _ceiling_rate(bootstrap: str, topic: str, group: str, total: int) -> tuple[float, Kept]:
@@ -265,25 +290,33 @@ async def _ceiling_rate(bootstrap: str, topic: str, group: str, total: int) -> t
     return rate_after_first(total, first[0], first[1], finished), kept
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (Linux /proc), 0 when it is gone."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of a process in MB from /proc (VmRSS now, VmHWM its peak), 0 if gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
 
 
-async def _worker_rate(
-    env: dict[str, str], dsn: str, total: int, log_path: Path
-) -> tuple[float, float]:
-    """The whole worker process, timed by polling what it has counted in PostgreSQL; also
-    its peak resident memory while catching up."""
+@dataclass(frozen=True, slots=True)
+class WorkerRun:
+    """What one worker process did while catching up."""
+
+    per_second: float
+    peak_rss_mb: float
+    """The kernel's high-water mark (VmHWM) at the end, at least the highest sample."""
+    rss_samples_mb: list[float]
+
+
+async def worker_rate(env: dict[str, str], dsn: str, total: int, log_path: Path) -> WorkerRun:
+    """The whole worker process, timed by polling what it has counted in PostgreSQL; its
+    resident memory sampled at every poll while catching up."""
     env["AGGREGATOR_PORT"] = str(spare_port())
     counted = 0
-    peak_rss = 0.0
+    samples: list[float] = []
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data, log_path.open("wb") as log:
         env["AGGREGATOR_DATA_DIR"] = data
@@ -299,7 +332,9 @@ async def _worker_rate(
             first: tuple[int, float] | None = None
             with ticking(
                 "aggregator worker: python -m capps_aggregator worker",
-                status=lambda: f"{counted:,}/{total:,} counted",
+                status=lambda: (
+                    f"{counted:,}/{total:,} counted, RSS {max(samples, default=0):.0f} MB"
+                ),
             ):
                 while True:
                     counted = int(
@@ -308,7 +343,7 @@ async def _worker_rate(
                         )
                     )
                     moment = time.perf_counter()
-                    peak_rss = max(peak_rss, _rss_mb(process.pid))
+                    samples.append(rss_mb(process.pid))
                     if counted and first is None:
                         first = (counted, moment)
                     if counted >= total:
@@ -324,7 +359,8 @@ async def _worker_rate(
                         raise RuntimeError(f"the worker counted {counted:,} of {total:,} in time")
                     await asyncio.sleep(POLL_S)
             assert first is not None
-            return rate_after_first(total, first[0], first[1], moment), peak_rss
+            peak = max(rss_mb(process.pid, "VmHWM"), *samples)
+            return WorkerRun(rate_after_first(total, first[0], first[1], moment), peak, samples)
         finally:
             await connection.close()
             process.send_signal(signal.SIGTERM)
@@ -376,70 +412,6 @@ async def _writer_rate(
         return rate_after_first(len(ordered), first[0], first[1], finished)
     finally:
         await runtime.close()
-
-
-SERIES_APPS = 200
-SERIES_QUERIES = 300
-_SEED_MINUTES = """
-INSERT INTO usage_minute (app_id, tenant_id, minute, requests, status_2xx, latency_ms_sum,
-                          latency_ms_max, bytes_out)
-SELECT 'series-' || a, 'bench', date_trunc('minute', now()) - m * interval '1 minute',
-       1 + (a + m) % 7, 1 + (a + m) % 7, 3.5, 2.0, 900
-FROM generate_series(0, $1 - 1) a, generate_series(0, 14 * 1440 - 1) m
-"""
-_SEED_DAYS = """
-INSERT INTO usage_day (app_id, tenant_id, day, requests, status_2xx, latency_hist)
-SELECT 'series-' || a, 'bench', current_date - d, 5000, 5000, array_fill(10::bigint, ARRAY[26])
-FROM generate_series(0, $1 - 1) a, generate_series(0, 399) d
-"""
-_MINUTE_SERIES = """
-SELECT minute, requests, status_2xx, status_3xx, status_4xx, status_5xx, denied, throttled,
-       latency_ms_sum, latency_ms_max, bytes_in, bytes_out
-FROM usage_minute WHERE app_id = $1 AND minute > now() - interval '24 hours' ORDER BY minute
-"""
-_DAY_SERIES = """
-SELECT day, requests, status_2xx, status_3xx, status_4xx, status_5xx, denied, throttled,
-       latency_ms_sum, latency_ms_max, bytes_in, bytes_out, latency_hist
-FROM usage_day WHERE app_id = $1 AND day > current_date - 30 ORDER BY day
-"""
-
-
-async def _series_latency(dsn: str) -> dict[str, float]:
-    """One app's 24-hour minute series and 30-day day series from PostgreSQL, p50/p99 in ms,
-    over SERIES_APPS apps with 14 days of minute rows and 400 days of day rows each."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        with ticking(f"aggregator: seeding 14 days of minute rows for {SERIES_APPS} apps"):
-            await connection.execute(_SEED_MINUTES, SERIES_APPS)
-            await connection.execute(_SEED_DAYS, SERIES_APPS)
-            await connection.execute("ANALYZE usage_minute")
-            await connection.execute("ANALYZE usage_day")
-        found: dict[str, float] = {}
-        for name, query, rows in (
-            ("minute_24h", _MINUTE_SERIES, 1440),
-            ("day_30d", _DAY_SERIES, 30),
-        ):
-            statement = await connection.prepare(query)
-            timings = []
-            for index in range(SERIES_QUERIES):
-                started = time.perf_counter()
-                result = await statement.fetch(f"series-{index * 7 % SERIES_APPS}")
-                timings.append((time.perf_counter() - started) * 1000)
-                if len(result) < rows - 30:  # minutes pass between seeding and querying
-                    raise RuntimeError(f"{name}: {len(result)} rows, expected about {rows}")
-            timings.sort()
-            found[f"series_{name}_p50_ms"] = timings[len(timings) // 2]
-            found[f"series_{name}_p99_ms"] = timings[int(len(timings) * 0.99) - 1]
-        seeded = SERIES_APPS * 14 * 1440
-        say(
-            f"aggregator: PostgreSQL series over {seeded:,} minute rows ({SERIES_APPS} apps x 14 "
-            f"days): 24 h minutes p50 {found['series_minute_24h_p50_ms']:.2f} ms, p99 "
-            f"{found['series_minute_24h_p99_ms']:.2f} ms; 30 days p50 "
-            f"{found['series_day_30d_p50_ms']:.2f} ms, p99 {found['series_day_30d_p99_ms']:.2f} ms"
-        )
-        return found | {"series_minute_rows": float(seeded)}
-    finally:
-        await connection.close()
 
 
 def _time_limit_s(total: int) -> float:

@@ -159,6 +159,35 @@ def _entry(scenario_key: str, rates: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def target(
+    figure: str, value: float, unit: str, bound: float | None, kind: str = "max"
+) -> dict[str, Any]:
+    """A figure beside its target: at most (`max`) or at least (`min`) `bound`; None: shown only."""
+    met = None if bound is None else (value <= bound if kind == "max" else value >= bound)
+    return {
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "target": bound,
+        "kind": kind,
+        "met": met,
+    }
+
+
+def render_targets(targets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per figure: value, target and whether it was met."""
+    width = max(len(str(row["figure"])) for row in targets)
+    lines = [f"{'figure':<{width}} {'value':>10} {'unit':<4} {'target':>9}  met"]
+    for row in targets:
+        bound = row["target"]
+        goal = "" if bound is None else f"{'<=' if row['kind'] == 'max' else '>='} {bound:g}"
+        met = {True: "yes", False: "NO", None: ""}[row["met"]]
+        lines.append(
+            f"{row['figure']:<{width}} {row['value']:>10,.2f} {row['unit']:<4} {goal:>9}  {met}"
+        )
+    return lines
+
+
 def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     """Every ratio whose two scenarios ran, from their medians."""
     found = {}
@@ -230,6 +259,9 @@ def render_table(document: Mapping[str, Any]) -> str:
         lines.extend(
             f"{label:<{width}} {found[key]:>9.2f}" for key, label, _, _ in RATIOS if key in found
         )
+    if document.get("targets"):
+        lines.append("")
+        lines.extend(render_targets(document["targets"]))
     notes = observations(document)
     if notes:
         lines.append("")

@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from bench.aggregator import bench_events, database_url_named, rate_after_first
+from bench.aggregator import database_url_named, rate_after_first
+from bench.aggregator_produce import bench_events
 
 
 def test_rate_counts_events_after_the_first_batch() -> None:

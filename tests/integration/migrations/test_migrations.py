@@ -6,8 +6,10 @@ exactly the schema before it.
 """
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +21,7 @@ from alembic.config import Config
 from capps_aggregator.migrate import alembic_config as aggregator_config
 from capps_kit.postgres import asyncpg_dsn
 from capps_registry.migrations.runner import alembic_config as registry_config
+from capps_usage.series import DAY_SERIES_SQL, MINUTE_SERIES_SQL
 from tests.infra import drop_database
 
 pytestmark = pytest.mark.integration
@@ -120,4 +123,52 @@ async def test_the_outbox_migration_announces_every_app_that_existed_before_it(
     assert [tuple(row) for row in rows] == [
         ("older-app", "state", 3),
         ("newer-app", "state", 3),
+    ]
+
+
+async def test_the_covering_keys_keep_the_rows_and_answer_series_from_the_index_alone(
+    empty_database: str,
+) -> None:
+    config = aggregator_config(empty_database)
+    await _alembic(command.upgrade, config, "0003_retention_indexes")
+    connection = await asyncpg.connect(asyncpg_dsn(empty_database))
+    try:
+        await connection.execute(
+            "INSERT INTO usage_minute (app_id, tenant_id, minute, requests, status_2xx) "
+            "VALUES ('a1', 't1', '2026-11-30 10:00Z', 3, 3),"
+            " ('a1', 't1', '2026-11-30 10:01Z', 4, 4)"
+        )
+        await connection.execute(
+            "INSERT INTO usage_day (app_id, tenant_id, day, requests)"
+            " VALUES ('a1', 't1', '2026-11-30', 7)"
+        )
+        await _alembic(command.upgrade, config, "head")
+        # The upsert's ON CONFLICT still finds the key after it was swapped.
+        await connection.execute(
+            "INSERT INTO usage_minute AS t (app_id, tenant_id, minute, requests) "
+            "VALUES ('a1', 't1', '2026-11-30 10:01Z', 5) "
+            "ON CONFLICT (app_id, minute) DO UPDATE SET requests = t.requests + EXCLUDED.requests"
+        )
+        minutes = await connection.fetch(
+            "SELECT minute, requests, status_2xx FROM usage_minute ORDER BY minute"
+        )
+        days = await connection.fetch("SELECT day, requests FROM usage_day")
+        await connection.execute("VACUUM ANALYZE usage_minute, usage_day")
+        # Tiny tables would be scanned whole; rule that out to see which index plan remains.
+        await connection.execute("SET enable_seqscan = off")
+        await connection.execute("SET enable_bitmapscan = off")
+        plans = [
+            await connection.fetchval(f"EXPLAIN (FORMAT JSON) {query}", "a1", *bounds)
+            for query, bounds in (
+                (MINUTE_SERIES_SQL, (datetime(2026, 11, 30, tzinfo=UTC),) * 2),
+                (DAY_SERIES_SQL, (date(2026, 11, 1), date(2026, 11, 30))),
+            )
+        ]
+    finally:
+        await connection.close()
+    assert [(row["requests"], row["status_2xx"]) for row in minutes] == [(3, 3), (9, 4)]
+    assert [row["requests"] for row in days] == [7]
+    assert [json.loads(plan)[0]["Plan"]["Node Type"] for plan in plans] == [
+        "Index Only Scan",
+        "Index Only Scan",
     ]

@@ -102,6 +102,18 @@ def zero_filled(
 
 
 _COLUMNS = ", ".join((*COUNTERS, "latency_ms_sum", "latency_ms_max"))
+# Every column read here is in the tables' primary keys (INCLUDE, aggregator migration 0004),
+# so a series is an index-only scan over one app's adjacent index entries.
+MINUTE_SERIES_SQL = (
+    f"SELECT minute AS bucket, {_COLUMNS} FROM usage_minute "  # noqa: S608
+    "WHERE app_id = $1 AND minute >= $2 AND minute <= $3"
+)
+"""One app's minute rows in [$2, $3] (both aligned bucket starts)."""
+DAY_SERIES_SQL = (
+    f"SELECT day AS bucket, {_COLUMNS}, latency_hist FROM usage_day "  # noqa: S608
+    "WHERE app_id = $1 AND day >= $2 AND day <= $3"
+)
+"""One app's day rows in [$2, $3] (dates)."""
 
 
 async def read_series(
@@ -115,8 +127,7 @@ async def read_series(
     starts = bucket_starts(granularity, start, end)
     if granularity == "minute":
         rows = await pool.fetch(
-            f"SELECT minute AS bucket, {_COLUMNS} FROM usage_minute "  # noqa: S608
-            "WHERE app_id = $1 AND minute >= $2 AND minute <= $3",
+            MINUTE_SERIES_SQL,
             app_id,
             starts[0],
             starts[-1],
@@ -124,8 +135,7 @@ async def read_series(
         found = [(row["bucket"].astimezone(UTC), row) for row in rows]
     else:
         rows = await pool.fetch(
-            f"SELECT day AS bucket, {_COLUMNS}, latency_hist FROM usage_day "  # noqa: S608
-            "WHERE app_id = $1 AND day >= $2 AND day <= $3",
+            DAY_SERIES_SQL,
             app_id,
             starts[0].date(),
             starts[-1].date(),
