@@ -19,9 +19,10 @@ from capps_gateway.auth.external import ExternalTokenVerifier, IssuerRouter
 from capps_gateway.auth.issuer_keys import IssuerKeys
 from capps_gateway.auth.issuers import IssuerConfig
 from capps_gateway.events import SpoolingPublisher
-from capps_gateway.proxy import UpstreamProxy, create_session
+from capps_gateway.proxy import UpstreamProxy
 from capps_gateway.ratelimit import RateLimiter
 from capps_gateway.settings import GatewaySettings
+from capps_gateway.upstream import UpstreamPool
 from capps_kit.redis import create_redis
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class Runtime:
     """What one gateway process runs on; start-up continues in `startup_tasks`."""
 
     session: aiohttp.ClientSession
+    """For the signing keys and discovery documents; calls are relayed through `proxy`."""
+    pool: UpstreamPool
     keys: JwksKeyStore
     verifier: TokenVerifier | IssuerRouter
     proxy: UpstreamProxy
@@ -55,6 +58,7 @@ class Runtime:
         except Exception:
             log.exception("app state consumer did not stop cleanly")
         await self.limiter.close()
+        await self.pool.close()
         await self.session.close()
 
 
@@ -66,8 +70,12 @@ def open_runtime(
 ) -> Runtime:
     """Build the runtime in the running loop; start-up goes on in the background so `/readyz`
     can say what is still missing (the view's task keeps tailing its topic after loading)."""
-    session = create_session(
-        settings.gateway_upstream_max_connections, settings.gateway_upstream_idle_timeout_s
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    pool = UpstreamPool(
+        settings.gateway_upstream_url,
+        max_connections=settings.gateway_upstream_max_connections,
+        idle_timeout_s=settings.gateway_upstream_idle_timeout_s,
+        timeout_s=settings.gateway_upstream_timeout_s,
     )
     keys = JwksKeyStore(session, settings.jwks_url)
     registry_verifier = TokenVerifier(
@@ -107,12 +115,10 @@ def open_runtime(
             for holder in issuer_keys
         ),
     ]
-    proxy = UpstreamProxy(
-        session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
-    )
+    proxy = UpstreamProxy(pool, settings.gateway_upstream_url)
     limiter = RateLimiter(
         create_redis(settings.redis_url, timeout_s=settings.gateway_ratelimit_timeout_s),
         fallback_share=settings.gateway_ratelimit_fallback_processes,
         timeout_s=settings.gateway_ratelimit_timeout_s,
     )
-    return Runtime(session, keys, verifier, proxy, publisher, apps, limiter, tasks)
+    return Runtime(session, pool, keys, verifier, proxy, publisher, apps, limiter, tasks)
