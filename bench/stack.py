@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 
 import requests
 
+from bench.machine import ROOT
+from capps_stack.config import parse_env_file
+
 TIMEOUT_S = 10
 COUNT_TIMEOUT_S = 120.0
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -69,6 +72,13 @@ def token(registry: str, client_id: str, client_secret: str) -> str:
     return access_token
 
 
+def _registry_environment() -> dict[str, str]:
+    """This environment plus the stack's registry secrets: the CLI must digest the admin
+    client's secret with the running registry's pepper, kept in secrets.env, not stack.env."""
+    path = Path(os.environ.get("CAPPS_LOCAL_DIR") or ROOT / ".local") / "secrets.env"
+    return {**os.environ, **(parse_env_file(path.read_text()) if path.exists() else {})}
+
+
 def new_tenant_admin(registry: str) -> str:
     """A fresh tenant made by `registry tenant create`; its admin's token."""
     cli = Path(sys.executable).with_name("registry")
@@ -78,6 +88,7 @@ def new_tenant_admin(registry: str) -> str:
         text=True,
         check=True,
         timeout=60,
+        env=_registry_environment(),
     )
     tenant = json.loads(done.stdout)
     return token(registry, tenant["client_id"], tenant["client_secret"])
