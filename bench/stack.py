@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import requests
 
 from bench.machine import ROOT
-from capps_stack.config import parse_env_file
 
 TIMEOUT_S = 10
 COUNT_TIMEOUT_S = 120.0
@@ -75,6 +74,11 @@ def token(registry: str, client_id: str, client_secret: str) -> str:
 def _registry_environment() -> dict[str, str]:
     """This environment plus the stack's registry secrets: the CLI must digest the admin
     client's secret with the running registry's pepper, kept in secrets.env, not stack.env."""
+    # The stack's package is standard library only and not installed: read it from its place.
+    if str(ROOT / "deploy" / "local") not in sys.path:
+        sys.path.append(str(ROOT / "deploy" / "local"))
+    from capps_stack.config import parse_env_file
+
     path = Path(os.environ.get("CAPPS_LOCAL_DIR") or ROOT / ".local") / "secrets.env"
     return {**os.environ, **(parse_env_file(path.read_text()) if path.exists() else {})}
 
