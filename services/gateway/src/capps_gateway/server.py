@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 
@@ -15,6 +16,8 @@ from capps_gateway.settings import GatewaySettings
 from capps_kit.health import serve_admin
 
 log = logging.getLogger("capps_gateway")
+
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def shared_socket(host: str, port: int) -> socket.socket:
@@ -34,6 +37,10 @@ async def serve(
     A worker binds the shared port with SO_REUSEPORT and serves its admin app on a Unix
     socket for the supervisor, which owns the admin port.
     """
+    # A call allocates a few hundred short-lived containers, freed by reference counting; the
+    # cyclic collector's young-generation pass every 700 allocations found nothing to free
+    # and cost ~15 µs per call under load (measured with gc.callbacks). Every 20,000 is enough.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     app = GatewayApp(settings, load_catalog(settings.catalog_path))
     config = uvicorn.Config(
         app,
