@@ -216,13 +216,15 @@ async def _delete_topic(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
-async def _limiter_cost(redis_url: str, seconds: float = 3.0) -> dict[str, float]:
-    """Checks per second and CPU µs per check of 50 concurrent callers through one limiter."""
-    import redis.asyncio as redis
-
+async def _limiter_run(
+    redis_url: str, callers: int, seconds: float
+) -> tuple[int, int, float, float]:
+    """(checks, Redis round trips, CPU s, wall s) of `callers` checking as fast as answered."""
+    from capps_gateway import metrics
     from capps_gateway.ratelimit import RateLimiter
+    from capps_kit.redis import create_redis
 
-    limiter = RateLimiter(redis.Redis.from_url(redis_url), fallback_share=1)
+    limiter = RateLimiter(create_redis(redis_url, timeout_s=0.25), fallback_share=1)
     limit = RateLimit(per_minute=1_000_000_000, per_hour=1_000_000_000)
     app_id = f"bench-rl-{uuid.uuid4().hex[:8]}"
     checks = 0
@@ -234,11 +236,27 @@ async def _limiter_cost(redis_url: str, seconds: float = 3.0) -> dict[str, float
             await limiter.check(app_id, limit)
             checks += 1
 
+    trips_before = metrics.RATELIMIT_ROUND_TRIPS._value.get()
     cpu_before, wall_before = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(50)))
+    await asyncio.gather(*(caller() for _ in range(callers)))
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    trips = int(metrics.RATELIMIT_ROUND_TRIPS._value.get() - trips_before)
     await limiter.close()
-    return {"checks_per_second": checks / wall, "cpu_us_per_check": cpu / checks * 1e6}
+    return checks, trips, cpu, wall
+
+
+async def _limiter_cost(redis_url: str, seconds: float = 2.0) -> dict[str, float]:
+    """Checks/s and CPU µs per check and per Redis round trip through one limiter, in this
+    process, with 1, 8 and 50 concurrent callers: batches grow with concurrency, so the cost
+    of a check is mostly its share of a round trip."""
+    found: dict[str, float] = {}
+    for callers in (1, 8, 50):
+        checks, trips, cpu, wall = await _limiter_run(redis_url, callers, seconds)
+        suffix = "" if callers == 50 else f"_{callers}_callers"
+        found[f"checks_per_second{suffix}"] = checks / wall
+        found[f"cpu_us_per_check{suffix}"] = cpu / max(checks, 1) * 1e6
+        found[f"cpu_us_per_round_trip{suffix}"] = cpu / max(trips, 1) * 1e6
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +442,7 @@ def measure_edge(
     finally:
         log.close()
         asyncio.run(_delete_topic(bootstrap, topic))
-    with ticking("rate limiter: 50 concurrent callers, 3 s"):
+    with ticking("rate limiter: 1, 8 and 50 concurrent callers, 2 s each"):
         limiter = asyncio.run(_limiter_cost(os.environ["REDIS_URL"]))
     p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
     return EdgeRun(
@@ -560,11 +578,17 @@ def print_edge(edge: dict[str, Any]) -> None:
         print("edge: where a gateway call's CPU goes (differences of the stage apps)")
         for stage, value in stages.items():
             print(f"  {stage:<58} {value:>7.1f} µs")
-    print(
-        f"edge: gateway RSS with 100,000 apps {edge['gateway_rss_mb_100k_apps']:.0f} MB;"
-        f" rate limiter {edge['ratelimiter']['checks_per_second']:,.0f} checks/s,"
-        f" {edge['ratelimiter']['cpu_us_per_check']:.1f} CPU µs per check"
-    )
+    limiter = edge["ratelimiter"]
+    print(f"edge: gateway RSS with 100,000 apps {edge['gateway_rss_mb_100k_apps']:.0f} MB")
+    for suffix, callers in (("_1_callers", 1), ("_8_callers", 8), ("", 50)):
+        if f"cpu_us_per_round_trip{suffix}" in limiter:
+            rate = limiter[f"checks_per_second{suffix}"]
+            per_check = limiter[f"cpu_us_per_check{suffix}"]
+            per_trip = limiter[f"cpu_us_per_round_trip{suffix}"]
+            print(
+                f"edge: rate limiter, {callers} callers: {rate:,.0f} checks/s,"
+                f" {per_check:.1f} CPU µs per check, {per_trip:.0f} per Redis round trip"
+            )
     half = edge.get("half_rate")
     if half:
         print(
