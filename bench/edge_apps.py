@@ -16,19 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from capps_kit.asgi import Receive, Scope, Send
+from capps_kit.asgi import Receive, Scope, Send, ack_lifespan
 
 HEADERS = [(b"content-type", b"application/json")]
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        else:
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 class Serve:
@@ -41,7 +31,7 @@ class Serve:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One call."""
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await ack_lifespan(receive, send)
             return
         await receive()
         await send({"type": "http.response.start", "status": 200, "headers": self._headers})
@@ -63,7 +53,7 @@ class Relay:
             self._pool = UpstreamPool(
                 self._upstream, max_connections=1024, idle_timeout_s=3.0, timeout_s=10.0
             )
-            await _lifespan(receive, send)
+            await ack_lifespan(receive, send)
             return
         await receive()
         answer = await self._pool.exchange(scope["method"], scope["raw_path"].decode(), [], b"")
@@ -93,7 +83,7 @@ class AiohttpRelay:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )
-            await _lifespan(receive, send)
+            await ack_lifespan(receive, send)
             await self._session.close()
             return
         await receive()
@@ -136,20 +126,11 @@ def main() -> None:
     import uvicorn
     import uvloop
 
-    from capps_gateway.edge import guarded_protocol
+    from capps_gateway.server import uvicorn_config
+    from capps_gateway.settings import GatewaySettings
 
-    config = uvicorn.Config(
-        apps[variant],
-        host="127.0.0.1",
-        port=port,
-        http=guarded_protocol(max_header_bytes=16 * 1024, header_timeout_s=10, body_timeout_s=30),
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        timeout_keep_alive=30,
-    )
+    settings = GatewaySettings(gateway_host="127.0.0.1", gateway_port=port)
+    config = uvicorn_config(apps[variant], settings)
     uvloop.run(uvicorn.Server(config).serve())
 
 

@@ -133,12 +133,7 @@ def _nginx(config: str, workdir: Path) -> Iterator[subprocess.Popen[str]]:
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, signal.SIGQUIT)  # nginx's graceful stop
 
 
 def _nginx_config(workdir: Path, server: str) -> str:
@@ -493,8 +488,10 @@ def _stage_app(
         _stop(process)
 
 
-def _stop(process: "subprocess.Popen[bytes]") -> None:
-    process.send_signal(signal.SIGTERM)
+def _stop(
+    process: "subprocess.Popen[bytes] | subprocess.Popen[str]", sig: int = signal.SIGTERM
+) -> None:
+    process.send_signal(sig)
     try:
         process.wait(30)
     except subprocess.TimeoutExpired:
