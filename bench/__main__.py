@@ -46,6 +46,7 @@ from bench.stack import (
     create_load_app,
     wait_for_count,
 )
+from bench.tracing import measure_tracing
 from bench.wrk import LoadResult, run_wrk, wrk_version
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -99,6 +100,8 @@ def _estimate_s(options: BenchOptions) -> float:
     if "edge" in options.only:
         # Six targets at full speed, then two paced at half the gateway's.
         estimate += 8 * options.rounds * options.seconds + 60
+    if "tracing" in options.only:
+        estimate += 3 * options.rounds * options.seconds + 30
     if "count" in options.only:
         estimate += options.samples * 0.2
     if "propagation" in options.only:
@@ -174,6 +177,8 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 "p95": percentile(changes, 95),
                 "samples": changes,
             }
+    if "tracing" in options.only:
+        scenarios |= measure_tracing(StackUrls.from_env(), options, _local_dir() / "bench")
     if "registry" in options.only:
         extra["registry"] = measure_registry(
             RegistryTarget.from_env(), options.seconds, options.connections

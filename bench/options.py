@@ -26,6 +26,10 @@ GROUPS = {
         " stage (uvicorn vs granian, the upstream client vs aiohttp); then the gateway paced at"
         " half its peak beside the upstream direct (p99 added)"
     ),
+    "tracing": (
+        "one gateway process with tracing off, on at 1/10 sampled and on for every call,"
+        " exporting to a real OpenTelemetry Collector; req/s, p99 and CPU µs per call"
+    ),
     "registry": (
         "tokens/s (client_secret_basic) beside GET /healthz, and GET /v1/apps p50/p95 for a"
         " tenant with 1,000 apps with usage beside GET /v1/permissions"

@@ -12,8 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-
-from bench.machine import ROOT
+from dotenv import dotenv_values
 
 TIMEOUT_S = 10
 COUNT_TIMEOUT_S = 120.0
@@ -71,16 +70,16 @@ def token(registry: str, client_id: str, client_secret: str) -> str:
     return access_token
 
 
-def _registry_environment() -> dict[str, str]:
-    """This environment plus the stack's registry secrets: the CLI must digest the admin
-    client's secret with the running registry's pepper, kept in secrets.env, not stack.env."""
-    # The stack's package is standard library only and not installed: read it from its place.
-    if str(ROOT / "deploy" / "local") not in sys.path:
-        sys.path.append(str(ROOT / "deploy" / "local"))
-    from capps_stack.config import parse_env_file
+def registry_environment() -> dict[str, str]:
+    """This environment plus the stack's registry secrets, which only secrets.env holds.
 
-    path = Path(os.environ.get("CAPPS_LOCAL_DIR") or ROOT / ".local") / "secrets.env"
-    return {**os.environ, **(parse_env_file(path.read_text()) if path.exists() else {})}
+    The CLI must digest the admin secret with the pepper the running registry has.
+    """
+    local = Path(__file__).resolve().parents[1] / os.environ.get("CAPPS_LOCAL_DIR", ".local")
+    path = local / "secrets.env"
+    # dotenv (pydantic-settings reads env files with it) reads the stack's quoted values.
+    secrets = {key: value or "" for key, value in dotenv_values(path).items()}
+    return {**os.environ, **secrets}
 
 
 def new_tenant_admin(registry: str) -> str:
@@ -91,8 +90,8 @@ def new_tenant_admin(registry: str) -> str:
         capture_output=True,
         text=True,
         check=True,
+        env=registry_environment(),
         timeout=60,
-        env=_registry_environment(),
     )
     tenant = json.loads(done.stdout)
     return token(registry, tenant["client_id"], tenant["client_secret"])

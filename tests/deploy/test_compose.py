@@ -7,6 +7,7 @@ refuse — an undeclared volume, a missing required secret — fails here too.
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -162,3 +163,20 @@ def test_the_loader_tells_a_broken_file_from_a_good_one(tmp_path: Path) -> None:
     (tmp_path / "docker-compose.yml").write_text("services:\n  a: [unclosed\n")
     loaded: Loaded = load_compose(tmp_path / "docker-compose.yml", env={})
     assert loaded.returncode != 0
+
+
+def test_the_registry_serves_as_its_own_role_which_its_migration_sets_up(
+    project: dict[str, Any],
+) -> None:
+    """Row-level security binds the registry only if it never connects as the owner."""
+    owner = urlsplit(services(project)["registry-migrate"]["environment"]["DATABASE_URL"])
+    served = urlsplit(services(project)["registry"]["environment"]["DATABASE_URL"])
+    made = urlsplit(
+        services(project)["registry-migrate"]["environment"]["REGISTRY_APP_DATABASE_URL"]
+    )
+    assert owner.username == services(project)["postgres"]["environment"]["POSTGRES_USER"]
+    assert served.username != owner.username
+    assert (made.username, made.password) == (served.username, served.password)
+    assert served.password != owner.password
+    # Only the migration job holds the owner's password.
+    assert "REGISTRY_APP_DATABASE_URL" not in services(project)["registry"]["environment"]

@@ -7,11 +7,13 @@ closed in reverse by `Runtime.close`.
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+from opentelemetry.trace import Tracer
 
 from capps_gateway.appstate import AppStateView
 from capps_gateway.auth import JwksKeyStore, TokenVerifier
@@ -22,6 +24,7 @@ from capps_gateway.events import SpoolingPublisher
 from capps_gateway.proxy import UpstreamProxy
 from capps_gateway.ratelimit import RateLimiter
 from capps_gateway.settings import GatewaySettings
+from capps_gateway.tracing import TracedPublisher, TracedUpstreamProxy
 from capps_gateway.upstream import UpstreamPool
 from capps_kit.redis import create_redis
 
@@ -67,9 +70,12 @@ def open_runtime(
     *,
     issuers: Sequence[IssuerConfig] = (),
     all_permissions: frozenset[str] = frozenset(),
+    tracer: Tracer | None = None,
 ) -> Runtime:
     """Build the runtime in the running loop; start-up goes on in the background so `/readyz`
-    can say what is still missing (the view's task keeps tailing its topic after loading)."""
+    can say what is still missing (the view's task keeps tailing its topic after loading).
+
+    With a `tracer` the proxy and the publisher are their traced kinds (tracing.py)."""
     session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
     pool = UpstreamPool(
         settings.gateway_upstream_url,
@@ -91,7 +97,9 @@ def open_runtime(
         if issuer_keys
         else registry_verifier
     )
-    publisher = SpoolingPublisher(
+    publisher = (
+        SpoolingPublisher if tracer is None else functools.partial(TracedPublisher, tracer)
+    )(
         settings.kafka_bootstrap_servers,
         settings.gateway_events_topic,
         settings.instance_id,
@@ -115,7 +123,11 @@ def open_runtime(
             for holder in issuer_keys
         ),
     ]
-    proxy = UpstreamProxy(pool, settings.gateway_upstream_url)
+    proxy = (
+        UpstreamProxy(pool, settings.gateway_upstream_url)
+        if tracer is None
+        else TracedUpstreamProxy(pool, settings.gateway_upstream_url, tracer)
+    )
     limiter = RateLimiter(
         create_redis(settings.redis_url, timeout_s=settings.gateway_ratelimit_timeout_s),
         fallback_share=settings.gateway_ratelimit_fallback_processes,
