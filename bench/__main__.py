@@ -24,7 +24,7 @@ from typing import Any
 from bench.aggregator_suite import estimate_s as aggregator_estimate_s
 from bench.aggregator_suite import measure_aggregator_group
 from bench.charts import draw_history, draw_run
-from bench.gateway import measure_edge
+from bench.gateway import measure_edge, print_edge
 from bench.issuers import measure_token_checks
 from bench.machine import ROOT, load_average, machine_facts
 from bench.nginx import nginx_proxy, nginx_version
@@ -99,7 +99,8 @@ def _estimate_s(options: BenchOptions) -> float:
     if "gateway" in options.only:
         estimate += 3 * options.rounds * options.seconds + 5
     if "edge" in options.only:
-        estimate += 2 * options.rounds * options.seconds + 60
+        # Six targets at full speed, then two paced at half the gateway's.
+        estimate += 8 * options.rounds * options.seconds + 60
     if "tracing" in options.only:
         estimate += 3 * options.rounds * options.seconds + 30
     if "count" in options.only:
@@ -154,6 +155,8 @@ def run(options: BenchOptions) -> dict[str, Any]:
             scenarios |= {key: http_entry(key, runs) for key, runs in edge.rounds.items()}
             extra["edge"] = {
                 "cpu_us_per_call": edge.cpu_us_per_call,
+                "runqueue_wait_share": edge.runqueue_share,
+                "half_rate": edge.half_rate,
                 "gateway_rss_mb_100k_apps": edge.gateway_rss_mb,
                 "ratelimiter": edge.limiter,
                 "profile_shares": edge.profile,
@@ -215,12 +218,8 @@ def report(document: dict[str, Any]) -> None:
     """Print the table and the extra figures; write the JSON and the charts."""
     print()
     print(render_table(document))
-    edge = document.get("edge")
-    if edge:
-        print(
-            f"\nedge: CPU µs per call {edge['cpu_us_per_call']}; gateway RSS with 100,000 apps"
-            f" {edge['gateway_rss_mb_100k_apps']:.0f} MB; rate limiter {edge['ratelimiter']}"
-        )
+    if document.get("edge"):
+        print_edge(document["edge"])
     counted = document.get("counted_after_load")
     if counted:
         print(

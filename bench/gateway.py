@@ -8,6 +8,12 @@ call of the proxy process (its /proc utime+stime over the run / calls), the gate
 100,000 apps in its view, and the rate limiter's cost per check (50 concurrent callers, in
 this process, against the stack's Redis). The gateway reads a bench-owned apps topic, removed
 afterwards, so the stack's own topic is untouched.
+
+In the same rounds, bench/edge_apps.py's stripped-down apps (served alone on uvicorn and on
+granian, relaying through the gateway's upstream client and through aiohttp) split a call's
+cost by stage. Every target's run-queue wait (schedstat: runnable, no CPU free) shows how much
+the shared machine held it back. Then the paced point: the gateway at half its measured peak
+beside the upstream called directly at the same pace, p99 of each and the difference.
 """
 
 import asyncio
@@ -16,15 +22,16 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 
@@ -48,9 +55,13 @@ class EdgeRun:
 
     rounds: dict[str, list[LoadResult]]
     cpu_us_per_call: dict[str, float]
+    runqueue_share: dict[str, float]
+    """Per target, the share of its rounds' wall time its threads spent runnable but waiting
+    for a CPU (from /proc schedstat): how much the shared machine held it back."""
     gateway_rss_mb: float
     limiter: dict[str, float]
     profile: dict[str, float]
+    half_rate: dict[str, float]
 
 
 def static_body() -> bytes:
@@ -84,6 +95,24 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in found]
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and all its descendants (granian serves from a child process)."""
+    found = [pid]
+    for child in _children(pid):
+        found += _tree(child)
+    return found
+
+
+def _waited_s(pids: list[int]) -> float:
+    """Seconds the processes' threads spent runnable, waiting for a CPU (schedstat field 2)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -104,12 +133,7 @@ def _nginx(config: str, workdir: Path) -> Iterator[subprocess.Popen[str]]:
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, signal.SIGQUIT)  # nginx's graceful stop
 
 
 def _nginx_config(workdir: Path, server: str) -> str:
@@ -187,13 +211,15 @@ async def _delete_topic(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
-async def _limiter_cost(redis_url: str, seconds: float = 3.0) -> dict[str, float]:
-    """Checks per second and CPU µs per check of 50 concurrent callers through one limiter."""
-    import redis.asyncio as redis
-
+async def _limiter_run(
+    redis_url: str, callers: int, seconds: float
+) -> tuple[int, int, float, float]:
+    """(checks, Redis round trips, CPU s, wall s) of `callers` checking as fast as answered."""
+    from capps_gateway import metrics
     from capps_gateway.ratelimit import RateLimiter
+    from capps_kit.redis import create_redis
 
-    limiter = RateLimiter(redis.Redis.from_url(redis_url), fallback_share=1)
+    limiter = RateLimiter(create_redis(redis_url, timeout_s=0.25), fallback_share=1)
     limit = RateLimit(per_minute=1_000_000_000, per_hour=1_000_000_000)
     app_id = f"bench-rl-{uuid.uuid4().hex[:8]}"
     checks = 0
@@ -205,43 +231,96 @@ async def _limiter_cost(redis_url: str, seconds: float = 3.0) -> dict[str, float
             await limiter.check(app_id, limit)
             checks += 1
 
+    trips_before = metrics.RATELIMIT_ROUND_TRIPS._value.get()
     cpu_before, wall_before = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(50)))
+    await asyncio.gather(*(caller() for _ in range(callers)))
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    trips = int(metrics.RATELIMIT_ROUND_TRIPS._value.get() - trips_before)
     await limiter.close()
-    return {"checks_per_second": checks / wall, "cpu_us_per_check": cpu / checks * 1e6}
+    return checks, trips, cpu, wall
 
 
-Target = tuple[str, str, dict[str, str], "subprocess.Popen[str] | None"]
+async def _limiter_cost(redis_url: str, seconds: float = 2.0) -> dict[str, float]:
+    """Checks/s and CPU µs per check and per Redis round trip through one limiter, in this
+    process, with 1, 8 and 50 concurrent callers: batches grow with concurrency, so the cost
+    of a check is mostly its share of a round trip."""
+    found: dict[str, float] = {}
+    for callers in (1, 8, 50):
+        checks, trips, cpu, wall = await _limiter_run(redis_url, callers, seconds)
+        suffix = "" if callers == 50 else f"_{callers}_callers"
+        found[f"checks_per_second{suffix}"] = checks / wall
+        found[f"cpu_us_per_check{suffix}"] = cpu / max(checks, 1) * 1e6
+        found[f"cpu_us_per_round_trip{suffix}"] = cpu / max(trips, 1) * 1e6
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing wrk loads: where, with which headers, and which processes serve it."""
+
+    key: str
+    url: str
+    headers: dict[str, str]
+    pids: Callable[[], list[int]]
 
 
 def _rounds(
     targets: list[Target],
-    gateway: "subprocess.Popen[bytes]",
     *,
     seconds: int,
     rounds: int,
     connections: int,
+    profile_pid: int,
     results: dict[str, list[LoadResult]],
     cpu: dict[str, list[float]],
+    waited: dict[str, list[float]],
 ) -> None:
-    """wrk at each target per round, the order rotating; CPU time of the serving process."""
+    """wrk at each target per round, the order rotating; CPU and run-queue time of its server."""
     for number in range(rounds):
-        for key, url, headers, nginx in targets[number % 2 :] + targets[: number % 2]:
-            pids = _children(nginx.pid) if nginx is not None else [gateway.pid]
-            profiler = _profiler(gateway.pid, seconds) if nginx is None and number == 0 else None
-            before = _cpu_seconds(pids)
-            with ticking(f"round {number + 1}/{rounds}: {key}", expected_s=seconds):
-                result = run_wrk(url, seconds, connections, headers)
+        shift = number % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            pids = target.pids()
+            profiled = target.key == "static_gateway" and number == 0
+            profiler = _profiler(profile_pid, seconds) if profiled else None
+            before, waited_before = _cpu_seconds(pids), _waited_s(pids)
+            with ticking(f"round {number + 1}/{rounds}: {target.key}", expected_s=seconds):
+                result = run_wrk(target.url, seconds, connections, target.headers)
             used = _cpu_seconds(pids) - before
+            waited[target.key].append((_waited_s(pids) - waited_before) / result.seconds)
             if profiler is not None:
                 profiler.wait(60)
-            results[key].append(result)
-            cpu[key].append(used / max(result.requests, 1) * 1e6)
+            results[target.key].append(result)
+            cpu[target.key].append(used / max(result.requests, 1) * 1e6)
             say(
                 f"{result.ok_per_second:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
-                f"{cpu[key][-1]:.0f} CPU µs/call, {result.non_2xx} non-2xx"
+                f"{cpu[target.key][-1]:.0f} CPU µs/call, run-queue wait"
+                f" {waited[target.key][-1]:.0%} of wall, {result.non_2xx} non-2xx"
             )
+
+
+def _half_rate(
+    direct: Target, gateway: Target, *, rate: float, seconds: int, rounds: int
+) -> dict[str, list[LoadResult]]:
+    """The upstream direct and the gateway, both paced at `rate` calls/s, rounds interleaved.
+
+    wrk's pacing waits between a connection's calls, so a slow answer lowers the rate; many
+    connections with long waits keep the achieved rate close to `rate` for both.
+    """
+    connections = 32
+    found: dict[str, list[LoadResult]] = {"static_direct_half": [], "static_gateway_half": []}
+    pairs = [("static_direct_half", direct), ("static_gateway_half", gateway)]
+    for number in range(rounds):
+        for key, target in pairs[number % 2 :] + pairs[: number % 2]:
+            with ticking(
+                f"half rate {number + 1}/{rounds}: {key}, {rate:,.0f} calls/s", expected_s=seconds
+            ):
+                result = run_wrk(target.url, seconds, connections, target.headers, rate=rate)
+            found[key].append(result)
+            say(
+                f"{result.per_second:,.0f} req/s,"
+                f" p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
+            )
+    return found
 
 
 PROFILE_OUT = ROOT / "bench" / "results" / "gateway-profile.txt"
@@ -294,59 +373,130 @@ def measure_edge(
         "TOKEN_ISSUER": claims["iss"],
         "LOG_LEVEL": "WARNING",
     }
-    results: dict[str, list[LoadResult]] = {"static_nginx_proxy": [], "static_gateway": []}
-    cpu: dict[str, list[float]] = {"static_nginx_proxy": [], "static_gateway": []}
+    keys = ["static_nginx_proxy", "static_gateway", *STAGE_APPS.values()]
+    results: dict[str, list[LoadResult]] = {key: [] for key in keys}
+    cpu: dict[str, list[float]] = {key: [] for key in keys}
+    waited: dict[str, list[float]] = {key: [] for key in keys}
     log = (workdir / "gateway.log").open("wb")
     try:
         with (
             _nginx(_nginx_config(static_dir, static_server), static_dir),
             _nginx(_nginx_config(proxy_dir, proxy_server), proxy_dir) as proxy,
+            contextlib.ExitStack() as stages,
         ):
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "capps_gateway"], env=env, stdout=log, stderr=log, cwd=ROOT
             )
-            try:
-                auth = {"Authorization": f"Bearer {token}"}
-                with ticking("gateway loading its view of 100,000 apps"):
-                    _wait_http(f"http://127.0.0.1:{admin_port}/readyz")
-                    _wait_http(f"http://127.0.0.1:{gateway_port}{PATH}", auth)
-                    _wait_http(f"http://127.0.0.1:{proxy_port}{PATH}")
-                rss = _rss_mb(gateway.pid)
-                say(f"gateway RSS with {APPS_IN_VIEW:,} apps in view: {rss:.0f} MB")
-                targets = [
-                    ("static_nginx_proxy", f"http://127.0.0.1:{proxy_port}{PATH}", {}, proxy),
-                    ("static_gateway", f"http://127.0.0.1:{gateway_port}{PATH}", auth, None),
-                ]
-                _rounds(
-                    targets,
-                    gateway,
-                    seconds=seconds,
-                    rounds=rounds,
-                    connections=connections,
-                    results=results,
-                    cpu=cpu,
-                )
-                rss = max(rss, _rss_mb(gateway.pid))
-            finally:
-                gateway.send_signal(signal.SIGTERM)
-                try:
-                    gateway.wait(30)
-                except subprocess.TimeoutExpired:
-                    gateway.kill()
+            stages.callback(_stop, gateway)
+            upstream = f"http://127.0.0.1:{static_port}"
+            stage_targets = [
+                stages.enter_context(_stage_app(variant, key, upstream, static_dir, log))
+                for variant, key in STAGE_APPS.items()
+            ]
+            auth = {"Authorization": f"Bearer {token}"}
+            with ticking("gateway loading its view of 100,000 apps; stage apps starting"):
+                _wait_http(f"http://127.0.0.1:{admin_port}/readyz")
+                _wait_http(f"http://127.0.0.1:{gateway_port}{PATH}", auth)
+                _wait_http(f"http://127.0.0.1:{proxy_port}{PATH}")
+                for target in stage_targets:
+                    _wait_http(target.url)
+            rss = _rss_mb(gateway.pid)
+            say(f"gateway RSS with {APPS_IN_VIEW:,} apps in view: {rss:.0f} MB")
+            through_gateway = Target(
+                "static_gateway",
+                f"http://127.0.0.1:{gateway_port}{PATH}",
+                auth,
+                lambda: [gateway.pid],
+            )
+            targets = [
+                Target(
+                    "static_nginx_proxy",
+                    f"http://127.0.0.1:{proxy_port}{PATH}",
+                    {},
+                    lambda: _children(proxy.pid),
+                ),
+                through_gateway,
+                *stage_targets,
+            ]
+            _rounds(
+                targets,
+                seconds=seconds,
+                rounds=rounds,
+                connections=connections,
+                profile_pid=gateway.pid,
+                results=results,
+                cpu=cpu,
+                waited=waited,
+            )
+            rss = max(rss, _rss_mb(gateway.pid))
+            # Half the gateway's peak, the upstream called directly at the same pace beside it.
+            rate = statistics.median(r.ok_per_second for r in results["static_gateway"]) / 2
+            direct = Target("static_direct", f"{upstream}{PATH}", {}, list)
+            paced = _half_rate(direct, through_gateway, rate=rate, seconds=seconds, rounds=rounds)
+            results |= paced
     finally:
         log.close()
         asyncio.run(_delete_topic(bootstrap, topic))
-    with ticking("rate limiter: 50 concurrent callers, 3 s"):
+    with ticking("rate limiter: 1, 8 and 50 concurrent callers, 2 s each"):
         limiter = asyncio.run(_limiter_cost(os.environ["REDIS_URL"]))
+    p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
     return EdgeRun(
         rounds=results,
-        cpu_us_per_call={key: sorted(values)[len(values) // 2] for key, values in cpu.items()},
+        cpu_us_per_call={key: statistics.median(values) for key, values in cpu.items()},
+        runqueue_share={key: statistics.median(values) for key, values in waited.items()},
         gateway_rss_mb=rss,
         limiter=limiter,
         profile=summarise_profile(PROFILE_OUT)
         if os.environ.get("BENCH_PROFILE") == "1" and PROFILE_OUT.exists()
         else {},
+        half_rate={
+            "calls_per_second": rate,
+            "direct_p99_ms": p99["static_direct_half"],
+            "gateway_p99_ms": p99["static_gateway_half"],
+            "added_p99_ms": p99["static_gateway_half"] - p99["static_direct_half"],
+        },
     )
+
+
+STAGE_APPS = {
+    "serve": "static_serve_uvicorn",
+    "serve-granian": "static_serve_granian",
+    "relay": "static_relay",
+    "relay-aiohttp": "static_relay_aiohttp",
+}
+"""bench/edge_apps.py's variants and their scenario keys."""
+
+
+@contextlib.contextmanager
+def _stage_app(
+    variant: str, key: str, upstream: str, static_dir: Path, log: IO[bytes]
+) -> Iterator[Target]:
+    """One of bench/edge_apps.py's stripped-down apps, served on a spare port."""
+    port = spare_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bench.edge_apps", variant, str(port), upstream),
+            str(static_dir / "alerts.json"),
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=ROOT,
+    )
+    try:
+        yield Target(key, f"http://127.0.0.1:{port}{PATH}", {}, lambda: _tree(process.pid))
+    finally:
+        _stop(process)
+
+
+def _stop(
+    process: "subprocess.Popen[bytes] | subprocess.Popen[str]", sig: int = signal.SIGTERM
+) -> None:
+    process.send_signal(sig)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 PROFILE_PARTS = (
@@ -391,3 +541,55 @@ def summarise_profile(path: Path) -> dict[str, float]:
         counts[part] = counts.get(part, 0) + int(count)
         total += int(count)
     return {part: count / total for part, count in sorted(counts.items(), key=lambda i: -i[1])}
+
+
+def stage_costs(cpu_us: dict[str, float]) -> dict[str, float]:
+    """CPU µs per call of each stage, by difference of the stage apps measured in one run."""
+    found: dict[str, float] = {}
+    serve = cpu_us.get("static_serve_uvicorn")
+    relay = cpu_us.get("static_relay")
+    gateway = cpu_us.get("static_gateway")
+    if serve is not None:
+        found["serving (uvicorn, guarded protocol)"] = serve
+    if serve is not None and relay is not None:
+        found["upstream client"] = relay - serve
+        if "static_relay_aiohttp" in cpu_us:
+            found["upstream client, aiohttp instead"] = cpu_us["static_relay_aiohttp"] - serve
+    if relay is not None and gateway is not None:
+        found["gateway's own work (token, app, limit, event, metrics)"] = gateway - relay
+    if "static_serve_granian" in cpu_us:
+        found["serving on granian instead (all its threads)"] = cpu_us["static_serve_granian"]
+    return found
+
+
+def print_edge(edge: dict[str, Any]) -> None:
+    """The edge group's figures besides the table."""
+    cpu = edge["cpu_us_per_call"]
+    waited = edge.get("runqueue_wait_share", {})
+    print("\nedge: CPU µs per call (run-queue wait: share of wall time waiting for a CPU)")
+    for key, value in cpu.items():
+        wait = f"  run-queue wait {waited[key]:.0%}" if key in waited else ""
+        print(f"  {key:<28} {value:>7.1f}{wait}")
+    stages = stage_costs(cpu)
+    if stages:
+        print("edge: where a gateway call's CPU goes (differences of the stage apps)")
+        for stage, value in stages.items():
+            print(f"  {stage:<58} {value:>7.1f} µs")
+    limiter = edge["ratelimiter"]
+    print(f"edge: gateway RSS with 100,000 apps {edge['gateway_rss_mb_100k_apps']:.0f} MB")
+    for suffix, callers in (("_1_callers", 1), ("_8_callers", 8), ("", 50)):
+        if f"cpu_us_per_round_trip{suffix}" in limiter:
+            rate = limiter[f"checks_per_second{suffix}"]
+            per_check = limiter[f"cpu_us_per_check{suffix}"]
+            per_trip = limiter[f"cpu_us_per_round_trip{suffix}"]
+            print(
+                f"edge: rate limiter, {callers} callers: {rate:,.0f} checks/s,"
+                f" {per_check:.1f} CPU µs per check, {per_trip:.0f} per Redis round trip"
+            )
+    half = edge.get("half_rate")
+    if half:
+        print(
+            f"edge: at half the gateway's peak ({half['calls_per_second']:,.0f} calls/s paced)"
+            f" p99 direct {half['direct_p99_ms']:.2f} ms, through the gateway"
+            f" {half['gateway_p99_ms']:.2f} ms: {half['added_p99_ms']:+.2f} ms added"
+        )

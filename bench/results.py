@@ -33,6 +33,21 @@ SCENARIOS = (
     Scenario("through_gateway", "through gateway", "http", "req/s", "target"),
     Scenario("static_nginx_proxy", "static: nginx worker", "edge", "req/s", "reference"),
     Scenario("static_gateway", "static: gateway process", "edge", "req/s", "target"),
+    # bench/edge_apps.py: the gateway's stages served alone, to split its cost per call
+    Scenario(
+        "static_serve_uvicorn", "static: serving alone, uvicorn", "edge", "req/s", "reference"
+    ),
+    Scenario(
+        "static_serve_granian", "static: serving alone, granian", "edge", "req/s", "reference"
+    ),
+    Scenario("static_relay", "static: serving + upstream client", "edge", "req/s", "reference"),
+    Scenario(
+        "static_relay_aiohttp", "static: serving + aiohttp client", "edge", "req/s", "reference"
+    ),
+    Scenario(
+        "static_direct_half", "static: upstream direct, paced", "half rate", "req/s", "baseline"
+    ),
+    Scenario("static_gateway_half", "static: gateway, paced", "half rate", "req/s", "target"),
     Scenario(
         "aggregator_ceiling",
         "aggregator ceiling: getmany+decode",

@@ -3,6 +3,7 @@
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 
 _LATENCY = re.compile(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
@@ -75,14 +76,34 @@ def wrk_version() -> str:
     return first[0].split(" Copyright")[0] if first else "unknown"
 
 
+def pacing_script(rate: float, connections: int) -> str:
+    """A wrk Lua script that paces each connection so all together call about `rate` per s.
+
+    wrk's `delay()` holds each connection this many milliseconds before its next request
+    (whole milliseconds, so the pace is approximate: the run reports what it achieved).
+    """
+    return f"function delay() return {max(round(connections * 1000 / rate), 1)} end\n"
+
+
 def run_wrk(
-    url: str, seconds: int, connections: int, headers: dict[str, str] | None = None
+    url: str,
+    seconds: int,
+    connections: int,
+    headers: dict[str, str] | None = None,
+    *,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Load `url` for `seconds` with `connections` keep-alive connections on one thread."""
+    """Load `url` for `seconds` with `connections` keep-alive connections on one thread;
+    with `rate`, paced to about that many calls per second instead of as fast as it answers."""
     command = [wrk_path(), "--latency", "-t1", f"-c{connections}", f"-d{seconds}s"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
-    done = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
-    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if rate is not None:
+            script.write(pacing_script(rate, connections))
+            script.flush()
+            command += ["-s", script.name]
+        done = subprocess.run(
+            [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+        )
     return parse_wrk(done.stdout)

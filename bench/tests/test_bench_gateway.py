@@ -9,3 +9,22 @@ def test_the_static_body_is_json_of_about_7_6_kb() -> None:
     body = static_body()
     assert len(body) == BODY_BYTES
     assert json.loads(body)["value"]
+
+
+def test_stage_costs_split_the_gateway_by_difference() -> None:
+    from bench.gateway import stage_costs
+
+    found = stage_costs(
+        {
+            "static_serve_uvicorn": 40.0,
+            "static_relay": 90.0,
+            "static_relay_aiohttp": 240.0,
+            "static_gateway": 200.0,
+        }
+    )
+    assert found == {
+        "serving (uvicorn, guarded protocol)": 40.0,
+        "upstream client": 50.0,
+        "upstream client, aiohttp instead": 200.0,
+        "gateway's own work (token, app, limit, event, metrics)": 110.0,
+    }

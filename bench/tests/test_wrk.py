@@ -41,3 +41,11 @@ def test_refuses_output_it_does_not_understand() -> None:
 def test_throughput_leaves_out_error_answers() -> None:
     result = parse_wrk(REPORT)
     assert result.ok_per_second == pytest.approx((78_000 - 12) / 10.0)
+
+
+def test_pacing_holds_each_connection_long_enough_for_the_total_rate() -> None:
+    from bench.wrk import pacing_script
+
+    # 8 connections at 1,000 calls/s in all: each waits 8 ms between its calls.
+    assert pacing_script(1000, 8) == "function delay() return 8 end\n"
+    assert pacing_script(1_000_000, 8) == "function delay() return 1 end\n"

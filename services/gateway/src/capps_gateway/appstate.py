@@ -7,6 +7,7 @@ so a request looks an app up in a dict instead of asking the registry.
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from collections import OrderedDict
@@ -233,6 +234,10 @@ class AppStateView:
         if all(positions[tp] >= end for tp, end in self._load_targets.items()):
             self._loaded = True
             self._load_targets = None
+            # Everything alive now (the view, modules, clients) lives as long as the process:
+            # out of the cyclic collector's reach, a full collection no longer walks it all
+            # (measured with 100,000 apps under load: pauses of ~270 ms, p99 with them).
+            gc.freeze()
             log.info(
                 "app state view loaded",
                 extra={"topic": self._topic, "apps": len(self._table), "partitions": len(assigned)},

@@ -231,7 +231,9 @@ class RateLimiter:
             args += [app_id, len(waiting.futures), waiting.limit.per_minute, waiting.limit.per_hour]
         metrics.RATELIMIT_ROUND_TRIPS.inc()
         try:
-            reply = await asyncio.wait_for(self._script(args=args), self._timeout_s)
+            # A timeout scope, not wait_for: no extra task and loop turn per round trip.
+            async with asyncio.timeout(self._timeout_s):
+                reply = await self._script(args=args)
         except Exception as exc:  # noqa: BLE001 - any Redis failure: the local fallback decides
             self._fall_back(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             now_s = int(time.time())

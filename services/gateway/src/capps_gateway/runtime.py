@@ -21,10 +21,11 @@ from capps_gateway.auth.external import ExternalTokenVerifier, IssuerRouter
 from capps_gateway.auth.issuer_keys import IssuerKeys
 from capps_gateway.auth.issuers import IssuerConfig
 from capps_gateway.events import SpoolingPublisher
-from capps_gateway.proxy import UpstreamProxy, create_session
+from capps_gateway.proxy import UpstreamProxy
 from capps_gateway.ratelimit import RateLimiter
 from capps_gateway.settings import GatewaySettings
 from capps_gateway.tracing import TracedPublisher, TracedUpstreamProxy
+from capps_gateway.upstream import UpstreamPool
 from capps_kit.redis import create_redis
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class Runtime:
     """What one gateway process runs on; start-up continues in `startup_tasks`."""
 
     session: aiohttp.ClientSession
+    """For the signing keys and discovery documents; calls are relayed through `proxy`."""
+    pool: UpstreamPool
     keys: JwksKeyStore
     verifier: TokenVerifier | IssuerRouter
     proxy: UpstreamProxy
@@ -58,6 +61,7 @@ class Runtime:
         except Exception:
             log.exception("app state consumer did not stop cleanly")
         await self.limiter.close()
+        await self.pool.close()
         await self.session.close()
 
 
@@ -72,8 +76,12 @@ def open_runtime(
     can say what is still missing (the view's task keeps tailing its topic after loading).
 
     With a `tracer` the proxy and the publisher are their traced kinds (tracing.py)."""
-    session = create_session(
-        settings.gateway_upstream_max_connections, settings.gateway_upstream_idle_timeout_s
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    pool = UpstreamPool(
+        settings.gateway_upstream_url,
+        max_connections=settings.gateway_upstream_max_connections,
+        idle_timeout_s=settings.gateway_upstream_idle_timeout_s,
+        timeout_s=settings.gateway_upstream_timeout_s,
     )
     keys = JwksKeyStore(session, settings.jwks_url)
     registry_verifier = TokenVerifier(
@@ -116,15 +124,13 @@ def open_runtime(
         ),
     ]
     proxy = (
-        UpstreamProxy(session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s)
+        UpstreamProxy(pool, settings.gateway_upstream_url)
         if tracer is None
-        else TracedUpstreamProxy(
-            session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s, tracer
-        )
+        else TracedUpstreamProxy(pool, settings.gateway_upstream_url, tracer)
     )
     limiter = RateLimiter(
         create_redis(settings.redis_url, timeout_s=settings.gateway_ratelimit_timeout_s),
         fallback_share=settings.gateway_ratelimit_fallback_processes,
         timeout_s=settings.gateway_ratelimit_timeout_s,
     )
-    return Runtime(session, keys, verifier, proxy, publisher, apps, limiter, tasks)
+    return Runtime(session, pool, keys, verifier, proxy, publisher, apps, limiter, tasks)

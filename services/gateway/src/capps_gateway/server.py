@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 
@@ -12,9 +13,12 @@ from capps_gateway import metrics
 from capps_gateway.app import GatewayApp
 from capps_gateway.edge import guarded_protocol
 from capps_gateway.settings import GatewaySettings
+from capps_kit.asgi import App
 from capps_kit.health import serve_admin
 
 log = logging.getLogger("capps_gateway")
+
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def shared_socket(host: str, port: int) -> socket.socket:
@@ -26,16 +30,9 @@ def shared_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(
-    settings: GatewaySettings, *, reuse_port: bool = False, admin_uds: str | None = None
-) -> None:
-    """Run the proxy until SIGINT/SIGTERM; the admin server lives and dies with it.
-
-    A worker binds the shared port with SO_REUSEPORT and serves its admin app on a Unix
-    socket for the supervisor, which owns the admin port.
-    """
-    app = GatewayApp(settings, load_catalog(settings.catalog_path))
-    config = uvicorn.Config(
+def uvicorn_config(app: App, settings: GatewaySettings) -> uvicorn.Config:
+    """How the proxy is served: uvicorn with the guarded protocol (edge.py), no access log."""
+    return uvicorn.Config(
         app,
         host=settings.gateway_host,
         port=settings.gateway_port,
@@ -54,7 +51,22 @@ async def serve(
         # Callers hold keep-alive connections; a long idle timeout avoids reconnect storms.
         timeout_keep_alive=30,
     )
-    server = uvicorn.Server(config)
+
+
+async def serve(
+    settings: GatewaySettings, *, reuse_port: bool = False, admin_uds: str | None = None
+) -> None:
+    """Run the proxy until SIGINT/SIGTERM; the admin server lives and dies with it.
+
+    A worker binds the shared port with SO_REUSEPORT and serves its admin app on a Unix
+    socket for the supervisor, which owns the admin port.
+    """
+    # A call allocates a few hundred short-lived containers, freed by reference counting; the
+    # cyclic collector's young-generation pass every 700 allocations found nothing to free
+    # and cost ~15 µs per call under load (measured with gc.callbacks). Every 20,000 is enough.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    app = GatewayApp(settings, load_catalog(settings.catalog_path))
+    server = uvicorn.Server(uvicorn_config(app, settings))
     background = [
         asyncio.create_task(
             serve_admin(

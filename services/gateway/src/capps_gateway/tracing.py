@@ -13,7 +13,6 @@ plain proxy and publisher, and the caller's `traceparent` goes upstream untouche
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -22,6 +21,7 @@ from capps_gateway.auth import Principal
 from capps_gateway.events import SpoolingPublisher
 from capps_gateway.proxy import UpstreamError, UpstreamProxy
 from capps_gateway.routes import RouteTable, path_refusal
+from capps_gateway.upstream import UpstreamPool
 from capps_kit.asgi import Message, Receive, Scope, Send
 from capps_kit.tracing import span_context_of, trace_context_of
 
@@ -94,10 +94,8 @@ def traced_calls(tracer: trace.Tracer, handler: Handler, routes: RouteTable) -> 
 class TracedUpstreamProxy(UpstreamProxy):
     """The upstream call inside a CLIENT span; the upstream sees that span as its parent."""
 
-    def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, timeout_s: float, tracer: trace.Tracer
-    ) -> None:
-        super().__init__(session, base_url, timeout_s)
+    def __init__(self, pool: UpstreamPool, base_url: str, tracer: trace.Tracer) -> None:
+        super().__init__(pool, base_url)
         self._tracer = tracer
         self._server_address = base_url
 
