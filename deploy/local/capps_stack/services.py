@@ -84,8 +84,9 @@ class Service(Part):
 
     def environment(self) -> dict[str, str]:
         """The caller's environment plus the stack's addresses and secrets."""
+        secrets = {**self.ctx.secrets(), **self.ctx.kafka_passwords()}
         extra = service_environment(
-            self.spec.name, self.ctx.ports, self.ctx.local, self.ctx.repo, self.ctx.secrets()
+            self.spec.name, self.ctx.ports, self.ctx.local, self.ctx.repo, secrets
         )
         return {**self.ctx.base_env, **extra}
 
