@@ -47,10 +47,11 @@ from capps_events import (
     encode_request,
 )
 from capps_events.testing import request_event
-from capps_kit.kafka import ensure_topics, make_producer
+from capps_kit.kafka import ensure_topics, make_admin, make_producer
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
 from capps_usage.keys import OFFSETS_KEY
+from tests.infra import kafka_security
 
 PARTITIONS = 12
 # The worker's defaults (AggregatorSettings): the ceiling and the writer use the same sizes.
@@ -154,7 +155,7 @@ async def measure_aggregator(
     url = database_url_named(servers.database_url, name)
     bootstrap = servers.kafka_bootstrap_servers
     admin_pg = await asyncpg.connect(asyncpg_dsn(servers.database_url))
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    kafka_admin = make_admin(bootstrap, "capps-agg-bench", kafka_security())
     await kafka_admin.start()
     redis_url = urlunsplit(urlsplit(servers.redis_url)._replace(path=f"/{BENCH_REDIS_DB}"))
     hot = create_redis(redis_url)
@@ -163,7 +164,11 @@ async def measure_aggregator(
         say(f"aggregator: database {name}, topic {topic} ({PARTITIONS} partitions)")
         await admin_pg.execute(f'CREATE DATABASE "{name}"')
         await asyncio.to_thread(upgrade_head, url)
-        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS), TopicSpec(topic + ".dlq", 1)])
+        await ensure_topics(
+            bootstrap,
+            [TopicSpec(topic, PARTITIONS), TopicSpec(topic + ".dlq", 1)],
+            security=kafka_security(),
+        )
         started = time.perf_counter()
         with ticking(f"aggregator: producing {events:,} events over {apps} apps"):
             await _produce(bootstrap, topic, bench_events(events, app_ids, datetime.now(UTC)))
@@ -208,7 +213,7 @@ async def measure_aggregator(
 
 
 async def _produce(bootstrap: str, topic: str, events: list[RequestEvent]) -> None:
-    producer = make_producer(bootstrap, "capps-agg-bench")
+    producer = make_producer(bootstrap, "capps-agg-bench", kafka_security())
     await producer.start()
     try:
         deliveries = []
@@ -234,6 +239,7 @@ async def _ceiling_rate(bootstrap: str, topic: str, group: str, total: int) -> t
         auto_offset_reset="earliest",
         max_poll_records=BATCH_MAX,
         fetch_max_wait_ms=BATCH_WITHIN_MS,
+        **kafka_security().client_options(),
     )
     counts: Counter[str] = Counter()
     kept: Kept = []
@@ -467,7 +473,11 @@ async def _drop_redis_keys(hot: aioredis.Redis, run: str, topic: str) -> None:
 
 async def _delete_groups(bootstrap: str, admin: AIOKafkaAdminClient, groups: list[str]) -> None:
     """Delete the (now empty) consumer groups; aiokafka's admin client has no call for it."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id="capps-agg-bench")
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap,
+        client_id="capps-agg-bench",
+        **kafka_security().client_options(),
+    )
     await client.bootstrap()
     try:
         for group in groups:
