@@ -9,8 +9,9 @@
 # The services' users and ACLs come from bus-security.sh (the compose job kafka-security).
 #
 # Environment: KAFKA_ADMIN_PASSWORD (required), CLUSTER_ID, KAFKA_ADVERTISED_HOST (kafka),
-# KAFKA_HOST_PORT (29092, the listener published on the host's 127.0.0.1), KAFKA_DATA_DIR
-# (/var/lib/kafka/data), KAFKA_HOME (/opt/kafka).
+# KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HOST_PORT (29092, the listener
+# published on the host's 127.0.0.1), KAFKA_DATA_DIR (/var/lib/kafka/data), KAFKA_HOME
+# (/opt/kafka), KAFKA_CONFIG_FILE (where the settings are written).
 set -eu
 
 password=${KAFKA_ADMIN_PASSWORD:?set KAFKA_ADMIN_PASSWORD}
@@ -23,14 +24,17 @@ home=${KAFKA_HOME:-/opt/kafka}
 host=${KAFKA_ADVERTISED_HOST:-kafka}
 data=${KAFKA_DATA_DIR:-/var/lib/kafka/data}
 config=${KAFKA_CONFIG_FILE:-/tmp/capps-server.properties}
+port=${KAFKA_PORT:-9092}
+controller_port=${KAFKA_CONTROLLER_PORT:-9093}
+host_port=${KAFKA_HOST_PORT:-29092}
 
 umask 077 # the file holds the admin password
 cat >"$config" <<EOF
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@$host:9093
-listeners=BROKER://:9092,CONTROLLER://:9093,HOST://:${KAFKA_HOST_PORT:-29092}
-advertised.listeners=BROKER://$host:9092,HOST://localhost:${KAFKA_HOST_PORT:-29092}
+controller.quorum.voters=1@$host:$controller_port
+listeners=BROKER://:$port,CONTROLLER://:$controller_port,HOST://:$host_port
+advertised.listeners=BROKER://$host:$port,HOST://localhost:$host_port
 listener.security.protocol.map=BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,HOST:SASL_PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=BROKER
