@@ -107,9 +107,10 @@ async def topics_seen(bootstrap: str, security: KafkaSecurity) -> list[str]:
             try:
                 await admin.start()
                 names: list[str] = await admin.list_topics()
-                return names
             except KafkaConnectionError:
                 await asyncio.sleep(1)
+            else:
+                return names
             finally:
                 await admin.close()
 
