@@ -205,5 +205,7 @@ def spooled_ids(directory: Path) -> list[str]:
 
 async def start(publisher: SpoolingPublisher) -> "asyncio.Task[None]":
     task = asyncio.create_task(publisher.start_until_ready())
-    await wait_until(task.done, 60, "the producer to start")
+    # Generous: a JVM broker restarted after SIGKILL recovers its log first, slowly on a busy
+    # machine (the controller's events take seconds there).
+    await wait_until(task.done, 180, "the producer to start")
     return task
