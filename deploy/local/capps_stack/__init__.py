@@ -13,10 +13,10 @@ run/<part>.pid, logs in log/<part>.log, stack.env (URLs and Kafka's admin login 
 and the tests), secrets.env and kafka-passwords.env (the Kafka principals' passwords), all three
 mode 0600, and the data of the servers it runs itself (kafka/, postgres/, redis/, prometheus/,
 aggregator/). Kafka runs secured as in production (SASL/SCRAM, ACLs): once it is healthy,
-deploy/kafka/bus-security.sh creates the services' users and ACLs. When the PostgreSQL server must run as the `postgres` user (the stack
-runs as root) and that user cannot reach the state directory (a checkout under a 0700 parent,
-as `mktemp -d` makes), its cluster lives in /var/tmp/capps-postgres-<id> instead, and
-postgres/data in the state directory links to it.
+deploy/kafka/bus-security.sh creates the services' users and ACLs. When the PostgreSQL server
+must run as the `postgres` user (the stack runs as root) and that user cannot reach the state
+directory (a checkout under a 0700 parent, as `mktemp -d` makes), its cluster lives in
+/var/tmp/capps-postgres-<id> instead, and postgres/data in the state directory links to it.
 
 Environment (all optional):
     CAPPS_LOCAL_DIR               state directory                      default <repo>/.local
