@@ -24,6 +24,8 @@ from .part import Context, Part
 from .process import port_open, run, say, tail
 
 BUS_SECURITY_SCRIPT = ("deploy", "kafka", "bus-security.sh")
+# What bus-security.sh last applied (a digest of the script and the passwords).
+BUS_SECURITY_MARKER = "bus-security.sha256"
 KAFKA_TOOLS = {
     "kafka-configs.sh": "kafka.admin.ConfigCommand",
     "kafka-acls.sh": "org.apache.kafka.tools.AclCommand",
@@ -249,6 +251,8 @@ class Kafka(Part):
                     f"see {self.ctx.rel(self.log)}:\n{tail(self.log)}"
                 )
             formatted.write_text(admin_digest + "\n")
+            # New storage has no users or ACLs yet: bus-security.sh must run again.
+            (self.home / BUS_SECURITY_MARKER).unlink(missing_ok=True)
         heap = self.ctx.base_env.get("CAPPS_KAFKA_HEAP", "512m")
         self.spawn(
             [
@@ -286,12 +290,10 @@ class Kafka(Part):
         """Run deploy/kafka/bus-security.sh, as production's job does; skipped when unchanged."""
         script = self.ctx.repo.joinpath(*BUS_SECURITY_SCRIPT)
         passwords = self.ctx.kafka_passwords()
-        marker = self.home / "bus-security.sha256"
-        cluster = (
-            (self.home / "cluster.id").read_text() if (self.home / "cluster.id").exists() else ""
-        )
+        marker = self.home / BUS_SECURITY_MARKER
+        # Formatting the storage removes the marker (launch), so new storage gets them too.
         applied = hashlib.sha256(
-            script.read_bytes() + env_file_text(passwords).encode() + cluster.encode()
+            script.read_bytes() + env_file_text(passwords).encode()
         ).hexdigest()
         if marker.exists() and marker.read_text().strip() == applied:
             return
