@@ -146,6 +146,9 @@ async def test_a_wrong_password_and_an_anonymous_client_are_refused(
     await refused(broker.bootstrap, PLAINTEXT)
 
 
-def test_the_written_settings_are_readable_by_their_owner_only(broker: ComposeBroker) -> None:
+async def test_the_written_settings_are_readable_by_their_owner_only(
+    broker: ComposeBroker,
+) -> None:
+    await topics_seen(broker.bootstrap, broker.login())  # up, so the file is complete
     assert broker.config.stat().st_mode & 0o777 == 0o600
     assert broker.admin_password in broker.config.read_text()
