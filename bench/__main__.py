@@ -46,6 +46,7 @@ from bench.stack import (
     create_load_app,
     wait_for_count,
 )
+from bench.tracing import measure_tracing
 from bench.wrk import LoadResult, run_wrk, wrk_version
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -98,6 +99,8 @@ def _estimate_s(options: BenchOptions) -> float:
         estimate += 3 * options.rounds * options.seconds + 5
     if "edge" in options.only:
         estimate += 2 * options.rounds * options.seconds + 60
+    if "tracing" in options.only:
+        estimate += 3 * options.rounds * options.seconds + 30
     if "count" in options.only:
         estimate += options.samples * 0.2
     if "propagation" in options.only:
@@ -171,6 +174,8 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 "p95": percentile(changes, 95),
                 "samples": changes,
             }
+    if "tracing" in options.only:
+        scenarios |= measure_tracing(StackUrls.from_env(), options, _local_dir() / "bench")
     if "registry" in options.only:
         extra["registry"] = measure_registry(
             RegistryTarget.from_env(), options.seconds, options.connections

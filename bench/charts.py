@@ -15,6 +15,7 @@ GROUP_TITLES = {
     "aggregator": "usage aggregator, events/s",
     "token": "token checks in process, checks/s",
     "edge": "one gateway process vs one nginx worker, static upstream, 2xx req/s",
+    "tracing": "one gateway process, tracing off vs on, static upstream, 2xx req/s",
 }
 # Per line, so two targets of one group (worker, writer alone) stay apart.
 HISTORY_COLORS = {

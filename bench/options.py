@@ -24,6 +24,10 @@ GROUPS = {
         " both proxying to the same static 7.6 KB JSON; req/s, p50/p99, CPU µs per call,"
         " RSS, and the rate limiter's cost per check"
     ),
+    "tracing": (
+        "one gateway process with tracing off, on at 1/10 sampled and on for every call,"
+        " exporting to a real OpenTelemetry Collector; req/s, p99 and CPU µs per call"
+    ),
     "registry": (
         "tokens/s (client_secret_basic) beside GET /healthz, and GET /v1/apps p50/p95 for a"
         " tenant with 1,000 apps with usage beside GET /v1/permissions"

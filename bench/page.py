@@ -27,6 +27,7 @@ import httpx
 from bench.progress import say
 from capps_registry.app import build_api
 from capps_registry.apps import repository
+from capps_registry.db import set_tenant, tenant_transaction
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState
 from capps_registry.tenants.service import create_tenant
@@ -60,7 +61,7 @@ class PageTimings:
 async def _seed_apps(state: RegistryState, tenant_id: str) -> list[str]:
     """1,000 apps stored directly (no outbox: they are never published to gateways)."""
     ids = []
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, tenant_id) as conn:
         for number in range(APPS):
             client = await repository.insert_client(
                 conn,
@@ -130,6 +131,8 @@ async def _remove(state: RegistryState, tenant_id: str, app_ids: list[str]) -> N
     async with state.pool.acquire() as conn, conn.transaction():
         for table in ("usage_day", "usage_minute", "app_last_seen"):
             await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant_id)
+        # Row-level security shows the tenant's row only to a transaction acting for it.
+        await set_tenant(conn, tenant_id)
         await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
 
 

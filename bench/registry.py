@@ -6,6 +6,10 @@ authentication, no stats). The tenant's apps get usage in Redis (the aggregator'
 the last 4 h of minutes, 30 days, last seen) and the same counts in PostgreSQL, so the list
 reads real counters whichever store answers; the result records which one did (the hot
 store's ready marker). The bench's counters expire within the hour; its rows are deleted.
+
+With `REGISTRY_BASELINE_URL` set (another registry build serving the same stores, e.g. the
+previous commit on another port), every list call is also timed there, interleaved, so a
+change is measured before and after in one run.
 """
 
 import asyncio
@@ -15,6 +19,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,8 +34,10 @@ from bench.results import percentile
 from bench.stack import TIMEOUT_S, new_tenant_admin, require_loopback
 from bench.wrk import parse_wrk, wrk_path
 from capps_kit.postgres import asyncpg_dsn
+from capps_registry.usage.sort_snapshot import snapshot_key
 from capps_usage.keys import (
     HOT_READY_KEY,
+    HOUR_TOTAL_FIELD,
     day_field,
     day_key,
     hour_key,
@@ -44,6 +51,7 @@ APPS = 1000
 LIST_SAMPLES = 60
 HOURS_OF_MINUTES = 4
 KEY_TTL_S = 3600
+BASELINE_LABEL = " (baseline)"
 TOKEN_SCRIPT = """
 wrk.method = "POST"
 wrk.body = "grant_type=client_credentials"
@@ -59,6 +67,8 @@ class RegistryTarget:
     registry: str
     database_url: str
     redis_url: str
+    baseline: str | None = None
+    """Another registry build on the same stores, timed beside this one."""
 
     @classmethod
     def from_env(cls) -> "RegistryTarget":
@@ -68,6 +78,7 @@ class RegistryTarget:
                 os.environ["REGISTRY_URL"].rstrip("/"),
                 os.environ["DATABASE_URL"],
                 os.environ["REDIS_URL"],
+                os.environ.get("REGISTRY_BASELINE_URL", "").rstrip("/") or None,
             )
         except KeyError as missing:
             raise SystemExit(
@@ -117,6 +128,7 @@ def _hot_usage(client: redis.Redis, app_ids: list[str], now: datetime) -> None:
         for hours_back in range(HOURS_OF_MINUTES):
             hour = top - timedelta(hours=hours_back)
             fields = {minute_field(hour + timedelta(minutes=m)): index + 1 for m in range(60)}
+            fields[HOUR_TOTAL_FIELD] = 60 * (index + 1)
             pipe.hset(hour_key(app_id, hour), mapping=fields)  # type: ignore[arg-type]
             pipe.expire(hour_key(app_id, hour), KEY_TTL_S)
         days = {day_field(day): (index + 1) * 100 for day in trend_days(now)}
@@ -169,9 +181,13 @@ async def _forget_usage(database_url: str, app_ids: list[str]) -> None:
         await conn.close()
 
 
-def _latencies_ms(session: requests.Session, url: str, samples: int) -> list[float]:
+def _latencies_ms(
+    session: requests.Session, url: str, samples: int, before: Callable[[], object] | None = None
+) -> list[float]:
     took = []
     for _ in range(samples):
+        if before is not None:
+            before()
         started = time.perf_counter()
         response = session.get(url, timeout=TIMEOUT_S)
         took.append((time.perf_counter() - started) * 1000)
@@ -219,23 +235,34 @@ def measure_registry(target: RegistryTarget, seconds: int, connections: int) -> 
         source = "redis" if hot.exists(HOT_READY_KEY) else "postgres"
         say(f"stats answered from {source} (the hot store's ready marker)")
         lists: dict[str, list[float]] = {}
+
+        def forget() -> None:
+            hot.delete(snapshot_key(tenant_id))
+
+        servers = [("", registry)]
+        if target.baseline:
+            servers.append((BASELINE_LABEL, require_loopback(target.baseline)))
         for _ in range(2):  # interleaved rounds
-            for name, path in (
-                ("permissions_baseline", "/v1/permissions"),
-                ("list_by_name", "/v1/apps?limit=50"),
-                ("list_by_requests", "/v1/apps?limit=50&sort=requests"),
-                ("list_by_last_seen", "/v1/apps?limit=50&sort=last_seen"),
-                ("list_by_name_200", "/v1/apps?limit=200"),
+            for name, path, before in (
+                ("permissions_baseline", "/v1/permissions", None),
+                ("list_by_name", "/v1/apps?limit=50", None),
+                ("list_by_requests", "/v1/apps?limit=50&sort=requests", None),
+                # Every call counts all 1,000 apps afresh: no sort snapshot to read.
+                ("list_by_requests_uncached", "/v1/apps?limit=50&sort=requests", forget),
+                ("list_by_last_seen", "/v1/apps?limit=50&sort=last_seen", None),
+                ("list_by_name_200", "/v1/apps?limit=200", None),
             ):
-                with ticking(f"GET {path} x{LIST_SAMPLES // 2}"):
-                    lists.setdefault(name, []).extend(
-                        _latencies_ms(session, f"{registry}{path}", LIST_SAMPLES // 2)
-                    )
+                for label, server in servers:
+                    with ticking(f"GET {path} x{LIST_SAMPLES // 2}{label}"):
+                        lists.setdefault(name + label, []).extend(
+                            _latencies_ms(session, f"{server}{path}", LIST_SAMPLES // 2, before)
+                        )
     finally:
         asyncio.run(_forget_usage(target.database_url, app_ids))
     return {
         "apps": APPS,
         "stats_source": source,
+        "baseline": target.baseline,
         "tokens_per_second": {
             key: {
                 "median": statistics.median(run["per_second"] for run in runs),
@@ -252,8 +279,9 @@ def _tenant_of(database_url: str, app_id: str) -> str:
     async def fetch() -> str:
         conn = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
+            # Across tenants only through the registry's lookup (row-level security).
             found: str = await conn.fetchval(
-                "SELECT tenant_id FROM oauth_clients WHERE id = $1", app_id
+                "SELECT tenant_id FROM registry_client_tenants(ARRAY[$1::text])", app_id
             )
             return found
         finally:
@@ -276,4 +304,4 @@ def report_registry(result: dict[str, Any]) -> None:
         f" stats from {result['stats_source']}:"
     )
     for name, figures in result["list_latency"].items():
-        print(f"  {name:<22} p50 {figures['p50_ms']:7.1f} ms   p95 {figures['p95_ms']:7.1f} ms")
+        print(f"  {name:<33} p50 {figures['p50_ms']:7.1f} ms   p95 {figures['p95_ms']:7.1f} ms")

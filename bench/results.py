@@ -49,6 +49,10 @@ SCENARIOS = (
     Scenario("token_registry_routed", "registry token, issuers on", "token", "checks/s", "target"),
     Scenario("token_external_cached", "external token, cached", "token", "checks/s", "target"),
     Scenario("token_external_first", "external token, 1st check", "token", "checks/s", "target"),
+    # bench/tracing.py: one gateway process with tracing off and on
+    Scenario("tracing_off", "gateway, tracing off", "tracing", "req/s", "baseline"),
+    Scenario("tracing_sampled", "gateway, tracing 1/10 sampled", "tracing", "req/s", "target"),
+    Scenario("tracing_all", "gateway, tracing every call", "tracing", "req/s", "target"),
 )
 BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
 
@@ -74,6 +78,8 @@ RATIOS = (
         "static_gateway",
         "static_nginx_proxy",
     ),
+    ("tracing_sampled_to_off", "tracing 1/10 sampled / off", "tracing_sampled", "tracing_off"),
+    ("tracing_all_to_off", "tracing every call / off", "tracing_all", "tracing_off"),
     ("worker_to_ceiling", "aggregator worker / ceiling", "aggregator_worker", "aggregator_ceiling"),
     ("writer_to_ceiling", "writer alone / ceiling", "aggregator_writer", "aggregator_ceiling"),
     (

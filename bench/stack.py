@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from dotenv import dotenv_values
 
 TIMEOUT_S = 10
 COUNT_TIMEOUT_S = 120.0
@@ -69,6 +70,18 @@ def token(registry: str, client_id: str, client_secret: str) -> str:
     return access_token
 
 
+def registry_environment() -> dict[str, str]:
+    """This environment plus the stack's registry secrets, which only secrets.env holds.
+
+    The CLI must digest the admin secret with the pepper the running registry has.
+    """
+    local = Path(__file__).resolve().parents[1] / os.environ.get("CAPPS_LOCAL_DIR", ".local")
+    path = local / "secrets.env"
+    # dotenv (pydantic-settings reads env files with it) reads the stack's quoted values.
+    secrets = {key: value or "" for key, value in dotenv_values(path).items()}
+    return {**os.environ, **secrets}
+
+
 def new_tenant_admin(registry: str) -> str:
     """A fresh tenant made by `registry tenant create`; its admin's token."""
     cli = Path(sys.executable).with_name("registry")
@@ -77,6 +90,7 @@ def new_tenant_admin(registry: str) -> str:
         capture_output=True,
         text=True,
         check=True,
+        env=registry_environment(),
         timeout=60,
     )
     tenant = json.loads(done.stdout)

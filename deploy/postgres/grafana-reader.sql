@@ -16,3 +16,10 @@ WHERE schemaname = 'public'
   AND tablename IN ('usage_minute', 'usage_day', 'usage_route_day', 'app_last_seen')\gexec
 GRANT SELECT (id, tenant_id, kind, name, enabled) ON oauth_clients TO grafana_reader;
 GRANT SELECT (id, name) ON tenants TO grafana_reader;
+-- Row-level security (registry migration 0006) shows a tenant's rows only to a transaction
+-- acting for that tenant; Grafana's panels name every tenant's apps, so this role reads all
+-- rows, of the columns granted above alone.
+DROP POLICY IF EXISTS grafana_reader_names ON oauth_clients;
+CREATE POLICY grafana_reader_names ON oauth_clients FOR SELECT TO grafana_reader USING (true);
+DROP POLICY IF EXISTS grafana_reader_names ON tenants;
+CREATE POLICY grafana_reader_names ON tenants FOR SELECT TO grafana_reader USING (true);

@@ -1,7 +1,8 @@
 """Builds the small Go tools under deploy/ once and caches them under .local/bin.
 
 deploy/compose-check loads a compose file with compose-go (the loader `docker compose` uses);
-deploy/kustomize-build renders a kustomization with the kustomize library. A binary is keyed by
+deploy/kustomize-build renders a kustomization with the kustomize library; deploy/otel-collector
+is a minimal OpenTelemetry Collector (OTLP receiver, file exporter). A binary is keyed by
 the hash of its sources, so a change to the Go code or its pinned modules rebuilds it and
 nothing else does.
 """
@@ -25,7 +26,7 @@ def go_binary() -> str:
     raise AssertionError("Go is needed to build the tools in deploy/: install it (go.dev/dl)")
 
 
-def go_tool(name: str) -> Path:
+def go_tool(name: str, timeout_s: float = 600) -> Path:
     """deploy/<name> built, building it when its sources changed since the cached build."""
     source = REPO / "deploy" / name
     digest = hashlib.sha256()
@@ -42,7 +43,7 @@ def go_tool(name: str) -> Path:
         cwd=source,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout_s,
         check=False,
     )
     assert result.returncode == 0, f"go build of deploy/{name} failed:\n{result.stderr}"

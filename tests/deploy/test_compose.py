@@ -7,6 +7,7 @@ refuse — an undeclared volume, a missing required secret — fails here too.
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -203,3 +204,20 @@ def test_kafka_takes_only_sasl_and_denies_without_an_acl() -> None:
         "sasl.enabled.mechanisms=SCRAM-SHA-512",
     ):
         assert f"\n{line}\n" in broker
+
+
+def test_the_registry_serves_as_its_own_role_which_its_migration_sets_up(
+    project: dict[str, Any],
+) -> None:
+    """Row-level security binds the registry only if it never connects as the owner."""
+    owner = urlsplit(services(project)["registry-migrate"]["environment"]["DATABASE_URL"])
+    served = urlsplit(services(project)["registry"]["environment"]["DATABASE_URL"])
+    made = urlsplit(
+        services(project)["registry-migrate"]["environment"]["REGISTRY_APP_DATABASE_URL"]
+    )
+    assert owner.username == services(project)["postgres"]["environment"]["POSTGRES_USER"]
+    assert served.username != owner.username
+    assert (made.username, made.password) == (served.username, served.password)
+    assert served.password != owner.password
+    # Only the migration job holds the owner's password.
+    assert "REGISTRY_APP_DATABASE_URL" not in services(project)["registry"]["environment"]

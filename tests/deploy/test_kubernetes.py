@@ -172,6 +172,7 @@ def test_kafka_postgres_and_redis_are_external_and_secrets_come_from_the_overlay
     secret = named(of_kind(overlay, "Secret"), "capps-secrets")
     assert set(secret["data"]) == {
         "DATABASE_URL",
+        "REGISTRY_DATABASE_URL",
         "REDIS_URL",
         "REGISTRY_KEY_ENCRYPTION_KEY",
         "REGISTRY_SECRET_PEPPER",
@@ -245,3 +246,22 @@ def test_the_bus_setup_job_runs_the_shared_script_as_the_admin(overlay: Objects)
     assert topics["command"][:3] == ["python", "-m", "capps_kit.topics"]
     admin = {e["name"]: e for e in topics["env"]}
     assert admin["KAFKA_SASL_USERNAME"]["value"] == "admin"
+
+
+def test_the_registry_serves_as_its_own_role_and_migrates_as_the_owner(overlay: Objects) -> None:
+    """Row-level security binds the registry only if it never connects as the owner."""
+    pod = of_kind(overlay, "Deployment")["registry"]["spec"]["template"]["spec"]
+
+    def secret_keys(container: dict[str, Any]) -> dict[str, str]:
+        return {
+            env["name"]: env["valueFrom"]["secretKeyRef"]["key"]
+            for env in container.get("env", [])
+            if "secretKeyRef" in env.get("valueFrom", {})
+        }
+
+    serving = secret_keys(pod["containers"][0])
+    migrating = secret_keys(next(c for c in pod["initContainers"] if c["name"] == "migrate"))
+    assert serving["DATABASE_URL"] == "REGISTRY_DATABASE_URL"
+    assert migrating["DATABASE_URL"] == "DATABASE_URL"
+    assert migrating["REGISTRY_APP_DATABASE_URL"] == "REGISTRY_DATABASE_URL"
+    assert "DATABASE_URL" not in serving.values()

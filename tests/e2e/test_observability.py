@@ -9,10 +9,14 @@ every SQL query of the per-app usage dashboard returns rows from the stack's Pos
 import asyncio
 import os
 import re
+import secrets
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -187,12 +191,41 @@ def grafana_sql_to_postgres(sql: str) -> str:
     return sql
 
 
+def grafana_reader_url() -> str:
+    """Grafana's role, made by deploy/postgres/grafana-reader.sql as compose runs it."""
+    password = secrets.token_hex(16)
+    done = subprocess.run(
+        [
+            shutil.which("psql") or "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            f"reader_password={password}",
+            "-f",
+            str(REPO / "deploy" / "postgres" / "grafana-reader.sql"),
+            env_url("DATABASE_URL"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    parts = urlsplit(env_url("DATABASE_URL"))
+    netloc = f"grafana_reader:{password}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def test_every_usage_dashboard_query_returns_rows(traffic: str) -> None:
+    """As Grafana's read-only role: row-level security must still let it name every app."""
     queries = {where: grafana_sql_to_postgres(sql) for where, sql in dashboard_sql().items()}
     assert len(queries) >= 6
+    reader_url = grafana_reader_url()
 
     async def empty() -> list[str]:
-        connection = await asyncpg.connect(env_url("DATABASE_URL"))
+        connection = await asyncpg.connect(reader_url)
         try:
             missing = []
             async with connection.transaction(readonly=True):

@@ -93,6 +93,10 @@ def urls(ports: Ports) -> dict[str, str]:
     """The addresses clients use, as written to stack.env (shell-sourceable)."""
     return {
         "DATABASE_URL": f"postgresql://capps:capps@{HOST}:{ports.postgres}/capps",
+        # The registry's own login role, bound by row-level security (registry migrate makes it).
+        "REGISTRY_DATABASE_URL": (
+            f"postgresql://capps_registry:capps_registry@{HOST}:{ports.postgres}/capps"
+        ),
         "REDIS_URL": f"redis://{HOST}:{ports.redis}/0",
         "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{ports.kafka}",
         "REGISTRY_URL": f"http://{HOST}:{ports.registry}",

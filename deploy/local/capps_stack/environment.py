@@ -53,6 +53,14 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "aggregator": ("KAFKA_SASL_PASSWORD",),
     "gateway": ("KAFKA_SASL_PASSWORD",),
 }
+# What a service's migrations read besides its own variables: they run as the owner
+# (DATABASE_URL), and set up the login role the service itself connects as.
+MIGRATIONS: dict[str, tuple[str, ...]] = {
+    "demo-api": (),
+    "registry": ("REGISTRY_APP_DATABASE_URL",),
+    "aggregator": (),
+    "gateway": (),
+}
 # Where a service listens and keeps local files: containers keep the defaults or set their own.
 PLACES: dict[str, tuple[str, ...]] = {
     "demo-api": ("DEMO_API_HOST", "DEMO_API_PORT"),
@@ -83,6 +91,7 @@ def stack_values(
     found = urls(ports)
     return {
         "DATABASE_URL": found["DATABASE_URL"],
+        "REGISTRY_APP_DATABASE_URL": found["REGISTRY_DATABASE_URL"],
         "REDIS_URL": found["REDIS_URL"],
         "KAFKA_BOOTSTRAP_SERVERS": found["KAFKA_BOOTSTRAP_SERVERS"],
         "REGISTRY_URL": found["REGISTRY_URL"],
@@ -122,4 +131,18 @@ def service_environment(
         if not values["KAFKA_SASL_PASSWORD"]:
             del values["KAFKA_SASL_PASSWORD"]
     own = {name: values[name] for name in variables(service) if name in values}
+    if service == "registry":
+        # The registry serves as its own role, bound by row-level security, never the owner.
+        own["DATABASE_URL"] = values["REGISTRY_APP_DATABASE_URL"]
     return {**own, **COMMON}
+
+
+def migration_environment(
+    service: str, ports: Ports, local_dir: Path, repo: Path, secrets: Mapping[str, str]
+) -> dict[str, str]:
+    """What a service's one-shot migrations get: the owner's DATABASE_URL and MIGRATIONS."""
+    values = stack_values(ports, local_dir, repo, secrets)
+    env = service_environment(service, ports, local_dir, repo, secrets)
+    if "DATABASE_URL" in env:
+        env["DATABASE_URL"] = values["DATABASE_URL"]
+    return {**env, **{name: values[name] for name in MIGRATIONS[service]}}

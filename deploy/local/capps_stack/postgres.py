@@ -18,14 +18,16 @@ def version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) if part.isdigit() else -1 for part in name.split("."))
 
 
+# CREATEROLE: the registry's migrations create its roles (row-level security binds them).
 PG_ENSURE_ROLE_AND_DB = """\
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'capps') THEN
-    CREATE ROLE capps LOGIN PASSWORD 'capps' CREATEDB;
+    CREATE ROLE capps LOGIN PASSWORD 'capps' CREATEDB CREATEROLE;
   END IF;
 END
 $$;
+ALTER ROLE capps CREATEDB CREATEROLE;
 SELECT 'CREATE DATABASE capps OWNER capps'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'capps')\\gexec
 """
@@ -103,6 +105,17 @@ class Postgres(Part):
 
     def capps_can_log_in(self) -> bool:
         """Whether role capps reaches database capps over TCP with its password."""
+        return self.capps_query("SELECT 1") is not None
+
+    def capps_can_create_roles(self) -> bool:
+        """Whether role capps may create roles (a cluster made before it needed to may not)."""
+        found = self.capps_query(
+            "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        return found == "t"
+
+    def capps_query(self, sql: str) -> str | None:
+        """One value of a query run as capps over TCP, or None if capps cannot run it."""
         env = {**os.environ, "PGPASSWORD": "capps", "PGCONNECT_TIMEOUT": "3"}
         argv = [
             self.psql(),
@@ -117,9 +130,10 @@ class Postgres(Part):
             "-d",
             "capps",
             "-tAc",
-            "SELECT 1",
+            sql,
         ]
-        return run(argv, env=env, timeout=15).returncode == 0
+        result = run(argv, env=env, timeout=15)
+        return result.stdout.decode().strip() if result.returncode == 0 else None
 
     def accepting(self) -> bool:
         """Whether the server accepts connections (not starting up or recovering)."""
@@ -134,12 +148,12 @@ class Postgres(Part):
 
     def wait(self) -> None:
         self.wait_for(self.accepting, f"{HOST}:{self.port} accepting connections")
-        if not self.capps_can_log_in():
+        if not self.capps_can_log_in() or not self.capps_can_create_roles():
             self.ensure_role_and_database()
         self.wait_for(self.capps_can_log_in, "role capps logs in to database capps")
 
     def ensure_role_and_database(self) -> None:
-        """Create role capps (password capps, CREATEDB) and database capps as the superuser."""
+        """Create role capps (password capps, CREATEDB CREATEROLE) and database capps."""
         ours = self.our_pid() is not None
         argv = [
             self.psql(),
@@ -157,11 +171,12 @@ class Postgres(Part):
         user = self.run_as()
         if user is None and not ours:
             raise StackError(
-                f"role capps cannot log in to database capps on port {self.port}; create them "
-                "as a superuser: CREATE ROLE capps LOGIN PASSWORD 'capps' CREATEDB; "
+                f"role capps cannot log in to database capps on port {self.port}, or may not "
+                "create roles; create or alter them "
+                "as a superuser: CREATE ROLE capps LOGIN PASSWORD 'capps' CREATEDB CREATEROLE; "
                 "CREATE DATABASE capps OWNER capps;"
             )
-        say("  creating role capps and database capps")
+        say("  creating or updating role capps (CREATEDB CREATEROLE) and database capps")
         with self.log.open("ab") as out:
             self.log_header(out, argv)
             result = run(argv, user=user, cwd=Path("/"), stdin_text=PG_ENSURE_ROLE_AND_DB, log=out)

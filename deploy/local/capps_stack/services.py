@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import HOST, StackError, urls
-from .environment import service_environment
+from .environment import migration_environment, service_environment
 from .part import Context, Part
 from .process import http_ok, say
 
@@ -92,8 +92,14 @@ class Service(Part):
 
     def launch(self) -> None:
         env = self.environment()
+        migrating = {
+            **self.ctx.base_env,
+            **migration_environment(
+                self.spec.name, self.ctx.ports, self.ctx.local, self.ctx.repo, self.ctx.secrets()
+            ),
+        }
         (self.ctx.local / "aggregator").mkdir(parents=True, exist_ok=True)
         for command in self.spec.prepare:
             say(f"  {self.name}: {' '.join(command)}")
-            self.run_logged(self.argv(command), env=env, what=" ".join(command))
+            self.run_logged(self.argv(command), env=migrating, what=" ".join(command))
         self.spawn(self.argv(self.spec.serve), env=env)

@@ -5,7 +5,11 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from capps_registry.oauth.client_auth import authenticate_request, parse_basic
+from capps_registry.oauth.client_auth import (
+    ClientCredentials,
+    authenticate_request,
+    parse_basic,
+)
 from capps_registry.oauth.errors import OAuthError
 
 
@@ -46,11 +50,13 @@ def test_malformed_basic_is_invalid_client(header: str) -> None:
 
 def test_post_credentials() -> None:
     found = authenticate_request(None, {"client_id": "id", "client_secret": "s"})
+    assert isinstance(found, ClientCredentials)
     assert (found.client_id, found.client_secret, found.method) == ("id", "s", "client_secret_post")
 
 
 def test_basic_wins_and_may_repeat_the_same_client_id() -> None:
     found = authenticate_request(basic("id:s"), {"client_id": "id"})
+    assert isinstance(found, ClientCredentials)
     assert found.method == "client_secret_basic"
 
 

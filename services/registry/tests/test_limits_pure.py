@@ -1,26 +1,32 @@
-"""Pure parts of the limits: throttle windows, Retry-After, bidi refusal, cursors."""
+"""Pure parts of the limits: throttle logs and lockouts, bidi refusal, cursors."""
 
 import pytest
 
-from capps_registry.oauth.throttle import WINDOW_S, retry_after, window_keys
+from capps_registry.oauth.throttle import failure_keys, lockout_keys, seconds_left
 from capps_registry.pagination import BadCursorError, decode_cursor, encode_cursor
 from capps_registry.text import refuse_bidi_controls
 
 
-def test_window_keys_name_the_address_and_the_client_of_this_window() -> None:
-    keys = window_keys("app-1", "203.0.113.9", 120.5)
-    assert keys == [
-        "capps:registry:authfail:addr:203.0.113.9:2",
-        "capps:registry:authfail:client:app-1:2",
+def test_failure_logs_name_the_address_and_the_client() -> None:
+    assert failure_keys("app-1", "203.0.113.9") == [
+        "capps:registry:authfail:addr:203.0.113.9",
+        "capps:registry:authfail:client:app-1",
     ]
-    assert window_keys(None, "203.0.113.9", 179.9) == ["capps:registry:authfail:addr:203.0.113.9:2"]
-    assert window_keys("app-1", "a", 180.0)[0].endswith(":3")
+    assert failure_keys(None, "203.0.113.9") == ["capps:registry:authfail:addr:203.0.113.9"]
 
 
-def test_retry_after_is_the_rest_of_the_window() -> None:
-    assert retry_after(120.0) == WINDOW_S
-    assert retry_after(179.2) == 1
-    assert retry_after(150.0) == 30
+def test_lockouts_name_the_address_and_the_client() -> None:
+    assert lockout_keys("app-1", "203.0.113.9") == [
+        "capps:registry:authfail:locked:addr:203.0.113.9",
+        "capps:registry:authfail:locked:client:app-1",
+    ]
+    assert lockout_keys(None, "a") == ["capps:registry:authfail:locked:addr:a"]
+
+
+def test_a_lockout_reports_whole_seconds_left_and_never_zero() -> None:
+    assert seconds_left(160.0, 100.0) == 60
+    assert seconds_left(160.0, 159.2) == 1
+    assert seconds_left(160.0, 170.0) == 1
 
 
 def test_bidi_controls_are_refused_and_named() -> None:

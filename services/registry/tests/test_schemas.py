@@ -3,12 +3,13 @@
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
 from capps_catalog import load_catalog
-from capps_registry.apps.schemas import AppCreate, AppUpdate, RateLimit
-from capps_registry.apps.service import app_view, checked_permissions
+from capps_registry.apps.schemas import AppCreate, AppList, AppUpdate, RateLimit
+from capps_registry.apps.service import app_row, app_view, checked_permissions
 from capps_registry.errors import ApiError, describe_validation_errors, pick_request_id
 from capps_registry.models import Client
 from capps_registry.settings import RegistrySettings
@@ -82,6 +83,25 @@ def test_app_view_joins_stats() -> None:
     assert view.requests_24h == 3
     assert view.model_dump(mode="json")["trend_30d"] == [{"date": "2025-05-01", "requests": 3}]
     assert app_view(client, None).last_seen is None
+
+
+@pytest.mark.parametrize("external", [None, "https://login.example/tenant/v2.0"])
+@pytest.mark.parametrize("seen", [None, datetime(2025, 5, 1, 7, 8, 9, 123000, tzinfo=UTC)])
+def test_a_list_row_is_the_json_of_the_app_view(
+    external: str | None, seen: datetime | None
+) -> None:
+    created = datetime(2025, 4, 1, 1, 2, 3, tzinfo=UTC)
+    client = Client(
+        "id", "t", "app", "n", "d", False, ["b", "a"], 7, 70, created, created, 2, created, external
+    )
+    for stats in (
+        None,
+        AppStats(seen, 3, [DayCount(date(2025, 4, 30), 1), DayCount(date(2025, 5, 1), 2)]),
+    ):
+        row = orjson.loads(orjson.dumps(app_row(client, stats), option=orjson.OPT_UTC_Z))
+        assert row == app_view(client, stats).model_dump(mode="json")
+        # The document the list promises (AppList) accepts the row as it is.
+        assert AppList.model_validate({"apps": [row], "next_cursor": None}).apps[0].id == "id"
 
 
 def test_tenant_names() -> None:

@@ -24,6 +24,7 @@ from capps_events import TopicSpec
 from capps_kit.asgi import App, Receive, Scope, Send
 from capps_kit.postgres import asyncpg_dsn
 from capps_registry.app import build_api
+from capps_registry.db import client_tenants
 from capps_registry.migrations.runner import upgrade
 from capps_registry.settings import RegistrySettings
 from capps_registry.state import STATE_KEY, RegistryState
@@ -35,10 +36,29 @@ ISSUER = "http://registry.test"
 TEST_PEPPER = "test-pepper-" + uuid.uuid4().hex
 
 
+# The login role the registry under test connects as (bound by row-level security); a role of
+# its own, so these tests never change the password of the stack's registry role.
+APP_ROLE = "capps_registry_test"
+APP_PASSWORD = "capps-registry-test"
+
+
 def with_database(database_url: str, name: str) -> str:
     """The same server URL pointing at database `name`."""
     parts = urlsplit(database_url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def with_login(database_url: str, role: str, password: str) -> str:
+    """The same database reached as another role."""
+    parts = urlsplit(database_url)
+    host = parts.hostname or ""
+    netloc = f"{role}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def app_url(owner_url: str) -> str:
+    """The URL the registry under test connects with: its own database, the app role."""
+    return with_login(owner_url, APP_ROLE, APP_PASSWORD)
 
 
 @asynccontextmanager
@@ -50,7 +70,7 @@ async def migrated_database(database_url: str) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = with_database(database_url, name)
         # alembic runs its own event loop, so it gets a thread of its own.
-        await asyncio.to_thread(upgrade, url, TEST_PEPPER.encode())
+        await asyncio.to_thread(upgrade, url, TEST_PEPPER.encode(), app_url(url))
         # The usage tables the registry reads are the aggregator's, in the same database.
         await asyncio.to_thread(upgrade_head, url)
         yield url
@@ -70,9 +90,25 @@ async def compacted_topic(bootstrap_servers: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def registry_database(infra: Any) -> AsyncIterator[str]:
-    """The session's migrated database."""
+    """The session's migrated database, as the URL of its owner."""
     async with migrated_database(infra.database_url) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+async def owner_pool(registry_database: str) -> AsyncIterator[asyncpg.Pool]:
+    """The session's database as its owner: for writing the aggregator's usage tables, which
+    the registry only reads (the owner too is bound by the registry's tenant policies)."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(registry_database), min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def tenant_of(registry: "Running", client_id: str) -> str:
+    """The tenant of a client, looked up the way the token endpoint does."""
+    return (await client_tenants(registry.state.pool, [client_id]))[client_id]
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +122,7 @@ async def apps_topic(infra: Any) -> AsyncIterator[str]:
 def registry_settings(infra: Any, registry_database: str, apps_topic: str) -> RegistrySettings:
     """Settings of the registry under test."""
     return RegistrySettings(
-        database_url=registry_database,
+        database_url=app_url(registry_database),
         # A Redis database of their own: these tests set and clear the usage store's ready
         # marker, which must not mislead the stack's aggregator sharing the server.
         redis_url=with_database(infra.redis_url, "7"),
@@ -106,6 +142,7 @@ class Running:
     client: httpx.AsyncClient
     state: RegistryState
     asgi: App
+    owner_url: str  # the database as its owner, for what the registry's role may not do
 
     def new_client(self, address: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
         """Another client of the same app (its own headers, e.g. a bearer token, and address)."""
@@ -114,7 +151,9 @@ class Running:
 
 
 @pytest.fixture(scope="session")
-async def registry(registry_settings: RegistrySettings) -> AsyncIterator[Running]:
+async def registry(
+    registry_settings: RegistrySettings, registry_database: str
+) -> AsyncIterator[Running]:
     """The app inside its lifespan, reached through httpx's ASGI transport."""
     app = build_api(registry_settings)
     async with app.router.lifespan_context(app) as lifespan_state:
@@ -127,7 +166,7 @@ async def registry(registry_settings: RegistrySettings) -> AsyncIterator[Running
 
         transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
-            yield Running(client, lifespan_state[STATE_KEY], served)
+            yield Running(client, lifespan_state[STATE_KEY], served, registry_database)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,13 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from capps_usage.hot import HOT_READY_KEY
 from capps_usage.keys import day_field, day_key, hour_key, minute_field, minute_floor, seen_key
-from tests.integration.registry.conftest import Running, new_tenant, token_for
+from tests.integration.registry.conftest import Running, new_tenant, tenant_of, token_for
 from tests.integration.registry.test_registry_admin_api import assert_error
 
 pytestmark = pytest.mark.integration
@@ -103,16 +104,16 @@ async def test_a_cursor_of_one_sort_is_refused_by_another(registry: Running) -> 
         assert_error(refused, 400, "bad_cursor")
 
 
-async def test_postgres_answers_while_the_hot_store_is_not_ready(registry: Running) -> None:
+async def test_postgres_answers_while_the_hot_store_is_not_ready(
+    registry: Running, owner_pool: asyncpg.Pool
+) -> None:
     """With the marker gone (a Redis restart without data), stats come from PostgreSQL."""
     async with await fresh_admin(registry) as admin:
         app = (await admin.post("/v1/apps", json={"name": "Cold", "permissions": []})).json()
-        tenant_id = await registry.state.pool.fetchval(
-            "SELECT tenant_id FROM oauth_clients WHERE id = $1", app["id"]
-        )
+        tenant_id = await tenant_of(registry, app["id"])
         now = datetime.now(UTC)
         minute = minute_floor(now)
-        pool = registry.state.pool
+        pool = owner_pool
         await pool.execute(
             "INSERT INTO usage_minute (app_id, tenant_id, minute, requests) VALUES "
             "($1, $2, $3, 5), ($1, $2, $4, 9)",

@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
+from capps_registry.oauth import throttle
 from tests.integration.registry.conftest import Running, Tenant, token_for
 from tests.integration.registry.test_registry_admin_api import assert_error
 
@@ -44,6 +45,35 @@ async def test_failed_authentication_is_limited_per_client_id(
     # Another client id is not affected.
     other = (await admin.post("/v1/apps", json={"name": "Fine", "permissions": []})).json()
     assert await token_for(registry, other["id"], other["client_secret"])
+
+
+async def test_a_locked_out_client_id_stays_locked_when_its_failures_age_out(
+    registry: Running, admin: httpx.AsyncClient
+) -> None:
+    app = (await admin.post("/v1/apps", json={"name": "Patient", "permissions": []})).json()
+    limit = registry.state.settings.registry_auth_failures_per_client
+    async with registry.new_client(address=unique_address()) as attacker:
+        for _ in range(limit):
+            await attacker.post(
+                "/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(app["id"], "capps_wrong"),
+            )
+        first = await attacker.post(
+            "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(app["id"], app["client_secret"]),
+        )
+        assert first.status_code == 429
+        # The failures leave the log as a new minute would; the lockout runs its full minute.
+        await registry.state.redis.delete(*throttle.failure_keys(app["id"], "unused"))
+        again = await attacker.post(
+            "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(app["id"], app["client_secret"]),
+        )
+    assert again.status_code == 429
+    assert 1 <= int(again.headers["Retry-After"]) <= 60
 
 
 async def test_failed_authentication_is_limited_per_address(

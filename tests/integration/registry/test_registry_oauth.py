@@ -12,6 +12,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from capps_kit.settings import API_AUDIENCE
+from capps_registry.db import tenant_transaction
 from capps_registry.oauth.credentials import secret_digest
 from tests.integration.registry.conftest import (
     ISSUER,
@@ -19,6 +20,7 @@ from tests.integration.registry.conftest import (
     Running,
     Tenant,
     new_tenant,
+    tenant_of,
     token_for,
 )
 
@@ -106,12 +108,16 @@ async def test_secret_with_reserved_characters_survives_basic_encoding(
     # of reserved characters; '+' must not turn into a space, nor ':' split the pair.
     app = await create_app(admin)
     odd = "pa+ss:wo%rd/ &=?"
-    await registry.state.pool.execute(
-        "INSERT INTO client_secrets (id, client_id, secret_hash, hint) VALUES ($1, $2, $3, 'odd')",
-        str(uuid.uuid4()),
-        app["id"],
-        secret_digest(TEST_PEPPER.encode(), odd),
-    )
+    async with tenant_transaction(
+        registry.state.pool, await tenant_of(registry, app["id"])
+    ) as conn:
+        await conn.execute(
+            "INSERT INTO client_secrets (id, client_id, secret_hash, hint) "
+            "VALUES ($1, $2, $3, 'odd')",
+            str(uuid.uuid4()),
+            app["id"],
+            secret_digest(TEST_PEPPER.encode(), odd),
+        )
     encoded = await registry.client.post(
         "/oauth2/token",
         data={"grant_type": "client_credentials"},
@@ -244,6 +250,7 @@ async def test_metadata_documents(registry: Running) -> None:
         assert set(body["token_endpoint_auth_methods_supported"]) == {
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
         }
     jwks = (await registry.client.get("/.well-known/jwks.json")).json()
     # The signing key, and any retired one whose tokens may still be alive (key rotation).

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from capps_events import AppState, decode_app_state
 from capps_kit import postgres
 from capps_registry.apps import repository as apps
-from capps_registry.db import Pool
+from capps_registry.db import Pool, tenant_transaction
 from capps_registry.outbox import repository as outbox
 from capps_registry.outbox.relay import LISTENER_APPLICATION_NAME, OutboxRelay
 from capps_registry.tenants.service import create_tenant
@@ -29,6 +29,7 @@ from tests.integration.registry.conftest import (
     TEST_PEPPER,
     Running,
     Tenant,
+    app_url,
     migrated_database,
     token_for,
 )
@@ -192,7 +193,7 @@ async def test_admin_clients_are_not_published(
 
 
 async def test_unknown_app_changes_write_nothing(
-    registry: Running, admin: httpx.AsyncClient, reader: TopicReader
+    registry: Running, tenant: Tenant, admin: httpx.AsyncClient, reader: TopicReader
 ) -> None:
     # uuid-shaped, so the request reaches the database rather than being refused before it.
     missing = str(uuid.uuid4())
@@ -207,9 +208,10 @@ async def test_unknown_app_changes_write_nothing(
         "SELECT count(*) FROM app_outbox WHERE app_id = $1", missing
     )
     assert pending == 0
-    audited = await registry.state.pool.fetchval(
-        "SELECT count(*) FROM audit_events WHERE app_id = $1", missing
-    )
+    async with tenant_transaction(registry.state.pool, tenant.tenant_id) as conn:
+        audited = await conn.fetchval(
+            "SELECT count(*) FROM audit_events WHERE app_id = $1", missing
+        )
     assert audited == 0
 
 
@@ -251,9 +253,9 @@ async def test_outbox_metrics_count_what_is_published(
 
 @pytest.fixture(scope="module")
 async def relay_database(infra: Any) -> AsyncIterator[str]:
-    """A migrated database with no registry (and so no relay) attached."""
+    """A migrated database with no registry (and so no relay) attached, as the service's role."""
     async with migrated_database(infra.database_url) as url:
-        yield url
+        yield app_url(url)
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +304,7 @@ async def world(infra: Any, apps_topic: str, relay_database: str, relay_pool: Po
 
 async def new_app(pool: Pool, tenant_id: str) -> str:
     """An app created the way the API does it: the row and its outbox entry in one transaction."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         client = await apps.insert_client(
             conn,
             client_id=uuid.uuid4().hex,
@@ -320,7 +322,7 @@ async def new_app(pool: Pool, tenant_id: str) -> str:
 
 async def set_rate(pool: Pool, tenant_id: str, app_id: str, per_minute: int) -> int:
     """Change the app's rate limit as the API does; return its new version."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         client = await apps.update_app(
             conn, tenant_id, app_id, per_minute=per_minute, per_hour=per_minute * 60
         )

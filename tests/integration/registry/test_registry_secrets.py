@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from alembic import command
 
 from capps_kit.postgres import asyncpg_dsn
+from capps_registry.db import tenant_transaction
 from capps_registry.migrations.runner import alembic_config
 from capps_registry.oauth.client_auth import ClientCredentials
 from capps_registry.oauth.service import authenticate_client
@@ -21,6 +23,7 @@ from tests.integration.registry.conftest import (
     Running,
     Tenant,
     new_tenant,
+    tenant_of,
     token_for,
     with_database,
 )
@@ -94,10 +97,13 @@ async def test_an_expired_secret_stops_working_and_frees_its_slot(
     assert datetime.fromisoformat(added["expires_at"]) == datetime.fromisoformat(soon)
     assert await token_status(registry, app["id"], added["client_secret"]) == 200
     # Let it expire (the store's clock decides), rather than waiting a day.
-    await registry.state.pool.execute(
-        "UPDATE client_secrets SET expires_at = now() - interval '1 second' WHERE id = $1",
-        added["id"],
-    )
+    async with tenant_transaction(
+        registry.state.pool, await tenant_of(registry, app["id"])
+    ) as conn:
+        await conn.execute(
+            "UPDATE client_secrets SET expires_at = now() - interval '1 second' WHERE id = $1",
+            added["id"],
+        )
     assert await token_status(registry, app["id"], added["client_secret"]) == 401
     assert await token_status(registry, app["id"], app["client_secret"]) == 200
     assert (await admin.post(f"/v1/apps/{app['id']}/secrets")).status_code == 201
@@ -196,12 +202,14 @@ async def test_no_secret_is_stored_in_plain_text(
     app = await new_app(admin, "Dumped")
     added = (await admin.post(f"/v1/apps/{app['id']}/secrets")).json()
     values = [tenant.client_secret, app["client_secret"], added["client_secret"]]
+    # The owner is bound by the tenant policies too: the dump holds the tenant's rows only.
     done = await asyncio.to_thread(
         subprocess.run,
-        ["pg_dump", "--data-only", asyncpg_dsn(registry_database)],
+        ["pg_dump", "--data-only", "--enable-row-security", asyncpg_dsn(registry_database)],
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "PGOPTIONS": f"-c capps.tenant_id={tenant.tenant_id}"},
     )
     assert done.returncode == 0, done.stderr
     assert app["id"] in done.stdout  # the dump does hold the app
@@ -238,7 +246,8 @@ async def test_secrets_stored_before_keying_keep_working(infra: Any) -> None:
         await asyncio.to_thread(command.upgrade, config, "head")
         pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=1)
         try:
-            stored = await pool.fetchval("SELECT secret_hash FROM client_secrets")
+            async with tenant_transaction(pool, "t1") as conn:
+                stored = await conn.fetchval("SELECT secret_hash FROM client_secrets")
             assert bytes(stored) != hashlib.sha256(legacy.encode()).digest()
             client = await authenticate_client(
                 pool, TEST_PEPPER.encode(), ClientCredentials("c1", legacy, "client_secret_post")

@@ -3,11 +3,13 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from capps_kit.postgres import asyncpg_dsn
 from capps_usage.latency import BUCKET_COUNT, bucket_index
-from tests.integration.registry.conftest import Running, new_tenant, token_for
+from tests.integration.registry.conftest import Running, new_tenant, tenant_of, token_for
 from tests.integration.registry.test_registry_admin_api import assert_error
 
 pytestmark = pytest.mark.integration
@@ -19,47 +21,52 @@ DAY = HOUR.date()
 
 
 async def app_with_usage(registry: Running, admin: httpx.AsyncClient) -> dict[str, Any]:
+    """An app with usage rows written as the aggregator would (as the tables' owner)."""
     app: dict[str, Any] = (
         await admin.post(
             "/v1/apps",
             json={"name": "Used", "permissions": ["Alert.Read.All", "Machine.Isolate"]},
         )
     ).json()
-    pool = registry.state.pool
-    tenant_id = await pool.fetchval("SELECT tenant_id FROM oauth_clients WHERE id = $1", app["id"])
-    columns = (
-        "app_id, tenant_id, {bucket}, requests, status_2xx, status_3xx, status_4xx, status_5xx, "
-        "denied, throttled, latency_ms_sum, latency_ms_max, bytes_in, bytes_out"
-    )
-    await pool.execute(
-        f"INSERT INTO usage_minute ({columns.format(bucket='minute')}) "
-        "VALUES ($1, $2, $3, 10, 6, 1, 2, 1, 1, 1, 250.0, 90.0, 1000, 5000)",
-        app["id"],
-        tenant_id,
-        HOUR + timedelta(minutes=5),
-    )
-    hist = [0] * BUCKET_COUNT
-    hist[bucket_index(20.0)] = 19
-    hist[bucket_index(900.0)] = 1
-    await pool.execute(
-        f"INSERT INTO usage_day ({columns.format(bucket='day')}, latency_hist) "
-        "VALUES ($1, $2, $3, 20, 15, 0, 4, 1, 2, 1, 1300.0, 900.0, 10, 20, $4)",
-        app["id"],
-        tenant_id,
-        DAY,
-        hist,
-    )
-    today = datetime.now(UTC).date()
-    await pool.execute(
-        "INSERT INTO usage_route_day (app_id, tenant_id, day, method, route, requests, errors) "
-        "VALUES ($1, $2, $3, 'GET', '/api/alerts/{id}', 12, 3), "
-        "($1, $2, $4, 'GET', '/api/alerts', 5, 0), ($1, $2, $5, 'GET', '/api/alerts', 100, 100)",
-        app["id"],
-        tenant_id,
-        today,
-        today - timedelta(days=6),
-        today - timedelta(days=40),
-    )
+    pool = await asyncpg.connect(asyncpg_dsn(registry.owner_url))
+    tenant_id = await tenant_of(registry, app["id"])
+    try:
+        columns = (
+            "app_id, tenant_id, {bucket}, requests, status_2xx, status_3xx, status_4xx, "
+            "status_5xx, denied, throttled, latency_ms_sum, latency_ms_max, bytes_in, bytes_out"
+        )
+        await pool.execute(
+            f"INSERT INTO usage_minute ({columns.format(bucket='minute')}) "
+            "VALUES ($1, $2, $3, 10, 6, 1, 2, 1, 1, 1, 250.0, 90.0, 1000, 5000)",
+            app["id"],
+            tenant_id,
+            HOUR + timedelta(minutes=5),
+        )
+        hist = [0] * BUCKET_COUNT
+        hist[bucket_index(20.0)] = 19
+        hist[bucket_index(900.0)] = 1
+        await pool.execute(
+            f"INSERT INTO usage_day ({columns.format(bucket='day')}, latency_hist) "
+            "VALUES ($1, $2, $3, 20, 15, 0, 4, 1, 2, 1, 1300.0, 900.0, 10, 20, $4)",
+            app["id"],
+            tenant_id,
+            DAY,
+            hist,
+        )
+        today = datetime.now(UTC).date()
+        await pool.execute(
+            "INSERT INTO usage_route_day (app_id, tenant_id, day, method, route, requests, errors) "
+            "VALUES ($1, $2, $3, 'GET', '/api/alerts/{id}', 12, 3), "
+            "($1, $2, $4, 'GET', '/api/alerts', 5, 0), "
+            "($1, $2, $5, 'GET', '/api/alerts', 100, 100)",
+            app["id"],
+            tenant_id,
+            today,
+            today - timedelta(days=6),
+            today - timedelta(days=40),
+        )
+    finally:
+        await pool.close()
     return app
 
 

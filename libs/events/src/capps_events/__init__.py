@@ -18,6 +18,7 @@ from capps_events.models import (
     token_predates,
 )
 from capps_events.topics import APPS_TOPIC, REQUESTS_DLQ_TOPIC, REQUESTS_TOPIC, TOPICS, TopicSpec
+from capps_events.tracecontext import TraceContext, parse_traceparent, trace_context
 from capps_events.validation import InvalidEventError, TimeWindow, validate_request
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "RequestEvent",
     "TimeWindow",
     "TopicSpec",
+    "TraceContext",
     "decode_app_state",
     "decode_request",
     "encode_app_deleted",
@@ -40,6 +42,8 @@ __all__ = [
     "encode_request",
     "new_event_id",
     "normalise_issuer",
+    "parse_traceparent",
     "token_predates",
+    "trace_context",
     "validate_request",
 ]

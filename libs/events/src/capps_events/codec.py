@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from capps_events.models import AppState, RequestEvent
+from capps_events.tracecontext import TraceContext, trace_headers
 
 SPEC_VERSION = b"1.0"
 REQUEST_EVENT_TYPE = "dev.connectedapps.request.v1"
@@ -44,13 +45,18 @@ class KafkaRecord:
     headers: Headers
 
 
-def encode_request(event: RequestEvent, source: str) -> KafkaRecord:
-    """Encode a request event, keyed by app id so one app's events stay ordered."""
-    return KafkaRecord(
-        key=event.app_id.encode(),
-        value=_encoder.encode(event),
-        headers=_headers(event.id, source, REQUEST_EVENT_TYPE, event.time),
-    )
+def encode_request(
+    event: RequestEvent, source: str, trace: TraceContext | None = None
+) -> KafkaRecord:
+    """Encode a request event, keyed by app id so one app's events stay ordered.
+
+    `trace`, when given, travels as the distributed tracing extension (`ce_traceparent`,
+    `ce_tracestate`): the span that produced the event.
+    """
+    headers = _headers(event.id, source, REQUEST_EVENT_TYPE, event.time)
+    if trace is not None:
+        headers += trace_headers(trace)
+    return KafkaRecord(key=event.app_id.encode(), value=_encoder.encode(event), headers=headers)
 
 
 def decode_request(value: bytes | None, headers: Headers | None) -> RequestEvent:

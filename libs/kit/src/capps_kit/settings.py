@@ -54,6 +54,10 @@ class ServiceSettings(BaseSettings):
     environment: Environment = "development"
     log_level: str = "INFO"
     instance_id: str = socket.gethostname()
+    # OpenTelemetry, by its standard variables: spans go over OTLP/HTTP to this endpoint
+    # (`/v1/traces` is appended); unset or empty, the service makes no spans at all.
+    otel_exporter_otlp_endpoint: str = ""
+    otel_service_name: str = ""
 
     def secret_fields(self) -> tuple[str, ...]:
         """Names of fields that hold secrets; subclasses list theirs."""

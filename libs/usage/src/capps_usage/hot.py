@@ -86,10 +86,12 @@ for a = pos, #ARGV do
   end
   out[#out + 1] = total
   if with_trend then
+    -- One string of 30 counts per app: a client parses one reply element instead of 30.
     local counts = redis.call('HMGET', key(day_t, app), unpack(days))
     for j = 1, ndays do
-      out[#out + 1] = counts[j] or ''
+      counts[j] = counts[j] or ''
     end
+    out[#out + 1] = table.concat(counts, ',')
   end
 end
 return out
@@ -125,10 +127,11 @@ def parse_reply(
 ) -> dict[str, AppStats]:
     """Turn the script's flat reply into stats by app."""
     days = trend_days(now) if with_trend else []
-    stride = 2 + len(days)
+    stride = 3 if with_trend else 2
     stats: dict[str, AppStats] = {}
     for index, app_id in enumerate(app_ids):
-        seen, total, *counts = reply[index * stride : (index + 1) * stride]
+        seen, total, *trend = reply[index * stride : (index + 1) * stride]
+        counts = trend[0].split(b",") if trend else []
         stats[app_id] = AppStats(
             last_seen=datetime.fromtimestamp(int(seen) / 1000, UTC) if seen else None,
             requests_24h=int(total),

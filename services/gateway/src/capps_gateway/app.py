@@ -4,6 +4,7 @@ No framework on the per-request path: routing is one dict lookup, a token is ver
 and then cached, and the event goes into the Kafka producer's batch after the answer is sent.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -28,8 +29,10 @@ from capps_gateway.proxy import UpstreamError
 from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable, path_refusal
 from capps_gateway.runtime import Runtime, open_runtime
 from capps_gateway.settings import GatewaySettings
+from capps_gateway.tracing import traced_calls
 from capps_kit.asgi import Message, Receive, Scope, Send
 from capps_kit.health import AdminApp, Degraded
+from capps_kit.tracing import open_tracing
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,13 @@ class GatewayApp:
             else []
         )
         self._all_permissions = frozenset(catalog.permissions)
+        # Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then each call runs in its span.
+        self._tracing = open_tracing(settings, "capps-gateway", "capps_gateway")
+        self._serve = (
+            self._http
+            if self._tracing is None
+            else traced_calls(self._tracing.tracer, self._http, self._routes)
+        )
         self.admin = AdminApp(
             {
                 "jwks": self._check_jwks,
@@ -119,7 +129,7 @@ class GatewayApp:
                 return
             self._in_flight += 1
             try:
-                await self._http(scope, receive, send)
+                await self._serve(scope, receive, send)
             finally:
                 self._in_flight -= 1
         elif kind == "lifespan":
@@ -160,13 +170,18 @@ class GatewayApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._runtime = open_runtime(
-                    self._settings, issuers=self._issuers, all_permissions=self._all_permissions
+                    self._settings,
+                    issuers=self._issuers,
+                    all_permissions=self._all_permissions,
+                    tracer=self._tracing.tracer if self._tracing is not None else None,
                 )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 runtime, self._runtime = self._runtime, None
                 if runtime is not None:
                     await runtime.close()
+                if self._tracing is not None:
+                    await asyncio.to_thread(self._tracing.shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -39,7 +39,7 @@ from aiokafka.errors import (
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
-from capps_events import KafkaRecord, RequestEvent, encode_request, new_event_id
+from capps_events import KafkaRecord, RequestEvent, TraceContext, encode_request, new_event_id
 from capps_gateway import metrics
 from capps_gateway.auth import Principal
 from capps_gateway.journal import Journal, JournalBatch
@@ -290,12 +290,13 @@ class SpoolingPublisher:
             log.info("Kafka producer started", extra={"topic": self._topic})
             return
 
-    def publish(self, event: RequestEvent) -> None:
+    def publish(self, event: RequestEvent, context: TraceContext | None = None) -> None:
         """Journal the event and buffer it for the background drain; never waits, never raises.
 
         Called before the call's answer is sent: once it returns, a killed process loses nothing.
+        `context` is the trace context the event carries (tracing.py), None when off.
         """
-        record = encode_request(event, self._source)
+        record = encode_request(event, self._source, context)
         self._journal.write(record)
         buffer = self._buffer
         buffer.append(record)

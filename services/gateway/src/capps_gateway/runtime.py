@@ -7,11 +7,13 @@ closed in reverse by `Runtime.close`.
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+from opentelemetry.trace import Tracer
 
 from capps_gateway.appstate import AppStateView
 from capps_gateway.auth import JwksKeyStore, TokenVerifier
@@ -22,6 +24,7 @@ from capps_gateway.events import SpoolingPublisher
 from capps_gateway.proxy import UpstreamProxy, create_session
 from capps_gateway.ratelimit import RateLimiter
 from capps_gateway.settings import GatewaySettings
+from capps_gateway.tracing import TracedPublisher, TracedUpstreamProxy
 from capps_kit.redis import create_redis
 
 log = logging.getLogger(__name__)
@@ -63,9 +66,12 @@ def open_runtime(
     *,
     issuers: Sequence[IssuerConfig] = (),
     all_permissions: frozenset[str] = frozenset(),
+    tracer: Tracer | None = None,
 ) -> Runtime:
     """Build the runtime in the running loop; start-up goes on in the background so `/readyz`
-    can say what is still missing (the view's task keeps tailing its topic after loading)."""
+    can say what is still missing (the view's task keeps tailing its topic after loading).
+
+    With a `tracer` the proxy and the publisher are their traced kinds (tracing.py)."""
     session = create_session(
         settings.gateway_upstream_max_connections, settings.gateway_upstream_idle_timeout_s
     )
@@ -83,7 +89,9 @@ def open_runtime(
         if issuer_keys
         else registry_verifier
     )
-    publisher = SpoolingPublisher(
+    publisher = (
+        SpoolingPublisher if tracer is None else functools.partial(TracedPublisher, tracer)
+    )(
         settings.kafka_bootstrap_servers,
         settings.gateway_events_topic,
         settings.instance_id,
@@ -111,8 +119,12 @@ def open_runtime(
             for holder in issuer_keys
         ),
     ]
-    proxy = UpstreamProxy(
-        session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s
+    proxy = (
+        UpstreamProxy(session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s)
+        if tracer is None
+        else TracedUpstreamProxy(
+            session, settings.gateway_upstream_url, settings.gateway_upstream_timeout_s, tracer
+        )
     )
     limiter = RateLimiter(
         create_redis(settings.redis_url, timeout_s=settings.gateway_ratelimit_timeout_s),

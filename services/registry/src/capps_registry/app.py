@@ -16,9 +16,11 @@ from capps_catalog import load_catalog
 from capps_kit import postgres
 from capps_kit import redis as kit_redis
 from capps_kit.health import run_checks
+from capps_registry.app_keys.endpoints import router as app_keys_router
 from capps_registry.apps.endpoints import router as apps_router
 from capps_registry.audit.endpoints import router as audit_router
 from capps_registry.client_secrets.endpoints import router as secrets_router
+from capps_registry.db import Pool, rls_bypass_reason
 from capps_registry.errors import install_error_handlers
 from capps_registry.limits import BodyLimitMiddleware
 from capps_registry.me.endpoints import router as me_router
@@ -42,14 +44,30 @@ async def open_state(settings: RegistrySettings) -> AsyncIterator[RegistryState]
     pool = await postgres.create_pool(settings.database_url, settings.database_pool_size)
     redis_client = kit_redis.create_redis(settings.redis_url)
     try:
+        await refuse_rls_bypass(pool, settings)
         keys = await load_signing_keys(
             pool, settings.registry_key_encryption_key, keep_retired_seconds(settings)
         )
         log.info("registry ready", extra={"kid": keys.kid, "issuer": settings.issuer})
-        yield RegistryState(settings, pool, redis_client, keys, catalog)
+        state = RegistryState(settings, pool, redis_client, keys, catalog)
+        try:
+            yield state
+        finally:
+            await state.refreshes.aclose()
     finally:
         await redis_client.aclose()
         await pool.close()
+
+
+async def refuse_rls_bypass(pool: Pool, settings: RegistrySettings) -> None:
+    """In production, refuse to serve as a role row-level security does not bind."""
+    reason = await rls_bypass_reason(pool)
+    if reason is None:
+        return
+    message = f"{reason}: connect as the role of REGISTRY_APP_DATABASE_URL"
+    if settings.environment == "production":
+        raise RuntimeError(message)
+    log.warning("row-level security does not bind the registry", extra={"reason": message})
 
 
 async def reload_keys_forever(state: RegistryState) -> None:
@@ -132,6 +150,7 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     app.include_router(oauth_router)
     app.include_router(apps_router)
     app.include_router(secrets_router)
+    app.include_router(app_keys_router)
     app.include_router(usage_router)
     app.include_router(audit_router)
     app.include_router(me_router)

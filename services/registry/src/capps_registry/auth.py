@@ -44,7 +44,7 @@ async def verified_caller(request: Request, state: RegistryState) -> VerifiedTok
         )
     except InvalidAccessTokenError as exc:
         raise _unauthorized(str(exc), "invalid_token") from None
-    client = await repository.find_client(state.pool, verified.client_id)
+    client = await repository.find_client(state.pool, verified.tenant_id, verified.client_id)
     if (
         client is None
         or client.tenant_id != verified.tenant_id

@@ -56,7 +56,12 @@ def migrate(settings: RegistrySettings) -> None:
         asyncio.run(wait_for_database(settings.database_url, DB_WAIT_S))
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
-    upgrade(settings.database_url, settings.pepper)
+    from capps_registry.migrations.roles import LoginRoleError  # noqa: PLC0415
+
+    try:
+        upgrade(settings.database_url, settings.pepper, settings.registry_app_database_url)
+    except LoginRoleError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def serve(settings: RegistrySettings) -> None:

@@ -1,6 +1,7 @@
 """The registry's settings, read from environment variables with local-stack defaults."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -28,6 +29,10 @@ class RegistrySettings(
     registry_key_encryption_key: str = Field(default=PLACEHOLDER, repr=False)
     # Keys the client-secret digests (HMAC-SHA-256); must not change once secrets exist.
     registry_secret_pepper: str = Field(default=PLACEHOLDER, repr=False)
+    # The login role the service connects as (its DATABASE_URL): `registry migrate`, run with
+    # the owner's DATABASE_URL, creates or updates it (password included) as a member of
+    # capps_registry_app, bound by row-level security. Unset: the role is managed elsewhere.
+    registry_app_database_url: str | None = Field(default=None, repr=False)
     catalog_path: Path | None = None
     # The compacted topic app states go to; tests point it at a topic of their own.
     registry_apps_topic: str = Field(default=APPS_TOPIC, min_length=1)
@@ -52,6 +57,14 @@ class RegistrySettings(
     def secret_fields(self) -> tuple[str, ...]:
         """The key-encryption key and the secret pepper must be real secrets in production."""
         return ("registry_key_encryption_key", "registry_secret_pepper")
+
+    def production_secrets(self) -> dict[str, str]:
+        """The service's secrets, and the password of the login role migrations set up."""
+        found = super().production_secrets()
+        if self.registry_app_database_url is not None:
+            password = urlsplit(self.registry_app_database_url).password or ""
+            found["the password in REGISTRY_APP_DATABASE_URL"] = password
+        return found
 
     @property
     def issuer(self) -> str:

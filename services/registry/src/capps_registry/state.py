@@ -1,6 +1,6 @@
 """The typed state the lifespan yields: pools, clients, keys and the catalog, no globals."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import redis.asyncio as redis
@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from capps_catalog import Catalog
 from capps_registry.db import Pool
 from capps_registry.oauth.keys import SigningKeys
+from capps_registry.refreshes import BackgroundRefreshes
 from capps_registry.settings import RegistrySettings
 
 STATE_KEY = "registry"
@@ -23,6 +24,8 @@ class RegistryState:
     redis: "redis.Redis"
     keys: SigningKeys
     catalog: Catalog
+    refreshes: BackgroundRefreshes = field(default_factory=BackgroundRefreshes)
+    """Background refreshes of caches (the sort snapshots), cancelled when the state closes."""
 
 
 def registry_state(request: Request) -> RegistryState:

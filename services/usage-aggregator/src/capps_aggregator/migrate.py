@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 
 from capps_kit.postgres import asyncpg_dsn, sqlalchemy_url
+from capps_usage.readers import grant_readers
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,18 @@ async def wait_for_postgres(database_url: str, timeout_s: float) -> None:
 
 
 def upgrade_head(database_url: str) -> None:
-    """Apply every pending revision (blocking; alembic runs its own event loop)."""
+    """Apply every pending revision, then let the usage store's readers read (blocking)."""
     command.upgrade(alembic_config(database_url), "head")
+    asyncio.run(_grant_readers(database_url))
+
+
+async def _grant_readers(database_url: str) -> None:
+    # The registry reads these tables as a role of its own; see capps_usage.readers.
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await grant_readers(conn)
+    finally:
+        await conn.close()
 
 
 def migrate(database_url: str, wait_s: float) -> None:

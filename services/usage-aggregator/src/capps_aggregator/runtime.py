@@ -19,10 +19,12 @@ from capps_aggregator.retention import UsageRetention
 from capps_aggregator.settings import AggregatorSettings
 from capps_aggregator.sinks.postgres import PostgresUsageSink
 from capps_aggregator.sinks.redis import RedisUsageSink
+from capps_aggregator.tracing import TracedBatchWriter
 from capps_events import REQUESTS_DLQ_TOPIC, TOPICS, TopicSpec
 from capps_kit import postgres as kit_postgres
 from capps_kit import redis as kit_redis
 from capps_kit.kafka import ensure_topics, make_producer
+from capps_kit.tracing import open_tracing
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class AggregatorRuntime:
     def __init__(self, settings: AggregatorSettings) -> None:
         self.settings = settings
         self.stores: OpenStores | None = None
+        # Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then each batch has its span.
+        self.tracing = open_tracing(settings, "capps-usage-aggregator", "capps_aggregator")
 
     async def open(self) -> OpenStores:
         """Connect to PostgreSQL, Redis and Kafka; wait and retry while any is down."""
@@ -75,6 +79,8 @@ class AggregatorRuntime:
         stores, self.stores = self.stores, None
         if stores is not None:
             await _close(stores)
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.provider.force_flush)
 
     async def _connect(self) -> OpenStores:
         settings = self.settings
@@ -101,8 +107,13 @@ class AggregatorRuntime:
         postgres = PostgresUsageSink(pool, topic)
         hot = RedisUsageSink(client, topic)
         rebuilder = HotStoreRebuilder(pool, client)
-        writer = UsageBatchWriter(
-            postgres, hot, DeadLetterPublisher(producer, settings.aggregator_dlq_topic), rebuilder
+        dlq = DeadLetterPublisher(producer, settings.aggregator_dlq_topic)
+        writer = (
+            UsageBatchWriter(postgres, hot, dlq, rebuilder)
+            if self.tracing is None
+            else TracedBatchWriter(
+                self.tracing.tracer, topic, postgres=postgres, hot=hot, dlq=dlq, repair=rebuilder
+            )
         )
         retention = UsageRetention(
             pool, settings.usage_minute_retention_days, settings.usage_day_retention_days

@@ -10,7 +10,7 @@ import asyncpg
 from capps_registry.apps.schemas import AppCreate, AppCreated
 from capps_registry.apps.service import app_snapshot, app_view, checked_permissions
 from capps_registry.audit import repository as audit
-from capps_registry.db import CLIENT_COLUMNS, Connection
+from capps_registry.db import CLIENT_COLUMNS, Connection, tenant_transaction
 from capps_registry.errors import ApiError
 from capps_registry.models import Client, Principal
 from capps_registry.outbox import repository as outbox
@@ -46,7 +46,7 @@ async def create_external_app(
     """Register an external provider's client as an app; 409 if its client id is taken."""
     assert body.external is not None
     permissions = checked_permissions(state.catalog, body.permissions)
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         try:
             client = await insert_external_client(conn, actor.tenant_id, body, permissions)
         except asyncpg.UniqueViolationError:

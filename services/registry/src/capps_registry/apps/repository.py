@@ -1,4 +1,4 @@
-"""SQL of the apps API; every query is scoped to the caller's tenant.
+"""SQL of the apps API; every query is scoped to the caller's tenant, in SQL and by RLS.
 
 Queries splice in only the constant CLIENT_COLUMNS (hence the S608 waivers); values are
 always bound parameters.
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from capps_registry.db import CLIENT_COLUMNS, Connection, Pool
+from capps_registry.db import CLIENT_COLUMNS, Connection, Pool, tenant_scope
 from capps_registry.models import Client, SecretInfo
 from capps_registry.oauth.credentials import NewSecret
 
@@ -59,37 +59,42 @@ async def insert_secret(
 
 
 async def apps_by_name(
-    pool: Pool, tenant_id: str, after: tuple[str, str] | None, limit: int
+    db: Pool | Connection, tenant_id: str, after: tuple[str, str] | None, limit: int
 ) -> list[Client]:
     """Up to `limit` of the tenant's apps ordered by (name, id), after the given key."""
-    rows = await pool.fetch(
-        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app' "  # noqa: S608
-        "AND ($2::text IS NULL OR (name, id) > ($2::text, $3::text)) "
-        "ORDER BY name, id LIMIT $4",
-        tenant_id,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit,
-    )
+    async with tenant_scope(db, tenant_id) as conn:
+        rows = await conn.fetch(
+            f"SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app' "  # noqa: S608
+            "AND ($2::text IS NULL OR (name, id) > ($2::text, $3::text)) "
+            "ORDER BY name, id LIMIT $4",
+            tenant_id,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
     return [Client.from_row(row) for row in rows]
 
 
-async def app_ids(pool: Pool, tenant_id: str) -> list[str]:
+async def app_ids(db: Pool | Connection, tenant_id: str) -> list[str]:
     """The ids of all the tenant's apps."""
-    rows = await pool.fetch(
-        "SELECT id FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app'", tenant_id
-    )
+    async with tenant_scope(db, tenant_id) as conn:
+        rows = await conn.fetch(
+            "SELECT id FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app'", tenant_id
+        )
     return [row["id"] for row in rows]
 
 
-async def apps_by_id(pool: Pool, tenant_id: str, ids: Sequence[str]) -> dict[str, Client]:
+async def apps_by_id(
+    db: Pool | Connection, tenant_id: str, ids: Sequence[str]
+) -> dict[str, Client]:
     """The tenant's apps among `ids`, by id."""
-    rows = await pool.fetch(
-        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app' "  # noqa: S608
-        "AND id = ANY($2::text[])",
-        tenant_id,
-        list(ids),
-    )
+    async with tenant_scope(db, tenant_id) as conn:
+        rows = await conn.fetch(
+            f"SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE tenant_id = $1 AND kind = 'app' "  # noqa: S608
+            "AND id = ANY($2::text[])",
+            tenant_id,
+            list(ids),
+        )
     return {row["id"]: Client.from_row(row) for row in rows}
 
 
@@ -107,24 +112,26 @@ async def lock_client(
     return Client.from_row(row) if row else None
 
 
-async def admin_client_id(conn: Connection | Pool, tenant_id: str) -> str | None:
+async def admin_client_id(db: Connection | Pool, tenant_id: str) -> str | None:
     """The id of the tenant's admin client."""
-    found: str | None = await conn.fetchval(
-        "SELECT id FROM oauth_clients WHERE tenant_id = $1 AND kind = 'admin' "
-        "ORDER BY created_at LIMIT 1",
-        tenant_id,
-    )
+    async with tenant_scope(db, tenant_id) as conn:
+        found: str | None = await conn.fetchval(
+            "SELECT id FROM oauth_clients WHERE tenant_id = $1 AND kind = 'admin' "
+            "ORDER BY created_at LIMIT 1",
+            tenant_id,
+        )
     return found
 
 
-async def get_app(conn: Connection | Pool, tenant_id: str, app_id: str) -> Client | None:
+async def get_app(db: Connection | Pool, tenant_id: str, app_id: str) -> Client | None:
     """One app of the tenant, or None (also for another tenant's app)."""
-    row = await conn.fetchrow(
-        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients "  # noqa: S608
-        "WHERE id = $1 AND tenant_id = $2 AND kind = 'app'",
-        app_id,
-        tenant_id,
-    )
+    async with tenant_scope(db, tenant_id) as conn:
+        row = await conn.fetchrow(
+            f"SELECT {CLIENT_COLUMNS} FROM oauth_clients "  # noqa: S608
+            "WHERE id = $1 AND tenant_id = $2 AND kind = 'app'",
+            app_id,
+            tenant_id,
+        )
     return Client.from_row(row) if row else None
 
 
@@ -134,8 +141,8 @@ def _secret_info(row: Any) -> SecretInfo:
     )
 
 
-async def list_secrets(conn: Connection | Pool, client_id: str) -> list[SecretInfo]:
-    """The metadata of a client's secrets, oldest first."""
+async def list_secrets(conn: Connection, client_id: str) -> list[SecretInfo]:
+    """The metadata of a client's secrets, oldest first (in a transaction acting for its tenant)."""
     rows = await conn.fetch(
         "SELECT id, created_at, expires_at, last_used_at, hint FROM client_secrets "
         "WHERE client_id = $1 ORDER BY created_at, id",

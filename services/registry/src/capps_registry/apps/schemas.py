@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from capps_events import normalise_issuer
+from capps_registry.app_keys.schemas import JwksIn
 from capps_registry.models import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE, Client
 from capps_registry.oauth.credentials import EXTERNAL_CLIENT_ID_PATTERN
 from capps_registry.text import refuse_bidi_controls
@@ -97,7 +98,10 @@ class RateLimitPatch(BaseModel):
 
 
 class AppCreate(BaseModel):
-    """`POST /v1/apps`; with `external`, the app is that provider's client (no secret here)."""
+    """`POST /v1/apps`; with `external`, the app is that provider's client (no secret here).
+
+    With `jwks`, the app authenticates with assertions signed by those keys (no secret).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -106,6 +110,13 @@ class AppCreate(BaseModel):
     permissions: list[PermissionName] = Field(max_length=100)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     external: ExternalIdentity | None = None
+    jwks: JwksIn | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_credential(self) -> Self:
+        if self.external is not None and self.jwks is not None:
+            raise ValueError("an app of an external provider has no keys here: give one of them")
+        return self
 
 
 class AppUpdate(BaseModel):
@@ -164,7 +175,7 @@ class AppOut(BaseModel):
 
 
 class AppCreated(AppOut):
-    """A new app and its first secret, shown this once (none for an external provider's app)."""
+    """A new app and its first secret, shown this once (none for an external or a keyed app)."""
 
     client_secret: str | None
 

@@ -11,13 +11,13 @@ from typing import Any
 import asyncpg
 
 from capps_catalog import Catalog
+from capps_registry.app_keys import repository as app_keys
 from capps_registry.apps import repository
 from capps_registry.apps.schemas import (
     DEFAULT_PAGE,
     AppCreate,
     AppCreated,
     AppDetail,
-    AppList,
     AppOut,
     AppSort,
     AppUpdate,
@@ -27,13 +27,16 @@ from capps_registry.apps.schemas import (
     external_identity,
 )
 from capps_registry.audit import repository as audit
+from capps_registry.db import tenant_transaction
 from capps_registry.errors import ApiError, app_not_found
 from capps_registry.models import Client, Principal, SecretInfo
+from capps_registry.oauth.client_keys import key_summary
 from capps_registry.oauth.credentials import looks_like_client_id, new_client_id, new_secret
 from capps_registry.outbox import repository as outbox
 from capps_registry.pagination import BadCursorError, decode_cursor, encode_cursor
 from capps_registry.state import RegistryState
-from capps_registry.usage.service import sort_values, stats_of
+from capps_registry.usage.service import last_seen_ms, stats_of
+from capps_registry.usage.sort_snapshot import sorted_requests_24h
 from capps_usage.stats import AppStats
 
 
@@ -72,6 +75,31 @@ def app_view(client: Client, stats: AppStats | None) -> AppOut:
     )
 
 
+def app_row(client: Client, stats: AppStats | None) -> dict[str, Any]:
+    """The JSON of `app_view` as plain data, without a model per row and per day.
+
+    A list page holds up to 200 apps of 30 days each: building and re-validating 6,000
+    models was most of its cost. test_schemas checks that both give the same JSON.
+    """
+    external = external_identity(client)
+    return {
+        "id": client.id,
+        "name": client.name,
+        "description": client.description,
+        "enabled": client.enabled,
+        "permissions": sorted(client.permissions),
+        "rate_limit": {"per_minute": client.per_minute, "per_hour": client.per_hour},
+        "created_at": client.created_at,
+        "updated_at": client.updated_at,
+        "last_seen": stats.last_seen if stats else None,
+        "requests_24h": stats.requests_24h if stats else 0,
+        "trend_30d": [{"date": day.date, "requests": day.requests} for day in stats.trend_30d]
+        if stats
+        else [],
+        "external": external.model_dump() if external else None,
+    }
+
+
 def app_snapshot(client: Client) -> dict[str, Any]:
     """What the audit trail records of an app's configuration (never a secret)."""
     return {
@@ -97,8 +125,9 @@ def secret_view(secret: SecretInfo) -> SecretOut:
 async def create_app(state: RegistryState, actor: Principal, body: AppCreate) -> AppCreated:
     """Store a new app and its first secret; the secret is returned this once."""
     permissions = checked_permissions(state.catalog, body.permissions)
-    secret = new_secret(state.settings.pepper)
-    async with state.pool.acquire() as conn, conn.transaction():
+    # An app that registers public keys authenticates with signed assertions: no secret.
+    secret = None if body.jwks else new_secret(state.settings.pepper)
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         try:
             client = await repository.insert_client(
                 conn,
@@ -113,13 +142,18 @@ async def create_app(state: RegistryState, actor: Principal, body: AppCreate) ->
             )
         except asyncpg.ForeignKeyViolationError:
             raise ApiError(404, "not_found", f"no tenant {actor.tenant_id}") from None
-        stored = await repository.insert_secret(conn, client.id, secret)
+        after = app_snapshot(client)
+        if secret is not None:
+            stored = await repository.insert_secret(conn, client.id, secret)
+            after["secret"] = {"id": stored.id, "hint": stored.hint}
+        if body.jwks is not None:
+            await app_keys.replace_app_keys(conn, client.id, body.jwks.keys)
+            after["jwks"] = key_summary(body.jwks.keys)
         await outbox.enqueue(conn, client.id, "state", client.version)
-        after = {**app_snapshot(client), "secret": {"id": stored.id, "hint": stored.hint}}
         await audit.record(conn, actor, "app.create", app_id=client.id, before=None, after=after)
     stats = await stats_of(state, [client.id])
     view = app_view(client, stats.get(client.id))
-    return AppCreated(**view.model_dump(), client_secret=secret.value)
+    return AppCreated(**view.model_dump(), client_secret=secret.value if secret else None)
 
 
 def _cursor_key(sort: AppSort, cursor: str | None) -> list[Any] | None:
@@ -146,12 +180,12 @@ async def list_apps(
     sort: AppSort = "name",
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE,
-) -> AppList:
-    """One page of the tenant's apps with their stats.
+) -> dict[str, Any]:
+    """One page of the tenant's apps with their stats, as the JSON of `AppList`.
 
     By name: keyset pagination in SQL, stats for the page only (one Redis script call). By
-    last seen or requests (largest first): every app's sort key first (one MGET, or one script
-    call per 200 apps; never commands per app), then the page's stats.
+    last seen or requests (largest first): every app's sort key first (one MGET, or the
+    tenant's sort snapshot: see usage/sort_snapshot.py), then the page's stats.
     Pagination is by key, so apps whose stats change between pages may move across pages.
     """
     key = _cursor_key(sort, cursor)
@@ -163,7 +197,10 @@ async def list_apps(
         last_key: list[Any] = [page[-1].name, page[-1].id] if page else []
     else:
         ids = await repository.app_ids(state.pool, actor.tenant_id)
-        values = await sort_values(state, ids, sort)
+        if sort == "requests":
+            values = await sorted_requests_24h(state, actor.tenant_id, ids)
+        else:
+            values = await last_seen_ms(state, ids)
         ordered = sorted(ids, key=lambda app_id: (-values.get(app_id, -1), app_id))
         if key is not None:
             resume = (-int(key[0]), str(key[1]))
@@ -173,20 +210,21 @@ async def list_apps(
         page = [clients[app_id] for app_id in page_ids if app_id in clients]
         stats = await stats_of(state, [client.id for client in page])
         last_key = [values.get(page[-1].id, -1), page[-1].id] if page else []
-    return AppList(
-        apps=[app_view(client, stats.get(client.id)) for client in page],
-        next_cursor=encode_cursor(sort, last_key) if more and page else None,
-    )
+    return {
+        "apps": [app_row(client, stats.get(client.id)) for client in page],
+        "next_cursor": encode_cursor(sort, last_key) if more and page else None,
+    }
 
 
 async def get_app(state: RegistryState, actor: Principal, app_id: str) -> AppDetail:
     """One app with its stats and its secrets' metadata; 404 if not the tenant's."""
     if not looks_like_client_id(app_id):
         raise app_not_found(app_id)
-    client = await repository.get_app(state.pool, actor.tenant_id, app_id)
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
+        client = await repository.get_app(conn, actor.tenant_id, app_id)
+        secrets = await repository.list_secrets(conn, client.id) if client else []
     if client is None:
         raise app_not_found(app_id)
-    secrets = await repository.list_secrets(state.pool, client.id)
     stats = await stats_of(state, [client.id])
     view = app_view(client, stats.get(client.id))
     return AppDetail(**view.model_dump(), secrets=[secret_view(secret) for secret in secrets])
@@ -206,7 +244,7 @@ async def update_app(
         if body.permissions is not None
         else None
     )
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         before = await repository.lock_client(conn, actor.tenant_id, app_id)
         if before is None:
             raise app_not_found(app_id)
@@ -247,7 +285,7 @@ async def delete_app(state: RegistryState, actor: Principal, app_id: str) -> Non
     """Delete the app and its secrets, so its credentials stop working at once."""
     if not looks_like_client_id(app_id):
         raise app_not_found(app_id)
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         before = await repository.lock_client(conn, actor.tenant_id, app_id)
         if before is None:
             raise app_not_found(app_id)

@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from capps_registry.db import Connection, Pool
+from capps_registry.db import Connection, Pool, tenant_scope
 from capps_registry.models import AuditEvent, Principal
 
 
@@ -31,7 +31,7 @@ async def record(
 
 
 async def page(
-    conn: Connection | Pool,
+    db: Connection | Pool,
     tenant_id: str,
     *,
     app_id: str | None,
@@ -39,15 +39,16 @@ async def page(
     limit: int,
 ) -> list[AuditEvent]:
     """Up to `limit` events of the tenant (of one app if given), newest first, below before_id."""
-    rows = await conn.fetch(
-        "SELECT id, tenant_id, app_id, actor, action, at, before, after, request_id "
-        "FROM audit_events WHERE tenant_id = $1 AND ($2::text IS NULL OR app_id = $2) "
-        "AND ($3::bigint IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-        tenant_id,
-        app_id,
-        before_id,
-        limit,
-    )
+    async with tenant_scope(db, tenant_id) as conn:
+        rows = await conn.fetch(
+            "SELECT id, tenant_id, app_id, actor, action, at, before, after, request_id "
+            "FROM audit_events WHERE tenant_id = $1 AND ($2::text IS NULL OR app_id = $2) "
+            "AND ($3::bigint IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+            tenant_id,
+            app_id,
+            before_id,
+            limit,
+        )
     return [
         AuditEvent(
             id=row["id"],

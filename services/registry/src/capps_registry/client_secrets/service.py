@@ -11,7 +11,7 @@ from capps_registry.apps import repository as clients
 from capps_registry.apps.service import secret_view
 from capps_registry.audit import repository as audit
 from capps_registry.client_secrets.schemas import AdminClientOut, SecretCreate, SecretCreated
-from capps_registry.db import Connection
+from capps_registry.db import Connection, tenant_transaction
 from capps_registry.errors import ApiError, app_not_found
 from capps_registry.models import Client, Principal
 from capps_registry.oauth.credentials import MAX_ACTIVE_SECRETS, looks_like_client_id, new_secret
@@ -99,7 +99,7 @@ async def add_app_secret(
     state: RegistryState, actor: Principal, app_id: str, body: SecretCreate
 ) -> SecretCreated:
     """A new secret for the app (shown once); 409 if it has two active already."""
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         client = await _lock_app(conn, actor, app_id)
         return await _add(conn, state.settings.pepper, actor, client, body.expires_at)
 
@@ -113,7 +113,7 @@ async def delete_app_secret(
     revoke_tokens: bool = False,
 ) -> None:
     """Delete one of the app's secrets; it stops working at once."""
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         client = await _lock_app(conn, actor, app_id)
         await _delete(conn, actor, client, secret_id, revoke_tokens=revoke_tokens)
 
@@ -128,10 +128,11 @@ async def _lock_admin_client(conn: Connection, actor: Principal) -> Client:
 
 async def get_admin_client(state: RegistryState, actor: Principal) -> AdminClientOut:
     """The tenant's admin client and its secrets' metadata."""
-    client_id = await clients.admin_client_id(state.pool, actor.tenant_id)
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
+        client_id = await clients.admin_client_id(conn, actor.tenant_id)
+        secrets = await clients.list_secrets(conn, client_id) if client_id else []
     if client_id is None:
         raise ApiError(404, "not_found", "this tenant has no admin client")
-    secrets = await clients.list_secrets(state.pool, client_id)
     return AdminClientOut(client_id=client_id, secrets=[secret_view(s) for s in secrets])
 
 
@@ -139,7 +140,7 @@ async def add_admin_secret(
     state: RegistryState, actor: Principal, body: SecretCreate
 ) -> SecretCreated:
     """A new secret for the tenant's admin client; 409 if it has two active already."""
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         client = await _lock_admin_client(conn, actor)
         return await _add(conn, state.settings.pepper, actor, client, body.expires_at)
 
@@ -148,6 +149,6 @@ async def delete_admin_secret(
     state: RegistryState, actor: Principal, secret_id: str, *, revoke_tokens: bool = False
 ) -> None:
     """Delete a secret of the admin client; with revoke_tokens, every admin token dies too."""
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         client = await _lock_admin_client(conn, actor)
         await _delete(conn, actor, client, secret_id, revoke_tokens=revoke_tokens)

@@ -9,6 +9,8 @@ from alembic import command
 from alembic.config import Config
 
 from capps_kit.postgres import asyncpg_dsn
+from capps_registry.migrations.roles import ensure_login_role
+from capps_usage.readers import grant_readers
 
 MIGRATIONS_DIR = Path(__file__).parent
 
@@ -24,9 +26,26 @@ def alembic_config(database_url: str, secret_pepper: bytes | None = None) -> Con
     return config
 
 
-def upgrade(database_url: str, secret_pepper: bytes) -> None:
-    """Bring the schema to the newest revision (blocking; runs its own event loop)."""
+def upgrade(database_url: str, secret_pepper: bytes, app_database_url: str | None = None) -> None:
+    """Bring the schema to the newest revision, then set up the service's login role.
+
+    Blocking; runs its own event loops. `database_url` is the owner's; the role of
+    `app_database_url` (if given) is what the service connects as.
+    """
     command.upgrade(alembic_config(database_url, secret_pepper), "head")
+    asyncio.run(grant_access(database_url, app_database_url))
+
+
+async def grant_access(database_url: str, app_database_url: str | None) -> None:
+    """What the schema's revisions cannot do once for all: the login role, the usage tables."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        # The usage tables may have been created (by the aggregator) after this role was.
+        await grant_readers(conn)
+        if app_database_url is not None:
+            await ensure_login_role(conn, app_database_url)
+    finally:
+        await conn.close()
 
 
 async def wait_for_database(database_url: str, timeout_s: float = 30.0) -> None:

@@ -1,4 +1,5 @@
-"""Client authentication of RFC 6749 §2.3.1: client_secret_basic or client_secret_post."""
+"""Client authentication: client_secret_basic, client_secret_post (RFC 6749 §2.3.1) and
+private_key_jwt (RFC 7523 §2.2, a JWT the client signed with its registered key)."""
 
 import base64
 import binascii
@@ -7,6 +8,11 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote_plus
 
+from capps_registry.oauth.assertions import (
+    ASSERTION_TYPE,
+    AssertionRefusedError,
+    claimed_client_id,
+)
 from capps_registry.oauth.errors import OAuthError
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
@@ -20,6 +26,14 @@ class ClientCredentials:
     client_id: str
     client_secret: str
     method: AuthMethod
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAssertion:
+    """A signed client assertion and the client it claims to be (verified later)."""
+
+    client_id: str
+    assertion: str
 
 
 def parse_basic(header: str) -> tuple[str, str]:
@@ -38,8 +52,35 @@ def parse_basic(header: str) -> tuple[str, str]:
     return unquote_plus(raw_id), unquote_plus(raw_secret)
 
 
-def authenticate_request(authorization: str | None, form: Mapping[str, str]) -> ClientCredentials:
+def assertion_of(authorization: str | None, form: Mapping[str, str]) -> ClientAssertion:
+    """The private_key_jwt credentials of the form, not verified yet; RFC 7521 §4.2 errors."""
+    if authorization is not None or "client_secret" in form:
+        raise OAuthError(
+            "invalid_request", "use one client authentication method, not a secret and an assertion"
+        )
+    if form.get("client_assertion_type") != ASSERTION_TYPE:
+        raise OAuthError("invalid_client", f"client_assertion_type must be {ASSERTION_TYPE}")
+    assertion = form.get("client_assertion")
+    if not assertion:
+        raise OAuthError("invalid_client", "client_assertion is required")
+    try:
+        client_id = claimed_client_id(assertion)
+    except AssertionRefusedError as exc:
+        raise OAuthError("invalid_client", exc.description) from None
+    form_id = form.get("client_id")
+    if form_id is not None and form_id != client_id:
+        raise OAuthError("invalid_client", "client_id differs from the assertion's sub")
+    if len(client_id) > MAX_CREDENTIAL_LENGTH or not client_id.isprintable():
+        raise OAuthError("invalid_client", "client authentication failed")
+    return ClientAssertion(client_id, assertion)
+
+
+def authenticate_request(
+    authorization: str | None, form: Mapping[str, str]
+) -> ClientCredentials | ClientAssertion:
     """Pick the one authentication method the request used, or raise the RFC 6749 error."""
+    if "client_assertion" in form or "client_assertion_type" in form:
+        return assertion_of(authorization, form)
     form_id = form.get("client_id")
     form_secret = form.get("client_secret")
     if authorization is not None:

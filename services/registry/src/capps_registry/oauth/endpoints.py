@@ -13,7 +13,8 @@ from capps_registry.metrics import TOKENS_ISSUED, TOKENS_REFUSED
 from capps_registry.models import Client
 from capps_registry.oauth import service, throttle
 from capps_registry.oauth.claims import TENANT_ADMIN_ROLE
-from capps_registry.oauth.client_auth import authenticate_request
+from capps_registry.oauth.client_auth import ClientAssertion, authenticate_request
+from capps_registry.oauth.client_keys import SIGNING_ALGORITHMS
 from capps_registry.oauth.errors import NO_STORE, OAuthError, OAuthErrorBody
 from capps_registry.oauth.service import ClientRefusedError
 from capps_registry.settings import RegistrySettings
@@ -23,7 +24,7 @@ router = APIRouter(tags=["oauth"])
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 GRANT_TYPE = "client_credentials"
-AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 # grant_type, scope, client_id, client_secret, token, token_type_hint, assertion...: 16 is ample.
 MAX_FORM_FIELDS = 16
 
@@ -75,6 +76,8 @@ async def authenticate(request: Request, state: RegistryState, params: dict[str,
             headers={"Retry-After": str(wait)},
         )
     try:
+        if isinstance(credentials, ClientAssertion):
+            return await service.authenticate_by_assertion(state.pool, state.settings, credentials)
         return await service.authenticate_client(state.pool, state.settings.pepper, credentials)
     except OAuthError as exc:
         if exc.error == "invalid_client":
@@ -161,7 +164,13 @@ def _oauth_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     response_model=TokenResponse,
     responses=_oauth_errors(400, 401, 413, 429),
     openapi_extra=_form(
-        "grant_type", "scope", "client_id", "client_secret", required=("grant_type",)
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_secret",
+        "client_assertion_type",
+        "client_assertion",
+        required=("grant_type",),
     ),
 )
 async def token(request: Request, state: StateDep) -> JSONResponse:
@@ -187,7 +196,14 @@ async def token(request: Request, state: StateDep) -> JSONResponse:
     "/oauth2/introspect",
     response_model=IntrospectionResponse,
     responses=_oauth_errors(400, 401, 413, 429),
-    openapi_extra=_form("token", "client_id", "client_secret", required=("token",)),
+    openapi_extra=_form(
+        "token",
+        "client_id",
+        "client_secret",
+        "client_assertion_type",
+        "client_assertion",
+        required=("token",),
+    ),
 )
 async def introspect(request: Request, state: StateDep) -> JSONResponse:
     """RFC 7662 introspection for a tenant's admin client; anything else is inactive."""
@@ -222,7 +238,9 @@ def server_metadata(settings: RegistrySettings, catalog: Catalog) -> dict[str, A
         "response_types_supported": [],
         "scopes_supported": [TENANT_ADMIN_ROLE, *sorted(catalog.permissions)],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
         "id_token_signing_alg_values_supported": ["RS256"],
         "subject_types_supported": ["public"],
         "claims_supported": ["iss", "aud", "sub", "client_id", "tid", "roles", "iat", "exp", "jti"],

@@ -2,13 +2,15 @@
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from capps_registry.db import Pool
 from capps_registry.models import Client
 from capps_registry.oauth import repository
+from capps_registry.oauth.assertions import AssertionRefusedError, verify_assertion
 from capps_registry.oauth.claims import build_claims, client_roles, issued_before, resolve_scope
-from capps_registry.oauth.client_auth import ClientCredentials
+from capps_registry.oauth.client_auth import ClientAssertion, ClientCredentials
 from capps_registry.oauth.credentials import match_secret
 from capps_registry.oauth.errors import OAuthError
 from capps_registry.oauth.keys import SigningKeys, generate_key, key_cipher, open_key, seal_key
@@ -127,7 +129,37 @@ async def authenticate_client(pool: Pool, pepper: bytes, credentials: ClientCred
     if not client.enabled:
         raise ClientRefusedError("disabled", "client is disabled")
     if _touch_due(secret_id, time.monotonic()):
-        await repository.touch_secret(pool, secret_id)
+        await repository.touch_secret(pool, client.tenant_id, secret_id)
+    return client
+
+
+def assertion_audiences(settings: RegistrySettings) -> tuple[str, str]:
+    """What an assertion's aud may name: the token endpoint URL or the issuer (RFC 7523 §3)."""
+    return f"{settings.issuer}/oauth2/token", settings.issuer
+
+
+async def authenticate_by_assertion(
+    pool: Pool, settings: RegistrySettings, credentials: ClientAssertion
+) -> Client:
+    """The enabled client whose registered key signed a valid, unused assertion.
+
+    The jti is recorded last, so an assertion refused for any other reason leaves no trace.
+    """
+    client, keys = await repository.find_client_and_keys(pool, credentials.client_id)
+    if client is None or keys is None:
+        # The same answer for an unknown client and one without keys: neither says which.
+        raise ClientRefusedError("unknown_client", "client authentication failed")
+    try:
+        verified = verify_assertion(
+            credentials.assertion, keys, client.id, assertion_audiences(settings), time.time()
+        )
+    except AssertionRefusedError as exc:
+        raise ClientRefusedError(exc.reason, exc.description) from None
+    if not client.enabled:
+        raise ClientRefusedError("disabled", "client is disabled")
+    keep_until = datetime.fromtimestamp(verified.keep_until, UTC)
+    if not await repository.use_assertion_id(pool, client, verified.jti, keep_until):
+        raise ClientRefusedError("replayed", "this assertion's jti was used before")
     return client
 
 
@@ -163,7 +195,7 @@ async def introspect(
         return inactive
     # A deleted or disabled client's tokens stop being active at once, and those issued before
     # a disable stay dead after the app is enabled again.
-    subject = await repository.find_client(pool, verified.client_id)
+    subject = await repository.find_client(pool, caller.tenant_id, verified.client_id)
     if subject is None or not subject.enabled or subject.tenant_id != caller.tenant_id:
         return inactive
     claims = verified.claims

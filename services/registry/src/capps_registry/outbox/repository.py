@@ -6,7 +6,7 @@ always bound parameters.
 
 from collections.abc import Sequence
 
-from capps_registry.db import CLIENT_COLUMNS, Connection, Pool
+from capps_registry.db import CLIENT_COLUMNS, Connection, Pool, client_tenants, set_tenant
 from capps_registry.models import Client
 from capps_registry.outbox.records import OutboxEntry, OutboxKind
 
@@ -28,12 +28,11 @@ async def enqueue(conn: Connection, app_id: str, kind: OutboxKind, version: int)
 
 
 async def enqueue_every_app(conn: Connection | Pool) -> int:
-    """Record the current state of every app (of every tenant); return how many."""
-    count = await conn.fetchval(
-        "WITH added AS (INSERT INTO app_outbox (app_id, kind, version) "
-        "SELECT id, 'state', version FROM oauth_clients WHERE kind = 'app' "
-        "ORDER BY created_at, id RETURNING 1) SELECT count(*) FROM added"
-    )
+    """Record the current state of every app (of every tenant); return how many.
+
+    Through the SECURITY DEFINER function of migration 0006: no tenant's rows are read here.
+    """
+    count = await conn.fetchval("SELECT registry_enqueue_every_app()")
     return int(count)
 
 
@@ -67,13 +66,24 @@ async def lock_apps(conn: Connection, app_ids: Sequence[str]) -> list[str]:
 
 
 async def current_apps(conn: Connection, app_ids: Sequence[str]) -> dict[str, Client]:
-    """The apps among `app_ids` that still exist, by id."""
-    rows = await conn.fetch(
-        f"SELECT {CLIENT_COLUMNS} FROM oauth_clients "  # noqa: S608
-        "WHERE id = ANY($1::text[]) AND kind = 'app'",
-        list(app_ids),
-    )
-    return {row["id"]: Client.from_row(row) for row in rows}
+    """The apps among `app_ids` that still exist, by id, whichever tenants they belong to.
+
+    The transaction acts for each of their tenants in turn (row-level security shows one
+    tenant at a time); the setting lasts until the next tenant's or the transaction's end.
+    """
+    by_tenant: dict[str, list[str]] = {}
+    for app_id, tenant_id in (await client_tenants(conn, app_ids)).items():
+        by_tenant.setdefault(tenant_id, []).append(app_id)
+    found: dict[str, Client] = {}
+    for tenant_id, ids in sorted(by_tenant.items()):
+        await set_tenant(conn, tenant_id)
+        rows = await conn.fetch(
+            f"SELECT {CLIENT_COLUMNS} FROM oauth_clients "  # noqa: S608
+            "WHERE id = ANY($1::text[]) AND kind = 'app'",
+            ids,
+        )
+        found.update((row["id"], Client.from_row(row)) for row in rows)
+    return found
 
 
 async def delete_entries(conn: Connection, ids: Sequence[int]) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from capps_registry.apps import repository as clients
 from capps_registry.audit import repository as audit
-from capps_registry.db import Pool
+from capps_registry.db import Pool, tenant_transaction
 from capps_registry.models import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE, Principal
 from capps_registry.oauth.credentials import new_client_id, new_secret
 from capps_registry.tenants import repository
@@ -49,7 +49,7 @@ async def create_tenant(pool: Pool, pepper: bytes, name: str) -> BootstrappedTen
     tenant_name = checked_tenant_name(name)
     tenant_id = str(uuid.uuid4())
     secret = new_secret(pepper)
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         await repository.insert_tenant(conn, tenant_id, tenant_name)
         client = await clients.insert_client(
             conn,
@@ -77,7 +77,7 @@ async def create_tenant(pool: Pool, pepper: bytes, name: str) -> BootstrappedTen
 async def rotate_admin_secret(pool: Pool, pepper: bytes, tenant_id: str) -> BootstrappedTenant:
     """Break glass: a new admin secret, every other one deleted, every admin token revoked."""
     secret = new_secret(pepper)
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         client_id = await clients.admin_client_id(conn, tenant_id)
         client = await clients.lock_client(conn, tenant_id, client_id or "", "admin")
         if client is None:

@@ -22,30 +22,20 @@ from capps_usage.stats import AppStats, read_last_seen, read_stats
 log = logging.getLogger(__name__)
 
 
-async def sort_values(
-    state: RegistryState, app_ids: Sequence[str], sort: str, now: datetime | None = None
-) -> dict[str, int]:
-    """Each app's sort key: requests in the trailing 24 h, or last seen (epoch ms, -1 if never).
-
-    Last seen is one MGET for all apps; requests need the minute counters (one script call
-    per 200 apps), the costlier of the two.
-    """
-    if sort == "last_seen":
+async def last_seen_ms(state: RegistryState, app_ids: Sequence[str]) -> dict[str, int]:
+    """Each app's last seen in epoch ms (-1 if never), to sort by: one MGET for all apps."""
+    try:
         try:
-            try:
-                seen = await read_last_seen(state.redis, state.pool, app_ids)
-            except (RedisError, OSError) as exc:
-                log.warning("usage hot store unavailable", extra={"error": type(exc).__name__})
-                seen = await read_cold_last_seen(state.pool, app_ids)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("usage store unavailable", extra={"error": type(exc).__name__})
-            raise ApiError(503, "usage_unavailable", "usage stats are unavailable; retry") from None
-        return {
-            app_id: int(moment.timestamp() * 1000) if moment else -1
-            for app_id, moment in seen.items()
-        }
-    stats = await stats_of(state, app_ids, now, with_trend=False)
-    return {app_id: found.requests_24h for app_id, found in stats.items()}
+            seen = await read_last_seen(state.redis, state.pool, app_ids)
+        except (RedisError, OSError) as exc:
+            log.warning("usage hot store unavailable", extra={"error": type(exc).__name__})
+            seen = await read_cold_last_seen(state.pool, app_ids)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log.warning("usage store unavailable", extra={"error": type(exc).__name__})
+        raise ApiError(503, "usage_unavailable", "usage stats are unavailable; retry") from None
+    return {
+        app_id: int(moment.timestamp() * 1000) if moment else -1 for app_id, moment in seen.items()
+    }
 
 
 async def stats_of(

@@ -31,7 +31,7 @@ async def signed_in(request: Request, state: RegistryDep) -> WebSession:
     session = await load_session(state.redis, cookie)
     if session is None:
         raise SignInRequired("expired")
-    client = await oauth_repository.find_client(state.pool, session.client_id)
+    client = await oauth_repository.find_client(state.pool, session.tenant_id, session.client_id)
     if (
         client is None
         or client.kind != "admin"

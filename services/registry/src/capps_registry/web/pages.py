@@ -10,6 +10,7 @@ from capps_registry.apps import service
 from capps_registry.models import Principal
 from capps_registry.state import RegistryState
 from capps_registry.usage.service import stats_of
+from capps_registry.usage.sort_snapshot import sorted_requests_24h
 from capps_registry.web import detail
 from capps_registry.web.charts import sparkline
 from capps_registry.web.forms import FormError, app_create
@@ -51,13 +52,23 @@ async def list_page(state: RegistryState, actor: Principal, query: ListQuery) ->
     """The page of the list the query asks for.
 
     One query reads every app of the tenant (name, id, status); usage is read for the
-    matching apps only when the list is sorted by it (without the 30-day trends unless sorted
-    by them), and otherwise for the page's rows alone (see shown_rows).
+    matching apps only when the list is sorted by it (requests from the tenant's sort
+    snapshot, the 30-day trends only when sorted by them), and otherwise for the page's rows
+    alone (see shown_rows).
     """
     clients = await apps_repository.apps_by_name(state.pool, actor.tenant_id, None, MAX_LISTED)
     entries = [ListEntry(c.id, c.name, c.enabled, None, 0) for c in clients]
     matching = filter_entries(entries, query)
-    if query.sort in USAGE_SORTS and matching:
+    if query.sort == "requests" and matching:
+        # The same counts the admin API sorts by (the tenant's sort snapshot).
+        counts = await sorted_requests_24h(
+            state,
+            actor.tenant_id,
+            [entry.id for entry in matching],
+            every_app=len(matching) == len(entries),
+        )
+        matching = [replace(e, requests_24h=counts.get(e.id, 0)) for e in matching]
+    elif query.sort in USAGE_SORTS and matching:
         stats = await stats_of(
             state, [entry.id for entry in matching], with_trend=query.sort == "trend"
         )

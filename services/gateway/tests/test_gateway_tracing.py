@@ -1,0 +1,110 @@
+"""A call's server span continues the caller's trace; the upstream gets the gateway's context."""
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
+from opentelemetry.trace import SpanKind, StatusCode, get_current_span
+
+from capps_catalog import load_catalog
+from capps_events import TraceContext
+from capps_gateway.routes import RouteTable
+from capps_gateway.tracing import caller_context, traced_calls, with_trace_headers
+from capps_kit.asgi import Message, Receive, Scope, Send
+
+CALLER = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_the_callers_context_is_read_and_a_malformed_one_ignored() -> None:
+    found = caller_context([(b"traceparent", CALLER), (b"tracestate", b"ven=1")])
+    assert found is not None
+    assert found.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert found.tracestate == "ven=1"
+    assert caller_context([(b"traceparent", b"00-nonsense")]) is None
+    assert caller_context([]) is None
+
+
+def test_the_upstream_gets_the_gateways_context_instead_of_the_callers() -> None:
+    mine = TraceContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x1234, 1, "ven=2")
+    headers = [(b"accept", b"*/*"), (b"traceparent", CALLER), (b"tracestate", b"ven=1")]
+    assert with_trace_headers(headers, mine) == [
+        (b"accept", b"*/*"),
+        (b"traceparent", mine.traceparent.encode()),
+        (b"tracestate", b"ven=2"),
+    ]
+
+
+def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> Scope:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers,
+    }
+
+
+async def _call(
+    headers: list[tuple[bytes, bytes]], status: int, sampler: Sampler | None = None
+) -> tuple[InMemorySpanExporter, int]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    seen_trace_id = 0
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal seen_trace_id
+        seen_trace_id = get_current_span().get_span_context().trace_id
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"x-request-id", b"req-1")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    routes = RouteTable(load_catalog(None).routes)
+    await traced_calls(provider.get_tracer("t"), handler, routes)(
+        _scope("/api/alerts/42", headers), receive, send
+    )
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+    return exporter, seen_trace_id
+
+
+async def test_a_call_with_a_traceparent_continues_the_callers_trace() -> None:
+    exporter, seen = await _call([(b"traceparent", CALLER)], 200)
+    (span,) = exporter.get_finished_spans()
+    assert span.kind is SpanKind.SERVER
+    assert span.name == "GET /api/alerts/{id}"
+    assert span.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736 == seen
+    assert span.parent is not None
+    assert span.parent.span_id == 0x00F067AA0BA902B7
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
+    assert span.attributes["capps.request_id"] == "req-1"
+
+
+async def test_a_call_with_a_malformed_traceparent_starts_a_trace_and_is_served() -> None:
+    exporter, seen = await _call([(b"traceparent", b"00-garbage-01")], 502)
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is None
+    assert span.context.trace_id == seen != 0
+    assert span.status.status_code is StatusCode.ERROR
+
+
+async def test_a_call_left_out_by_the_sampler_makes_no_span_but_carries_the_trace_on() -> None:
+    exporter, seen = await _call(
+        [(b"traceparent", CALLER[:-2] + b"00")], 200, ParentBased(ALWAYS_OFF)
+    )
+    assert exporter.get_finished_spans() == ()
+    assert seen == 0x4BF92F3577B34DA6A3CE929D0E0E4736
