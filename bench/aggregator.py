@@ -42,10 +42,11 @@ from capps_aggregator.rollup import decode_batch
 from capps_aggregator.runtime import AggregatorRuntime
 from capps_aggregator.settings import AggregatorSettings
 from capps_events import RequestEvent, TimeWindow, TopicSpec, decode_request
-from capps_kit.kafka import ensure_topics
+from capps_kit.kafka import ensure_topics, make_admin
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.redis import create_redis
 from capps_usage.keys import OFFSETS_KEY
+from tests.infra import kafka_security
 
 PARTITIONS = 12
 # The worker's defaults (AggregatorSettings): the ceiling and the writer use the same sizes.
@@ -162,14 +163,18 @@ async def scratch(servers: Servers) -> AsyncIterator[Scratch]:
         groups=(topic, f"{topic}-ceiling"),
     )
     admin_pg = await asyncpg.connect(asyncpg_dsn(servers.database_url))
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    kafka_admin = make_admin(bootstrap, "capps-agg-bench", kafka_security())
     await kafka_admin.start()
     hot = create_redis(made.redis_url)
     try:
         say(f"aggregator: database {name}, topic {topic} ({PARTITIONS} partitions)")
         await admin_pg.execute(f'CREATE DATABASE "{name}"')
         await asyncio.to_thread(upgrade_head, made.database_url)
-        await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS), TopicSpec(topic + ".dlq", 1)])
+        await ensure_topics(
+            bootstrap,
+            [TopicSpec(topic, PARTITIONS), TopicSpec(topic + ".dlq", 1)],
+            security=kafka_security(),
+        )
         yield made
     finally:
         await _drop_redis_keys(hot, run, topic)
@@ -259,6 +264,7 @@ async def _ceiling_rate(bootstrap: str, topic: str, group: str, total: int) -> t
         auto_offset_reset="earliest",
         max_poll_records=BATCH_MAX,
         fetch_max_wait_ms=BATCH_WITHIN_MS,
+        **kafka_security().client_options(),
     )
     counts: Counter[str] = Counter()
     kept: Kept = []
@@ -439,7 +445,11 @@ async def _drop_redis_keys(hot: aioredis.Redis, run: str, topic: str) -> None:
 
 async def _delete_groups(bootstrap: str, admin: AIOKafkaAdminClient, groups: list[str]) -> None:
     """Delete the (now empty) consumer groups; aiokafka's admin client has no call for it."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id="capps-agg-bench")
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap,
+        client_id="capps-agg-bench",
+        **kafka_security().client_options(),
+    )
     await client.bootstrap()
     try:
         for group in groups:

@@ -41,6 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.progress import say, ticking
 from bench.results import percentile
 from bench.stack import StackUrls, create_load_app
+from tests.infra import kafka_security
 
 SECONDS = 20
 CONCURRENCY = 32
@@ -225,10 +226,13 @@ class _Tap:
 
 async def _topic_tap(app_id: str) -> _Tap:
     """Start keeping the timestamps (s) of the app's records from the topic's current end."""
+    security = kafka_security().client_options()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], enable_auto_commit=False
+        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        enable_auto_commit=False,
+        **security,
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], **security)
     await admin.start()
     try:
         described = await admin.describe_topics([REQUESTS_TOPIC])

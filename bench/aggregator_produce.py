@@ -17,6 +17,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from capps_events import KafkaRecord, RequestEvent, encode_request
 from capps_events.testing import request_event
+from tests.infra import kafka_security
 
 # The events' times spread over this many seconds before `now`, so they fill ten minutes.
 SPREAD_S = 600
@@ -63,6 +64,7 @@ async def produce_backlog(
         acks=1,
         max_batch_size=512 * 1024,
         compression_type="lz4",
+        **kafka_security().client_options(),
     )
     started = time.perf_counter()
     await producer.start()

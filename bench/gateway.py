@@ -40,7 +40,8 @@ from bench.nginx import nginx_path, spare_port
 from bench.progress import say, ticking
 from bench.wrk import LoadResult, run_wrk
 from capps_events import AppState, RateLimit, TopicSpec, encode_app_state
-from capps_kit.kafka import ensure_topics, make_producer
+from capps_kit.kafka import ensure_topics, make_admin, make_producer
+from tests.infra import kafka_security
 
 PATH = "/api/alerts"
 APPS_IN_VIEW = 100_000
@@ -173,8 +174,10 @@ def _claims(token: str) -> dict[str, Any]:
 
 async def _publish_apps(bootstrap: str, topic: str, app_id: str, tenant_id: str) -> None:
     """The load app, then 100,000 others, as app states on the bench's own topic."""
-    await ensure_topics(bootstrap, [TopicSpec(topic, partitions=6, configs={})])
-    producer = make_producer(bootstrap, f"bench-apps-{uuid.uuid4().hex[:8]}")
+    await ensure_topics(
+        bootstrap, [TopicSpec(topic, partitions=6, configs={})], security=kafka_security()
+    )
+    producer = make_producer(bootstrap, f"bench-apps-{uuid.uuid4().hex[:8]}", kafka_security())
     await producer.start()
     try:
         now = datetime.now(UTC)
@@ -201,9 +204,7 @@ async def _publish_apps(bootstrap: str, topic: str, app_id: str, tenant_id: str)
 
 
 async def _delete_topic(bootstrap: str, topic: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(bootstrap, "capps-gateway-bench", kafka_security())
     await admin.start()
     try:
         await admin.delete_topics([topic])

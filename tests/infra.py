@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 
 from capps_events import TopicSpec
-from capps_kit.kafka import ensure_topics
+from capps_kit.kafka import ensure_topics, make_admin
+from capps_kit.kafka_security import KafkaSecurity
+from capps_kit.settings import KafkaSettings
 
 HOW_TO_START = (
     "no Kafka/PostgreSQL/Redis for the tests: run `make up` and export `.local/stack.env` "
@@ -31,6 +33,12 @@ class Infra:
     database_url: str
     redis_url: str
     kafka_bootstrap_servers: str
+    kafka_security: KafkaSecurity
+
+    @property
+    def kafka_options(self) -> dict[str, Any]:
+        """Keyword arguments every aiokafka client of a test adds to `bootstrap_servers`."""
+        return self.kafka_security.client_options()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,15 @@ def running_process(
                 process.wait()
 
 
+def kafka_security() -> KafkaSecurity:
+    """How tests and benchmarks log in to Kafka: the settings in the environment.
+
+    `make up` writes the admin principal's login to stack.env (tests create topics and write
+    test records); a test that needs a service's own principal builds it (test_bus_acls.py).
+    """
+    return KafkaSettings().kafka_security
+
+
 def infra_from_env() -> Infra | None:
     """The servers named by environment variables, if all three are set."""
     names = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
@@ -74,7 +91,7 @@ def infra_from_env() -> Infra | None:
     if not all(values):
         return None
     database_url, redis_url, kafka = (value or "" for value in values)
-    return Infra(database_url, redis_url, kafka)
+    return Infra(database_url, redis_url, kafka, kafka_security())
 
 
 def docker_answers() -> bool:
@@ -101,7 +118,10 @@ def infra_from_containers(stack: ExitStack) -> Infra:
     kafka = stack.enter_context(KafkaContainer("apache/kafka:4.1.1").with_kraft())
     host, port = redis.get_container_host_ip(), redis.get_exposed_port(redis.port)
     return Infra(
-        postgres.get_connection_url(), f"redis://{host}:{port}/0", kafka.get_bootstrap_server()
+        postgres.get_connection_url(),
+        f"redis://{host}:{port}/0",
+        kafka.get_bootstrap_server(),
+        KafkaSecurity(),  # the container's listener is PLAINTEXT
     )
 
 
@@ -116,14 +136,15 @@ def stack_from_env() -> Stack | None:
 
 @asynccontextmanager
 async def throwaway_topics(
-    bootstrap_servers: str, specs: Sequence[TopicSpec]
+    bootstrap_servers: str, specs: Sequence[TopicSpec], security: KafkaSecurity | None = None
 ) -> AsyncIterator[None]:
     """Create topics of one test run only (uniquely named by the caller); delete them after."""
-    await ensure_topics(bootstrap_servers, specs)
+    security = security or kafka_security()
+    await ensure_topics(bootstrap_servers, specs, security=security)
     try:
         yield
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        admin = make_admin(bootstrap_servers, "capps-tests", security)
         await admin.start()
         try:
             await admin.delete_topics([spec.name for spec in specs])

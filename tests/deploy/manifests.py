@@ -28,9 +28,13 @@ def kustomize_build(directory: Path) -> Objects:
 
 
 def render_example_overlay(workdir: Path) -> Objects:
-    """The example overlay, copied to `workdir` with its secrets.env filled in as a user would."""
-    shutil.copytree(K8S, workdir / "k8s")
-    example = workdir / "k8s" / "overlays" / "example"
-    text = (example / "secrets.env.example").read_text().replace("<password>", "Zq8vP2xL9kR4")
-    (example / "secrets.env").write_text(re.sub(r"=$", "=kR3w9xQ7vL2p", text, flags=re.M))
+    """The example overlay, copied to `workdir` with its secrets filled in as a user would."""
+    shutil.copytree(K8S, workdir / "deploy" / "k8s")
+    # The base includes deploy/kafka (the bus setup Job) by its relative path.
+    shutil.copytree(K8S.parent / "kafka", workdir / "deploy" / "kafka")
+    example = workdir / "deploy" / "k8s" / "overlays" / "example"
+    for index, template in enumerate(sorted(example.glob("*.env.example"))):
+        text = template.read_text().replace("<password>", "Zq8vP2xL9kR4")
+        filled = re.sub(r"=$", f"=kR3w9xQ7vL2p{index}", text, flags=re.M)
+        (example / template.name.removesuffix(".example")).write_text(filled)
     return kustomize_build(example)

@@ -24,7 +24,13 @@ from tests.deploy.compose_check import (
 DOCKERFILE = REPO / "deploy" / "docker" / "service.Dockerfile"
 # The doors partner apps and admins use; every other port stays on loopback.
 PUBLIC_PORTS = {("gateway", 8000), ("registry", 8080)}
-ONE_SHOT_JOBS = {"topics", "registry-migrate", "aggregator-migrate", "grafana-db-access"}
+ONE_SHOT_JOBS = {
+    "topics",
+    "kafka-security",
+    "registry-migrate",
+    "aggregator-migrate",
+    "grafana-db-access",
+}
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +169,41 @@ def test_the_loader_tells_a_broken_file_from_a_good_one(tmp_path: Path) -> None:
     (tmp_path / "docker-compose.yml").write_text("services:\n  a: [unclosed\n")
     loaded: Loaded = load_compose(tmp_path / "docker-compose.yml", env={})
     assert loaded.returncode != 0
+
+
+def test_each_service_logs_in_to_kafka_as_itself(project: dict[str, Any]) -> None:
+    found = services(project)
+    logins = {
+        name: found[name]["environment"] for name in ("registry", "gateway", "usage-aggregator")
+    }
+    assert {name: env["KAFKA_SASL_USERNAME"] for name, env in logins.items()} == {
+        "registry": "registry",
+        "gateway": "gateway",
+        "usage-aggregator": "aggregator",
+    }
+    assert {env["KAFKA_SECURITY_PROTOCOL"] for env in logins.values()} == {"SASL_PLAINTEXT"}
+    # Each its own password (the filled-in .env gives every secret a different value).
+    assert len({env["KAFKA_SASL_PASSWORD"] for env in logins.values()}) == 3
+    job = found["kafka-security"]["environment"]
+    assert {env["KAFKA_SASL_PASSWORD"] for env in logins.values()} == {
+        job["KAFKA_REGISTRY_PASSWORD"],
+        job["KAFKA_GATEWAY_PASSWORD"],
+        job["KAFKA_AGGREGATOR_PASSWORD"],
+    }
+
+
+def test_kafka_takes_only_sasl_and_denies_without_an_acl() -> None:
+    broker = (REPO / "deploy" / "kafka" / "compose-broker.sh").read_text()
+    protocols = re.search(r"^listener\.security\.protocol\.map=(.*)$", broker, re.M)
+    assert protocols is not None
+    assert {pair.split(":")[1] for pair in protocols.group(1).split(",")} == {"SASL_PLAINTEXT"}
+    for line in (
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=false",
+        "super.users=User:admin",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+    ):
+        assert f"\n{line}\n" in broker
 
 
 def test_the_registry_serves_as_its_own_role_which_its_migration_sets_up(

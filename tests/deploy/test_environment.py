@@ -72,7 +72,11 @@ def test_compose_gives_each_service_what_it_reads_and_no_more(
 def deployments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     objects = render_example_overlay(tmp_path_factory.mktemp("k8s"))
     found = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
-    found["capps-config"] = next(o for o in objects if o["kind"] == "ConfigMap")
+    found["capps-config"] = next(
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("capps-config")
+    )
     return found
 
 
@@ -101,6 +105,7 @@ def test_kubernetes_gives_each_service_what_it_reads_and_no_more(
 
 def test_the_table_is_what_the_local_stack_gives(tmp_path: Path) -> None:
     secrets = dict.fromkeys(("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"), "s" * 43)
+    secrets |= {config.kafka_password_variable(name): "k" * 43 for name in config.KAFKA_PRINCIPALS}
     ports = config.Ports()
     for service in environment.CONNECTIONS:
         env = environment.service_environment(service, ports, tmp_path, REPO, secrets)

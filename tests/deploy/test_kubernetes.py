@@ -71,6 +71,12 @@ def of_kind(objects: Objects, kind: str) -> dict[str, dict[str, Any]]:
     return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
 
 
+def named(objects: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The one object named `prefix`, or `prefix` plus the content hash a generator appends."""
+    (found,) = [obj for name, obj in objects.items() if prefix in (name, name.rsplit("-", 1)[0])]
+    return found
+
+
 def pod_containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     """Init and main containers of a Deployment's pod template."""
     spec = deployment["spec"]["template"]["spec"]
@@ -160,10 +166,10 @@ def test_kafka_postgres_and_redis_are_external_and_secrets_come_from_the_overlay
 ) -> None:
     assert not of_kind(base, "Secret"), "the base must not carry secrets"
     assert not of_kind(overlay, "StatefulSet")
-    config = next(iter(of_kind(overlay, "ConfigMap").values()))["data"]
+    config = named(of_kind(overlay, "ConfigMap"), "capps-config")["data"]
     assert config["ENVIRONMENT"] == "production"
     assert "," in config["KAFKA_BOOTSTRAP_SERVERS"]
-    secret = next(iter(of_kind(overlay, "Secret").values()))
+    secret = named(of_kind(overlay, "Secret"), "capps-secrets")
     assert set(secret["data"]) == {
         "DATABASE_URL",
         "REGISTRY_DATABASE_URL",
@@ -196,6 +202,50 @@ def test_admin_ports_are_closed_to_everyone_but_the_scrapers(overlay: Objects) -
                 ], name
             else:
                 assert ports <= {"proxy", "http"}, name
+
+
+def test_each_service_logs_in_to_kafka_with_its_own_secret(overlay: Objects) -> None:
+    secrets = of_kind(overlay, "Secret")
+    for name, principal in (
+        ("registry", "registry"),
+        ("gateway", "gateway"),
+        ("usage-aggregator", "aggregator"),
+    ):
+        pod = of_kind(overlay, "Deployment")[name]["spec"]["template"]["spec"]
+        env = {
+            e["name"]: e
+            for c in pod.get("initContainers", []) + pod["containers"]
+            for e in c.get("env", [])
+        }
+        assert env["KAFKA_SASL_USERNAME"]["value"] == principal
+        secret = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+        assert secret in secrets
+        assert secret.rsplit("-", 1)[0] == f"capps-kafka-{principal}"
+        # No pod of a service holds the admin's password or another service's.
+        refs = {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in env.values()
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        assert {ref.rsplit("-", 1)[0] for ref in refs} <= {
+            "capps-secrets",
+            f"capps-kafka-{principal}",
+        }
+    config = named(of_kind(overlay, "ConfigMap"), "capps-config")["data"]
+    assert config["KAFKA_SECURITY_PROTOCOL"].startswith("SASL_")
+
+
+def test_the_bus_setup_job_runs_the_shared_script_as_the_admin(overlay: Objects) -> None:
+    job = of_kind(overlay, "Job")["kafka-bus-setup"]
+    pod = job["spec"]["template"]["spec"]
+    script = named(of_kind(overlay, "ConfigMap"), "capps-kafka-bus")["data"]["bus-security.sh"]
+    assert script == (REPO / "deploy" / "kafka" / "bus-security.sh").read_text()
+    (acls,) = pod["initContainers"]
+    assert acls["command"] == ["sh", "/bus/bus-security.sh"]
+    (topics,) = pod["containers"]
+    assert topics["command"][:3] == ["python", "-m", "capps_kit.topics"]
+    admin = {e["name"]: e for e in topics["env"]}
+    assert admin["KAFKA_SASL_USERNAME"]["value"] == "admin"
 
 
 def test_the_registry_serves_as_its_own_role_and_migrates_as_the_owner(overlay: Objects) -> None:

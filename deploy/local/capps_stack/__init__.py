@@ -9,12 +9,14 @@ Usage (with the venv's python, from anywhere):
 Parts, in start order: kafka postgres redis prometheus demo-api registry aggregator gateway.
 A part already answering on its port but not started by this stack (no live pidfile) is used as
 it is and never stopped. Everything the stack writes lives under the state directory: pidfiles in
-run/<part>.pid, logs in log/<part>.log, stack.env (URLs for your shell and the tests),
-secrets.env (mode 0600), and the data of the servers it runs itself (kafka/, postgres/, redis/,
-prometheus/, aggregator/). When the PostgreSQL server must run as the `postgres` user (the stack
-runs as root) and that user cannot reach the state directory (a checkout under a 0700 parent,
-as `mktemp -d` makes), its cluster lives in /var/tmp/capps-postgres-<id> instead, and
-postgres/data in the state directory links to it.
+run/<part>.pid, logs in log/<part>.log, stack.env (URLs and Kafka's admin login for your shell
+and the tests), secrets.env and kafka-passwords.env (the Kafka principals' passwords), all three
+mode 0600, and the data of the servers it runs itself (kafka/, postgres/, redis/, prometheus/,
+aggregator/). Kafka runs secured as in production (SASL/SCRAM, ACLs): once it is healthy,
+deploy/kafka/bus-security.sh creates the services' users and ACLs. When the PostgreSQL server
+must run as the `postgres` user (the stack runs as root) and that user cannot reach the state
+directory (a checkout under a 0700 parent, as `mktemp -d` makes), its cluster lives in
+/var/tmp/capps-postgres-<id> instead, and postgres/data in the state directory links to it.
 
 Environment (all optional):
     CAPPS_LOCAL_DIR               state directory                      default <repo>/.local
@@ -32,7 +34,7 @@ Environment (all optional):
     CAPPS_KAFKA_HEAP              Kafka JVM max heap                   default 512m
 
 Each service gets the variables capps_stack/environment.py lists for it (its connections,
-its secrets, where it listens), with ENVIRONMENT=development.
+its secrets, its own Kafka login, where it listens), with ENVIRONMENT=development.
 
 Modules: config (ports, paths), process (pids, ports, commands), part (the lifecycle every
 part shares), one module per part (kafka, postgres, redis, prometheus, services),

@@ -11,7 +11,16 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from .config import REPO, Ports, StackError, env_file_text, urls
+from .config import (
+    KAFKA_ADMIN,
+    REPO,
+    Ports,
+    StackError,
+    env_file_text,
+    kafka_client_env,
+    kafka_password_variable,
+    urls,
+)
 from .kafka import Kafka
 from .part import Context, Part
 from .postgres import Postgres
@@ -51,9 +60,22 @@ def locked(ctx: Context) -> Iterator[None]:
 
 
 def write_stack_env(ctx: Context) -> Path:
-    """stack.env: the addresses for shells, tests and the benchmark."""
+    """stack.env: the addresses for shells, tests and the benchmark, and the Kafka admin login.
+
+    Shells, tests and the benchmark create topics and write test records, so they act as the
+    admin principal; CAPPS_KAFKA_PASSWORDS names the file with each service's password (for
+    the ACL tests). Mode 0600, as it holds a password.
+    """
     path = ctx.local / "stack.env"
-    path.write_text(env_file_text(urls(ctx.ports)))
+    admin = ctx.kafka_passwords()[kafka_password_variable(KAFKA_ADMIN)]
+    values = {
+        **urls(ctx.ports),
+        **kafka_client_env(KAFKA_ADMIN, admin),
+        "CAPPS_KAFKA_PASSWORDS": str(ctx.kafka_passwords_file),
+    }
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(env_file_text(values))
     return path
 
 

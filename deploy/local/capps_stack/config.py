@@ -6,13 +6,35 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Final
 
 REPO = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
 # Standard library only, so its own copy; tests/test_local_stack.py checks it equals
 # capps_kit.settings.API_AUDIENCE.
 API_AUDIENCE = "capps-api"
+# The event bus requires SASL/SCRAM: the admin principal (the broker itself, topic creation,
+# the tests) is the only super user; each service has its own principal, held to its ACLs
+# (deploy/kafka/bus-security.sh). Passwords are generated per stack (Context.kafka_passwords).
+KAFKA_SECURITY_PROTOCOL: Final = "SASL_PLAINTEXT"
+KAFKA_SASL_MECHANISM: Final = "SCRAM-SHA-512"
+KAFKA_ADMIN = "admin"
+KAFKA_PRINCIPALS = ("registry", "gateway", "aggregator")
+
+
+def kafka_password_variable(principal: str) -> str:
+    """The variable holding a principal's password: KAFKA_GATEWAY_PASSWORD, as compose names it."""
+    return f"KAFKA_{principal.upper()}_PASSWORD"
+
+
+def kafka_client_env(username: str, password: str) -> dict[str, str]:
+    """The settings (capps_kit.settings.KafkaSettings) of a client authenticating as `username`."""
+    return {
+        "KAFKA_SECURITY_PROTOCOL": KAFKA_SECURITY_PROTOCOL,
+        "KAFKA_SASL_MECHANISM": KAFKA_SASL_MECHANISM,
+        "KAFKA_SASL_USERNAME": username,
+        "KAFKA_SASL_PASSWORD": password,
+    }
 
 
 class StackError(Exception):

@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .config import API_AUDIENCE, HOST, Ports, urls
+from .config import (
+    API_AUDIENCE,
+    HOST,
+    KAFKA_PRINCIPALS,
+    Ports,
+    kafka_client_env,
+    kafka_password_variable,
+    urls,
+)
+
+# How a service authenticates to Kafka: as its own principal (its name), with its own password.
+KAFKA_AUTH = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME")
 
 # Where a service finds the others and its stores: deployment-specific, set by every deployment.
 CONNECTIONS: dict[str, tuple[str, ...]] = {
@@ -20,13 +31,15 @@ CONNECTIONS: dict[str, tuple[str, ...]] = {
         "DATABASE_URL",
         "REDIS_URL",
         "KAFKA_BOOTSTRAP_SERVERS",
+        *KAFKA_AUTH,
         "TOKEN_ISSUER",
         "TOKEN_AUDIENCE",
     ),
-    "aggregator": ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS"),
+    "aggregator": ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", *KAFKA_AUTH),
     "gateway": (
         "REDIS_URL",
         "KAFKA_BOOTSTRAP_SERVERS",
+        *KAFKA_AUTH,
         "REGISTRY_URL",
         "TOKEN_ISSUER",
         "TOKEN_AUDIENCE",
@@ -36,9 +49,9 @@ CONNECTIONS: dict[str, tuple[str, ...]] = {
 # Secrets a service holds; no other service may be given them.
 SECRETS: dict[str, tuple[str, ...]] = {
     "demo-api": (),
-    "registry": ("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"),
-    "aggregator": (),
-    "gateway": (),
+    "registry": ("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER", "KAFKA_SASL_PASSWORD"),
+    "aggregator": ("KAFKA_SASL_PASSWORD",),
+    "gateway": ("KAFKA_SASL_PASSWORD",),
 }
 # What a service's migrations read besides its own variables: they run as the owner
 # (DATABASE_URL), and set up the login role the service itself connects as.
@@ -109,8 +122,14 @@ def service_environment(
 
     A secret the stack has not generated (an older state directory) is left out, so the
     service keeps its development default rather than a new value that would not match.
+    `secrets` also holds the Kafka passwords by principal (KAFKA_GATEWAY_PASSWORD...); each
+    service gets only its own, as KAFKA_SASL_PASSWORD.
     """
     values = stack_values(ports, local_dir, repo, secrets)
+    if service in KAFKA_PRINCIPALS:
+        values |= kafka_client_env(service, secrets.get(kafka_password_variable(service), ""))
+        if not values["KAFKA_SASL_PASSWORD"]:
+            del values["KAFKA_SASL_PASSWORD"]
     own = {name: values[name] for name in variables(service) if name in values}
     if service == "registry":
         # The registry serves as its own role, bound by row-level security, never the owner.

@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ClassVar
 
-from .config import HOST, Ports, StackError, env_file_text, parse_env_file
+from .config import (
+    HOST,
+    KAFKA_ADMIN,
+    KAFKA_PRINCIPALS,
+    Ports,
+    StackError,
+    env_file_text,
+    kafka_password_variable,
+    parse_env_file,
+)
 from .process import is_root, parse_pidfile, pid_start_time, port_open, reap_orphans, run, say, tail
 
 # Secrets the stack generates for the registry, in the order they were introduced.
@@ -95,6 +104,31 @@ class Context:
                 f"{path} has no {GENERATED_SECRETS[0]}; delete the file to generate new secrets"
             )
         return {name: found[name] for name in GENERATED_SECRETS if found.get(name)}
+
+    @property
+    def kafka_passwords_file(self) -> Path:
+        """kafka-passwords.env: the SCRAM passwords of this stack's Kafka principals."""
+        return self.local / "kafka-passwords.env"
+
+    def kafka_passwords(self) -> dict[str, str]:
+        """Passwords of the admin and of each service's Kafka principal, by variable name.
+
+        Generated with the file (mode 0600, never printed); Kafka storage formatted with
+        another admin password is formatted again (kafka.py), so the two always agree.
+        """
+        path = self.kafka_passwords_file
+        names = [kafka_password_variable(p) for p in (KAFKA_ADMIN, *KAFKA_PRINCIPALS)]
+        if not path.exists():
+            text = env_file_text({name: secrets.token_urlsafe(32) for name in names})
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+        path.chmod(0o600)
+        found = parse_env_file(path.read_text())
+        missing = [name for name in names if not found.get(name)]
+        if missing:
+            raise StackError(f"{path} lacks {', '.join(missing)}; delete it to generate new ones")
+        return {name: found[name] for name in names}
 
 
 class Part:

@@ -82,10 +82,14 @@ class Service(Part):
             raise StackError(f"{binary} is missing: run `uv sync` (make up does)")
         return [str(binary), *command[1:]]
 
+    def secrets(self) -> dict[str, str]:
+        """The stack's generated secrets and Kafka passwords (each service takes its own)."""
+        return {**self.ctx.secrets(), **self.ctx.kafka_passwords()}
+
     def environment(self) -> dict[str, str]:
         """The caller's environment plus the stack's addresses and secrets."""
         extra = service_environment(
-            self.spec.name, self.ctx.ports, self.ctx.local, self.ctx.repo, self.ctx.secrets()
+            self.spec.name, self.ctx.ports, self.ctx.local, self.ctx.repo, self.secrets()
         )
         return {**self.ctx.base_env, **extra}
 
@@ -94,7 +98,7 @@ class Service(Part):
         migrating = {
             **self.ctx.base_env,
             **migration_environment(
-                self.spec.name, self.ctx.ports, self.ctx.local, self.ctx.repo, self.ctx.secrets()
+                self.spec.name, self.ctx.ports, self.ctx.local, self.ctx.repo, self.secrets()
             ),
         }
         (self.ctx.local / "aggregator").mkdir(parents=True, exist_ok=True)

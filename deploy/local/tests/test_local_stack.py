@@ -88,11 +88,37 @@ def test_a_secret_the_stack_did_not_generate_is_left_to_the_default(tmp_path: Pa
 
 def test_kafka_properties_use_the_ports(tmp_path: Path) -> None:
     ports = config.Ports.from_env({"CAPPS_KAFKA_PORT": "59092", "CAPPS_KAFKA_CONTROLLER_PORT": "9"})
-    text = kafka.kafka_server_properties(ports, tmp_path / "data")
+    text = kafka.kafka_server_properties(ports, tmp_path / "data", "pw-" + "x" * 20)
     assert "controller.quorum.voters=1@127.0.0.1:9\n" in text
-    assert "listeners=PLAINTEXT://127.0.0.1:59092,CONTROLLER://127.0.0.1:9\n" in text
-    assert "advertised.listeners=PLAINTEXT://127.0.0.1:59092\n" in text
+    assert "listeners=SASL_PLAINTEXT://127.0.0.1:59092,CONTROLLER://127.0.0.1:9\n" in text
+    assert "advertised.listeners=SASL_PLAINTEXT://127.0.0.1:59092\n" in text
     assert f"log.dirs={tmp_path / 'data'}\n" in text
+
+
+def test_kafka_requires_scram_and_acls_with_only_the_admin_super(tmp_path: Path) -> None:
+    text = kafka.kafka_server_properties(config.Ports(), tmp_path / "data", "pw-" + "x" * 20)
+    lines = set(text.splitlines())
+    # No listener takes unauthenticated clients; nothing is allowed without an ACL.
+    assert (
+        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+        in lines
+    )
+    assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in lines
+    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in lines
+    assert "allow.everyone.if.no.acl.found=false" in lines
+    assert "super.users=User:admin" in lines
+
+
+def test_each_service_logs_in_to_kafka_as_itself(tmp_path: Path) -> None:
+    passwords = {f"KAFKA_{name.upper()}_PASSWORD": f"{name}-pw" for name in config.KAFKA_PRINCIPALS}
+    for service in config.KAFKA_PRINCIPALS:
+        env = environment.service_environment(service, config.Ports(), tmp_path, REPO, passwords)
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["KAFKA_SASL_USERNAME"] == service
+        assert env["KAFKA_SASL_PASSWORD"] == f"{service}-pw"
+        assert not [
+            name for name in env if name.endswith("_PASSWORD") and name != "KAFKA_SASL_PASSWORD"
+        ]
 
 
 def test_prometheus_config_follows_overridden_ports() -> None:

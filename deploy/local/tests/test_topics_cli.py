@@ -3,10 +3,11 @@
 import os
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from capps_events import APPS_TOPIC, REQUESTS_DLQ_TOPIC, REQUESTS_TOPIC, TOPICS
 from capps_kit import topics
+from capps_kit.kafka import make_admin
+from capps_kit.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +29,15 @@ def test_describe_says_what_was_created() -> None:
 async def test_running_twice_leaves_the_design_topics(
     bootstrap: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first = await topics.run(bootstrap, 20)
+    # The admin login of stack.env, as `make up` runs the command.
+    security = KafkaSettings().kafka_security
+    first = await topics.run(bootstrap, 20, security)
     assert [line.split()[1] for line in first] == [REQUESTS_TOPIC, REQUESTS_DLQ_TOPIC, APPS_TOPIC]
     assert {line.split()[0] for line in first} <= {"present", "created"}
-    lines = await topics.run(bootstrap, 20)
+    lines = await topics.run(bootstrap, 20, security)
     assert all(line.startswith("present") for line in lines)
     assert [line.split()[1] for line in lines] == [REQUESTS_TOPIC, REQUESTS_DLQ_TOPIC, APPS_TOPIC]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(bootstrap, "topics-test", security)
     await admin.start()
     try:
         described = await admin.describe_topics([REQUESTS_TOPIC])

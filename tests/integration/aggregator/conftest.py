@@ -131,7 +131,7 @@ def produce(infra: Any, topics: Topics) -> ProduceEvents:
     bootstrap: str = infra.kafka_bootstrap_servers
 
     async def send(events: list[RequestEvent], garbage: int = 0) -> None:
-        producer = make_producer(bootstrap, "capps-agg-test")
+        producer = make_producer(bootstrap, "capps-agg-test", infra.kafka_security)
         await producer.start()
         try:
             deliveries = []
@@ -170,7 +170,11 @@ def read_topic(infra: Any) -> ReadTopic:
 
     async def read(topic: str, wait_s: float) -> list[ConsumerRecord[bytes, bytes]]:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            **infra.kafka_options,
         )
         await consumer.start()
         found: list[ConsumerRecord[bytes, bytes]] = []

@@ -64,7 +64,7 @@ async def test_hostile_records_are_dead_lettered_and_good_ones_counted_exactly( 
     hostile = hostile_records(template, run_id)
     good_total = 0
     expected_dead: dict[bytes, str] = {}
-    producer = make_producer(infra.kafka_bootstrap_servers, "capps-agg-test")
+    producer = make_producer(infra.kafka_bootstrap_servers, "capps-agg-test", infra.kafka_security)
     await producer.start()
     try:
         deliveries = []

@@ -194,7 +194,7 @@ async def test_redis_lagging_postgres_is_repaired_and_dlq_sent_once(
     postgres = PostgresUsageSink(pg, topics.requests)
     redis_sink = RedisUsageSink(hot, topics.requests)
     rebuilder = HotStoreRebuilder(pg, hot)
-    producer = make_producer(infra.kafka_bootstrap_servers, "capps-agg-test")
+    producer = make_producer(infra.kafka_bootstrap_servers, "capps-agg-test", infra.kafka_security)
     await producer.start()
     try:
         dlq = DeadLetterPublisher(producer, topics.dlq)
@@ -220,7 +220,7 @@ async def test_redis_lagging_postgres_is_repaired_and_dlq_sent_once(
     # The garbage went through the crash path (postgres.apply directly), so none reached the
     # DLQ from this test's writer; send it through a fresh partition to check the record.
     fresh = SourceRecord(0, garbage.key, garbage.value, garbage.headers)
-    producer = make_producer(infra.kafka_bootstrap_servers, "capps-agg-test")
+    producer = make_producer(infra.kafka_bootstrap_servers, "capps-agg-test", infra.kafka_security)
     await producer.start()
     try:
         writer = UsageBatchWriter(

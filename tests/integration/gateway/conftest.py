@@ -301,7 +301,9 @@ async def apps_topic(infra: Any) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def apps(infra: Any, apps_topic: str) -> AsyncIterator[AppStates]:
     """The app state publisher; the default app is published with every permission."""
-    producer = make_producer(infra.kafka_bootstrap_servers, f"gateway-test-{uuid.uuid4().hex}")
+    producer = make_producer(
+        infra.kafka_bootstrap_servers, f"gateway-test-{uuid.uuid4().hex}", infra.kafka_security
+    )
     await producer.start()
     try:
         states = AppStates(producer, apps_topic)
@@ -314,7 +316,9 @@ async def apps(infra: Any, apps_topic: str) -> AsyncIterator[AppStates]:
 @pytest.fixture(scope="session")
 async def event_log(infra: Any, events_topic: str) -> AsyncIterator[EventLog]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=infra.kafka_bootstrap_servers, enable_auto_commit=False
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        **infra.kafka_options,
     )
     await consumer.start()
     try:

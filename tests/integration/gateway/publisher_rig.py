@@ -1,10 +1,12 @@
 """A rig for the publisher's tests: a Kafka broker of the test's own, events, spool readers.
 
 The broker (jars from .local/kafka/lib, storage formatted like deploy/local/stack.py does, free
-ports, a temp dir) is killed, paused and restarted without disturbing anyone.
+ports, a temp dir) is killed, paused and restarted without disturbing anyone. It is secured like
+the stack's (SASL/SCRAM, ACLs), with an admin principal and password of its own.
 """
 
 import asyncio
+import secrets
 import shutil
 import signal
 import subprocess
@@ -16,13 +18,21 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from capps_events import RequestEvent
 from capps_events.testing import request_event
 from capps_gateway.events import SpoolingPublisher
 from capps_gateway.spool import Spool
-from capps_stack.config import Ports
+from capps_kit.kafka import make_admin
+from capps_kit.kafka_security import KafkaSecurity
+from capps_stack.config import (
+    KAFKA_ADMIN,
+    KAFKA_SASL_MECHANISM,
+    KAFKA_SECURITY_PROTOCOL,
+    Ports,
+    kafka_client_env,
+)
 from capps_stack.kafka import kafka_server_properties, new_kafka_cluster_id
 from tests.infra import free_port
 
@@ -38,11 +48,27 @@ class Broker:
 
     home: Path
     port: int
+    admin_password: str
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def security(self) -> KafkaSecurity:
+        """The admin principal's login, for the test's own clients."""
+        return KafkaSecurity(
+            KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_ADMIN, self.admin_password
+        )
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """The same login as settings, for a service process pointed at this broker."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            **kafka_client_env(KAFKA_ADMIN, self.admin_password),
+        }
 
     def command(self, *args: str) -> list[str]:
         return [shutil.which("java") or "java", "-Xmx384m", "-cp", f"{KAFKA_LIB}/*", *args]
@@ -80,8 +106,9 @@ def started_broker(tmp_path: Path) -> Iterator[Broker]:
     home = tmp_path / "kafka"
     home.mkdir()
     ports = Ports(kafka=free_port(), kafka_controller=free_port())
-    (home / "server.properties").write_text(kafka_server_properties(ports, home / "data"))
-    found = Broker(home, ports.kafka)
+    password = secrets.token_urlsafe(24)
+    (home / "server.properties").write_text(kafka_server_properties(ports, home / "data", password))
+    found = Broker(home, ports.kafka, password)
     subprocess.run(
         found.command(
             "kafka.tools.StorageTool",
@@ -90,6 +117,8 @@ def started_broker(tmp_path: Path) -> Iterator[Broker]:
             new_kafka_cluster_id(),
             "-c",
             str(home / "server.properties"),
+            "--add-scram",
+            f"{KAFKA_SASL_MECHANISM}=[name={KAFKA_ADMIN},password={password}]",
         ),
         check=True,
         capture_output=True,
@@ -110,10 +139,10 @@ async def wait_until(predicate: Callable[[], object], timeout_s: float, what: st
         await asyncio.sleep(0.1)
 
 
-async def create_topic(bootstrap: str, topic: str) -> None:
+async def create_topic(broker: Broker, topic: str) -> None:
     deadline = time.monotonic() + 60
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = make_admin(broker.bootstrap, "publisher-rig", broker.security)
         try:
             await admin.start()
             await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
@@ -127,8 +156,12 @@ async def create_topic(bootstrap: str, topic: str) -> None:
             await admin.close()
 
 
-async def topic_event_ids(bootstrap: str, topic: str) -> list[str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def topic_event_ids(broker: Broker, topic: str) -> list[str]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        enable_auto_commit=False,
+        **broker.security.client_options(),
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -172,5 +205,7 @@ def spooled_ids(directory: Path) -> list[str]:
 
 async def start(publisher: SpoolingPublisher) -> "asyncio.Task[None]":
     task = asyncio.create_task(publisher.start_until_ready())
-    await wait_until(task.done, 60, "the producer to start")
+    # Generous: a JVM broker restarted after SIGKILL recovers its log first, slowly on a busy
+    # machine (the controller's events take seconds there).
+    await wait_until(task.done, 180, "the producer to start")
     return task

@@ -41,9 +41,11 @@ async def test_the_gateway_serves_and_says_so_while_kafka_is_down(
 ) -> None:
     events_topic = f"requests-down-{uuid.uuid4().hex[:8]}"
     apps_topic = f"apps-down-{uuid.uuid4().hex[:8]}"
-    await create_topic(broker.bootstrap, events_topic)
-    await create_topic(broker.bootstrap, apps_topic)
-    producer = make_producer(broker.bootstrap, f"kafka-down-{uuid.uuid4().hex[:8]}")
+    await create_topic(broker, events_topic)
+    await create_topic(broker, apps_topic)
+    producer = make_producer(
+        broker.bootstrap, f"kafka-down-{uuid.uuid4().hex[:8]}", broker.security
+    )
     await producer.start()
     app_id = f"app-down-{uuid.uuid4().hex[:8]}"
     try:
@@ -53,7 +55,7 @@ async def test_the_gateway_serves_and_says_so_while_kafka_is_down(
     gateway = await start_gateway(
         demo_api_url,
         extra_env={
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            **broker.client_env,
             "GATEWAY_EVENTS_TOPIC": events_topic,
             "GATEWAY_APPS_TOPIC": apps_topic,
         },
@@ -93,11 +95,11 @@ async def test_the_gateway_serves_and_says_so_while_kafka_is_down(
         )
 
     async def all_delivered() -> bool:
-        found = await topic_event_ids(broker.bootstrap, events_topic)
+        found = await topic_event_ids(broker, events_topic)
         return len(found) >= len(answered)
 
     await _poll(all_delivered, 120, "every answered call's event on the topic")
-    found = await topic_event_ids(broker.bootstrap, events_topic)
+    found = await topic_event_ids(broker, events_topic)
     assert len(found) == len(answered) == CALLS_WHILE_DOWN + 1
     assert len(set(found)) == len(found), "an event was written twice"
 

@@ -37,10 +37,15 @@ async def test_a_hung_kafka_and_a_full_disk_lose_nothing_uncounted(
     broker: Broker, tiny_disk: Path
 ) -> None:
     topic = f"spool-full-{uuid.uuid4().hex[:8]}"
-    await create_topic(broker.bootstrap, topic)
+    await create_topic(broker, topic)
     spool_dir = tiny_disk / "spool"
     publisher = SpoolingPublisher(
-        broker.bootstrap, topic, "spool-full", spool_dir=spool_dir, stall_s=1.0
+        broker.bootstrap,
+        topic,
+        "spool-full",
+        spool_dir=spool_dir,
+        stall_s=1.0,
+        security=broker.security,
     )
     await start(publisher)
     lost_before = lost_so_far()
@@ -94,7 +99,7 @@ async def test_a_hung_kafka_and_a_full_disk_lose_nothing_uncounted(
         broker.resume()
         await publisher.stop()
 
-    found = await topic_event_ids(broker.bootstrap, topic)
+    found = await topic_event_ids(broker, topic)
     assert len(found) == len(set(found)), "an event was written twice"
     published = {e.id for e in warm + few + flood}
     assert set(found) <= published

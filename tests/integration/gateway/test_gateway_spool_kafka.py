@@ -33,9 +33,14 @@ async def test_no_event_is_lost_or_doubled_across_outages_and_a_stop(
     broker: Broker, tmp_path: Path
 ) -> None:
     topic = f"spool-test-{uuid.uuid4().hex[:8]}"
-    await create_topic(broker.bootstrap, topic)
+    await create_topic(broker, topic)
     spool_dir = tmp_path / "spool"
-    options = {"spool_dir": spool_dir, "stall_s": 1.0, "flush_timeout_s": 2.0}
+    options = {
+        "spool_dir": spool_dir,
+        "stall_s": 1.0,
+        "flush_timeout_s": 2.0,
+        "security": broker.security,
+    }
     publisher = SpoolingPublisher(broker.bootstrap, topic, "spool-test", **options)  # type: ignore[arg-type]
     await start(publisher)
 
@@ -83,7 +88,7 @@ async def test_no_event_is_lost_or_doubled_across_outages_and_a_stop(
     await wait_until(lambda: successor.spooled_bytes == 0, 120, "the left spool to be replayed")
     await successor.stop()
 
-    found = await topic_event_ids(broker.bootstrap, topic)
+    found = await topic_event_ids(broker, topic)
     assert len(found) == len(set(found)), "an event was written twice"
     expected = {e.id for e in before + during + spooled + stranded + left} - ambiguous
     assert set(found) == expected

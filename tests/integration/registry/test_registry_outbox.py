@@ -24,7 +24,7 @@ from capps_registry.db import Pool, tenant_transaction
 from capps_registry.outbox import repository as outbox
 from capps_registry.outbox.relay import LISTENER_APPLICATION_NAME, OutboxRelay
 from capps_registry.tenants.service import create_tenant
-from tests.infra import free_port
+from tests.infra import free_port, kafka_security
 from tests.integration.registry.conftest import (
     TEST_PEPPER,
     Running,
@@ -93,6 +93,7 @@ async def open_reader(bootstrap_servers: str, topic: str) -> TopicReader:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **kafka_security().client_options(),
     )
     await consumer.start()
     return TopicReader(consumer)
@@ -288,6 +289,7 @@ class RelayWorld:
             topic=self.topic,
             instance_id=name,
             poll_interval_s=poll_interval_s,
+            security=kafka_security(),
         )
 
 

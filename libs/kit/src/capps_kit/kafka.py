@@ -8,13 +8,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from capps_events import TOPICS, TopicSpec
-from capps_kit.kafka_security import PLAINTEXT, KafkaSecurity
+from capps_kit.kafka_security import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
 
 def make_producer(
-    bootstrap_servers: str, client_id: str, security: KafkaSecurity = PLAINTEXT
+    bootstrap_servers: str, client_id: str, security: KafkaSecurity
 ) -> AIOKafkaProducer:
     """An idempotent producer (acks=all) that batches for a few milliseconds.
 
@@ -34,9 +34,13 @@ def make_producer(
 
 
 def make_admin(
-    bootstrap_servers: str, client_id: str, security: KafkaSecurity = PLAINTEXT
+    bootstrap_servers: str, client_id: str, security: KafkaSecurity
 ) -> AIOKafkaAdminClient:
-    """An admin client (topics, offsets) authenticated like every other client."""
+    """An admin client (topics, offsets) authenticated like every other client.
+
+    `security` has no default in this module: a client built without the service's settings
+    would be refused by the secured bus, so forgetting them is a type error, not a surprise.
+    """
     return AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers, client_id=client_id, **security.client_options()
     )
@@ -46,7 +50,8 @@ async def ensure_topics(
     bootstrap_servers: str,
     specs: Iterable[TopicSpec] = TOPICS,
     replication_factor: int = 1,
-    security: KafkaSecurity = PLAINTEXT,
+    *,
+    security: KafkaSecurity,
 ) -> list[str]:
     """Create the topics that are missing; return the names created. Safe to run again."""
     admin = make_admin(bootstrap_servers, "capps-topics", security)

@@ -11,7 +11,7 @@ import sys
 
 from capps_events import TOPICS, TopicSpec
 from capps_kit.kafka import ensure_topics, make_admin
-from capps_kit.kafka_security import PLAINTEXT, KafkaSecurity
+from capps_kit.kafka_security import KafkaSecurity
 from capps_kit.settings import KafkaSettings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -40,9 +40,7 @@ async def _missing_after(
     return [spec.name for spec in specs if spec.name not in existing]
 
 
-async def run(
-    bootstrap_servers: str, seconds: float, security: KafkaSecurity = PLAINTEXT
-) -> list[str]:
+async def run(bootstrap_servers: str, seconds: float, security: KafkaSecurity) -> list[str]:
     """Create the missing topics and check they all exist within `seconds`; return the report."""
     async with asyncio.timeout(seconds):
         created = await ensure_topics(bootstrap_servers, TOPICS, security=security)

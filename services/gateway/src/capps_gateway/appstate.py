@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from capps_events import AppState, DecodeError, decode_app_state
 from capps_gateway import metrics
+from capps_kit.kafka_security import PLAINTEXT, KafkaSecurity
 from capps_kit.retry import FIRST_DELAY_S, READINESS_MAX_DELAY_S, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,15 @@ class _Waiter:
 class AppStateView:
     """Consumes the apps topic into an AppStateTable; requests read it, or wait for an app."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, instance_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        instance_id: str,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._topic = topic
         self._client_id = f"capps-gateway-apps-{instance_id}"
         self._table = AppStateTable()
@@ -197,6 +205,7 @@ class AppStateView:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 metadata_max_age_ms=METADATA_MAX_AGE_MS,
+                **self._security.client_options(),
             )
             try:
                 await consumer.start()

@@ -46,6 +46,7 @@ from capps_gateway.journal import Journal, JournalBatch
 from capps_gateway.kafka_internals import dequeue, drain_count, queued_batch, stop_sending
 from capps_gateway.spool import Spool, loss_reason
 from capps_kit.kafka import make_producer
+from capps_kit.kafka_security import PLAINTEXT, KafkaSecurity
 from capps_kit.retry import READINESS_MAX_DELAY_S, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -176,10 +177,14 @@ class SpoolingPublisher:
         linger_s: float = 0.005,
         segment_bytes: int = 4 * 1024 * 1024,
         spool_max_bytes: int = 1024 * 1024 * 1024,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._client_id = f"capps-gateway-{instance_id}"
-        self._producer: AIOKafkaProducer = make_producer(bootstrap_servers, self._client_id)
+        self._producer: AIOKafkaProducer = make_producer(
+            bootstrap_servers, self._client_id, security
+        )
         self._topic = topic
         self._source = f"//capps/gateway/{instance_id}"
         self._buffer_max = buffer_max
@@ -271,7 +276,7 @@ class SpoolingPublisher:
                 # A half-started producer cannot be started again: discard it, build a new one.
                 with contextlib.suppress(Exception):
                     await self._producer.stop()
-                self._producer = make_producer(self._bootstrap, self._client_id)
+                self._producer = make_producer(self._bootstrap, self._client_id, self._security)
                 attempt += 1
                 delay = backoff_delay(attempt, cap_s=READINESS_MAX_DELAY_S)
                 log.warning(

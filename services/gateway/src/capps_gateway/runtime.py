@@ -110,9 +110,13 @@ def open_runtime(
         flush_timeout_s=settings.gateway_events_flush_timeout_s,
         segment_bytes=settings.gateway_spool_segment_bytes,
         spool_max_bytes=settings.gateway_spool_max_bytes,
+        security=settings.kafka_security,
     )
     apps = AppStateView(
-        settings.kafka_bootstrap_servers, settings.gateway_apps_topic, settings.instance_id
+        settings.kafka_bootstrap_servers,
+        settings.gateway_apps_topic,
+        settings.instance_id,
+        settings.kafka_security,
     )
     tasks = [
         asyncio.create_task(keys.load_until_ready(), name="jwks-load"),

@@ -113,6 +113,7 @@ async def run_outbox_relay(state: RegistryState) -> AsyncIterator[OutboxRelay | 
         instance_id=settings.instance_id,
         poll_interval_s=settings.registry_outbox_poll_seconds,
         batch_size=settings.registry_outbox_batch_size,
+        security=settings.kafka_security,
     )
     relay.start()
     try:

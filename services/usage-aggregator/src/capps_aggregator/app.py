@@ -4,11 +4,13 @@ from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
+from faust.types.auth import CredentialsT
 
 from capps_aggregator.consumer import BatchConsumer
 from capps_aggregator.runtime import AggregatorRuntime
 from capps_aggregator.settings import AggregatorSettings
 from capps_kit.health import AdminApp, serve_admin
+from capps_kit.kafka_security import KafkaSecurity
 
 SERVICE_NAME = "usage-aggregator"
 
@@ -49,6 +51,21 @@ def logging_config(level: str) -> dict[str, Any]:
     }
 
 
+def broker_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """Faust's own credentials object for the same security as every aiokafka client here."""
+    options = security.client_options()
+    if security.uses_sasl:
+        return faust.SASLCredentials(
+            username=security.username,
+            password=security.password,
+            mechanism=security.mechanism,
+            ssl_context=options.get("ssl_context"),
+        )
+    if security.uses_tls:
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
 def create_app(settings: AggregatorSettings) -> faust.App:
     """Build the worker: app id = consumer group `aggregator_group`, no faust web server."""
     brokers = [
@@ -57,6 +74,9 @@ def create_app(settings: AggregatorSettings) -> faust.App:
     app = AggregatorApp(
         settings.aggregator_group,
         broker=brokers,
+        # Faust's consumer and producer are off (_WorkerBoot), but anything faust ever opens
+        # to Kafka authenticates as the aggregator like its own clients do.
+        broker_credentials=broker_credentials(settings.kafka_security),
         datadir=str(settings.aggregator_data_dir),
         # The admin endpoint (capps_kit AdminApp) owns the HTTP port instead.
         web_enabled=False,

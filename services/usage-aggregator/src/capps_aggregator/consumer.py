@@ -96,6 +96,7 @@ class BatchConsumer:
             max_poll_records=settings.aggregator_batch_max,
             # Let the broker gather a fuller fetch instead of answering per few records.
             fetch_max_wait_ms=int(settings.aggregator_batch_within_s * 1000),
+            **settings.kafka_security.client_options(),
         )
         consumer.subscribe([settings.aggregator_topic], listener=_FinishWriteOnRevoke(self))
         watch = asyncio.gather(

@@ -84,12 +84,17 @@ class AggregatorRuntime:
 
     async def _connect(self) -> OpenStores:
         settings = self.settings
+        security = settings.kafka_security
         await ensure_topics(
-            settings.kafka_bootstrap_servers, [dlq_topic_spec(settings.aggregator_dlq_topic)]
+            settings.kafka_bootstrap_servers,
+            [dlq_topic_spec(settings.aggregator_dlq_topic)],
+            security=security,
         )
         pool = await kit_postgres.create_pool(settings.database_url, settings.database_pool_size)
         client = kit_redis.create_redis(settings.redis_url)
-        producer = make_producer(settings.kafka_bootstrap_servers, "capps-usage-aggregator-dlq")
+        producer = make_producer(
+            settings.kafka_bootstrap_servers, "capps-usage-aggregator-dlq", security
+        )
         try:
             await kit_redis.ping(client)
             await producer.start()

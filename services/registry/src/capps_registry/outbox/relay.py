@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from capps_events import KafkaRecord
 from capps_kit.kafka import make_producer
+from capps_kit.kafka_security import PLAINTEXT, KafkaSecurity
 from capps_kit.postgres import asyncpg_dsn
 from capps_kit.retry import backoff_delay
 from capps_registry import metrics
@@ -56,8 +57,10 @@ class OutboxRelay:
         instance_id: str,
         poll_interval_s: float = 1.0,
         batch_size: int = 500,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._pool = pool
+        self._security = security
         self._dsn = asyncpg_dsn(database_url)
         self._bootstrap = bootstrap_servers
         self._topic = topic
@@ -196,7 +199,7 @@ class OutboxRelay:
     async def _ensure_producer(self) -> None:
         if self._producer is not None:
             return
-        producer = make_producer(self._bootstrap, self._client_id)
+        producer = make_producer(self._bootstrap, self._client_id, self._security)
         try:
             await producer.start()
         except BaseException:
