@@ -20,7 +20,10 @@ from capps_aggregator.tracing import MAX_LINKS, TracedBatchWriter, batch_links
 from capps_events import TimeWindow, TraceContext, encode_request
 from capps_events.testing import request_event
 
-WINDOW = TimeWindow.around(time.time(), 3600.0, 300.0)
+
+def window() -> TimeWindow:
+    """The accepted event times around now (taken at each use: a long run outlives any constant)."""
+    return TimeWindow.around(time.time(), 3600.0, 300.0)
 
 
 class FakeSink:
@@ -66,7 +69,7 @@ def test_links_go_to_each_distinct_sampled_context_and_skip_malformed_ones() -> 
         record(4, None, ("ce_traceparent", b"00-zzzz-not-a-traceparent")),
         record(5, TraceContext(trace_id=0xABC009, span_id=0x109, flags=0)),  # not sampled
     ]
-    batch, rejects = decode_partition(0, records, WINDOW)
+    batch, rejects = decode_partition(0, records, window())
     assert rejects == []  # a malformed traceparent never refuses the event
     assert all(event is not None for event in batch.events)
     links = batch_links([batch])
@@ -76,7 +79,7 @@ def test_links_go_to_each_distinct_sampled_context_and_skip_malformed_ones() -> 
 
 def test_links_are_bounded() -> None:
     records = [record(n, context(n)) for n in range(MAX_LINKS * 3)]
-    batch, _ = decode_partition(0, records, WINDOW)
+    batch, _ = decode_partition(0, records, window())
     assert len(batch_links([batch])) == MAX_LINKS
 
 
@@ -92,7 +95,7 @@ async def test_the_batch_span_parents_the_store_writes_and_links_the_events() ->
         dlq=FakeDeadLetters(),
         repair=FakeRepair(),
     )
-    batch, rejects = decode_partition(0, [record(0, context(7)), record(1, None)], WINDOW)
+    batch, rejects = decode_partition(0, [record(0, context(7)), record(1, None)], window())
     outcome = await writer.apply([batch], rejects)
     assert outcome.counted_postgres == 2
     spans = {span.name: span for span in exporter.get_finished_spans()}
