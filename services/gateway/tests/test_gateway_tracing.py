@@ -8,7 +8,7 @@ from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from capps_catalog import load_catalog
 from capps_events import TraceContext
-from capps_gateway.routes import RouteTable
+from capps_gateway.routes import ROUTE_SCOPE_KEY, RouteTable
 from capps_gateway.tracing import caller_context, traced_calls, with_trace_headers
 from capps_kit.asgi import Message, Receive, Scope, Send
 
@@ -53,9 +53,15 @@ async def _call(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     seen_trace_id = 0
 
+    routes = RouteTable(load_catalog(None).routes)
+
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         nonlocal seen_trace_id
         seen_trace_id = get_current_span().get_span_context().trace_id
+        # As the gateway's handler does: it leaves the route it matched in the scope.
+        match = routes.match(scope["method"], scope["path"])
+        if match is not None:
+            scope[ROUTE_SCOPE_KEY] = match.route.template
         await send(
             {
                 "type": "http.response.start",
@@ -73,8 +79,7 @@ async def _call(
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    routes = RouteTable(load_catalog(None).routes)
-    await traced_calls(provider.get_tracer("t"), handler, routes)(
+    await traced_calls(provider.get_tracer("t"), handler)(
         _scope("/api/alerts/42", headers), receive, send
     )
     assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]

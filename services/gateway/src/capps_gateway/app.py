@@ -26,7 +26,13 @@ from capps_gateway.errors import GatewayError
 from capps_gateway.events import build_event
 from capps_gateway.headers import bearer_token, sane_request_id
 from capps_gateway.proxy import UpstreamError
-from capps_gateway.routes import UNMATCHED, RouteMatch, RouteTable, path_refusal
+from capps_gateway.routes import (
+    ROUTE_SCOPE_KEY,
+    UNMATCHED,
+    RouteMatch,
+    RouteTable,
+    path_refusal,
+)
 from capps_gateway.runtime import Runtime, open_runtime
 from capps_gateway.settings import GatewaySettings
 from capps_gateway.tracing import traced_calls
@@ -105,9 +111,7 @@ class GatewayApp:
         # Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then each call runs in its span.
         self._tracing = open_tracing(settings, "capps-gateway", "capps_gateway")
         self._serve = (
-            self._http
-            if self._tracing is None
-            else traced_calls(self._tracing.tracer, self._http, self._routes)
+            self._http if self._tracing is None else traced_calls(self._tracing.tracer, self._http)
         )
         self.admin = AdminApp(
             {
@@ -207,7 +211,10 @@ class GatewayApp:
             )
             return
         match = self._routes.match(method, raw_path)
-        route = match.route.template if match is not None else UNMATCHED
+        if match is None:
+            route = UNMATCHED
+        else:
+            route = scope[ROUTE_SCOPE_KEY] = match.route.template
         runtime = self._runtime
         if runtime is None:
             await send_error(send, errors.keys_unavailable(), request_id)

@@ -20,7 +20,7 @@ from capps_events import RequestEvent, TraceContext, parse_traceparent
 from capps_gateway.auth import Principal
 from capps_gateway.events import SpoolingPublisher
 from capps_gateway.proxy import UpstreamError, UpstreamProxy
-from capps_gateway.routes import RouteTable, path_refusal
+from capps_gateway.routes import ROUTE_SCOPE_KEY
 from capps_gateway.upstream import UpstreamPool
 from capps_kit.asgi import Message, Receive, Scope, Send
 from capps_kit.tracing import span_context_of, trace_context_of
@@ -51,8 +51,8 @@ def with_trace_headers(
     return outgoing
 
 
-def traced_calls(tracer: trace.Tracer, handler: Handler, routes: RouteTable) -> Handler:
-    """`handler` inside a SERVER span per call, named after the route template."""
+def traced_calls(tracer: trace.Tracer, handler: Handler) -> Handler:
+    """`handler` inside a SERVER span per call, named after the route template it matched."""
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         caller = caller_context(scope["headers"])
@@ -69,11 +69,7 @@ def traced_calls(tracer: trace.Tracer, handler: Handler, routes: RouteTable) -> 
                 return
             raw = scope.get("raw_path")
             raw_path = raw.decode("latin-1") if raw else scope["path"]
-            match = routes.match(method, raw_path) if path_refusal(raw_path) is None else None
             span.set_attributes({"http.request.method": method, "url.path": raw_path[:512]})
-            if match is not None:
-                span.update_name(f"{method} {match.route.template}")
-                span.set_attribute("http.route", match.route.template)
 
             async def observed(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -87,6 +83,11 @@ def traced_calls(tracer: trace.Tracer, handler: Handler, routes: RouteTable) -> 
                 await send(message)
 
             await handler(scope, receive, observed)
+            # The handler matched the route once; the span takes its name from that.
+            template = scope.get(ROUTE_SCOPE_KEY)
+            if template is not None:
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
 
     return serve
 
