@@ -5,6 +5,7 @@ from typing import Any
 from capps_registry.app_keys import repository
 from capps_registry.app_keys.schemas import JwksIn, JwksOut
 from capps_registry.apps import repository as clients
+from capps_registry.apps.service import lock_app
 from capps_registry.audit import repository as audit
 from capps_registry.db import Connection, tenant_transaction
 from capps_registry.errors import ApiError, app_not_found
@@ -15,11 +16,8 @@ from capps_registry.state import RegistryState
 
 
 async def _lock_app(conn: Connection, actor: Principal, app_id: str) -> Client:
-    if not looks_like_client_id(app_id):
-        raise app_not_found(app_id)
-    client = await clients.lock_client(conn, actor.tenant_id, app_id)
-    if client is None:
-        raise app_not_found(app_id)
+    """The tenant's app of this registry, locked for this transaction; 404 or 409 otherwise."""
+    client = await lock_app(conn, actor, app_id)
     if client.issuer is not None:
         raise ApiError(
             409,

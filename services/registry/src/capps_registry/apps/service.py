@@ -27,7 +27,7 @@ from capps_registry.apps.schemas import (
     external_identity,
 )
 from capps_registry.audit import repository as audit
-from capps_registry.db import tenant_transaction
+from capps_registry.db import Connection, tenant_transaction
 from capps_registry.errors import ApiError, app_not_found
 from capps_registry.models import Client, Principal, SecretInfo
 from capps_registry.oauth.client_keys import key_summary
@@ -120,6 +120,16 @@ def secret_view(secret: SecretInfo) -> SecretOut:
         last_used_at=secret.last_used_at,
         hint=secret.hint,
     )
+
+
+async def lock_app(conn: Connection, actor: Principal, app_id: str) -> Client:
+    """The tenant's app, locked for this transaction; 404 otherwise."""
+    if not looks_like_client_id(app_id):
+        raise app_not_found(app_id)
+    client = await repository.lock_client(conn, actor.tenant_id, app_id)
+    if client is None:
+        raise app_not_found(app_id)
+    return client
 
 
 async def create_app(state: RegistryState, actor: Principal, body: AppCreate) -> AppCreated:

@@ -8,11 +8,11 @@ credential at once; for an app the gateways hear of it through the outbox.
 from datetime import datetime
 
 from capps_registry.apps import repository as clients
-from capps_registry.apps.service import secret_view
+from capps_registry.apps.service import lock_app, secret_view
 from capps_registry.audit import repository as audit
 from capps_registry.client_secrets.schemas import AdminClientOut, SecretCreate, SecretCreated
 from capps_registry.db import Connection, tenant_transaction
-from capps_registry.errors import ApiError, app_not_found
+from capps_registry.errors import ApiError
 from capps_registry.models import Client, Principal
 from capps_registry.oauth.credentials import MAX_ACTIVE_SECRETS, looks_like_client_id, new_secret
 from capps_registry.outbox import repository as outbox
@@ -85,22 +85,12 @@ async def _delete(
     )
 
 
-async def _lock_app(conn: Connection, actor: Principal, app_id: str) -> Client:
-    """The tenant's app, locked for this transaction; 404 otherwise."""
-    if not looks_like_client_id(app_id):
-        raise app_not_found(app_id)
-    client = await clients.lock_client(conn, actor.tenant_id, app_id)
-    if client is None:
-        raise app_not_found(app_id)
-    return client
-
-
 async def add_app_secret(
     state: RegistryState, actor: Principal, app_id: str, body: SecretCreate
 ) -> SecretCreated:
     """A new secret for the app (shown once); 409 if it has two active already."""
     async with tenant_transaction(state.pool, actor.tenant_id) as conn:
-        client = await _lock_app(conn, actor, app_id)
+        client = await lock_app(conn, actor, app_id)
         return await _add(conn, state.settings.pepper, actor, client, body.expires_at)
 
 
@@ -114,7 +104,7 @@ async def delete_app_secret(
 ) -> None:
     """Delete one of the app's secrets; it stops working at once."""
     async with tenant_transaction(state.pool, actor.tenant_id) as conn:
-        client = await _lock_app(conn, actor, app_id)
+        client = await lock_app(conn, actor, app_id)
         await _delete(conn, actor, client, secret_id, revoke_tokens=revoke_tokens)
 
 

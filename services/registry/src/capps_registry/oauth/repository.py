@@ -34,6 +34,15 @@ async def find_client(db: Pool | Connection, tenant_id: str, client_id: str) -> 
     return Client.from_row(row) if row else None
 
 
+async def _act_for_tenant_of(conn: Connection, client_id: str) -> None:
+    """Make the transaction act for the client's tenant; for an unknown id, for none."""
+    await conn.execute(
+        "SELECT set_config($1, t.tenant_id, true) FROM registry_client_tenants(ARRAY[$2::text]) t",
+        TENANT_SETTING,
+        client_id,
+    )
+
+
 async def find_client_and_secrets(
     pool: Pool, client_id: str
 ) -> tuple[Client | None, list[StoredSecret]]:
@@ -44,12 +53,7 @@ async def find_client_and_secrets(
     both queries too (the second, acting for no tenant, finds nothing): one cost either way.
     """
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT set_config($1, t.tenant_id, true) "
-            "FROM registry_client_tenants(ARRAY[$2::text]) t",
-            TENANT_SETTING,
-            client_id,
-        )
+        await _act_for_tenant_of(conn, client_id)
         rows = await conn.fetch(
             "SELECT c.*, s.id AS secret_id, s.secret_hash "  # noqa: S608
             f"FROM (SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1) c "
@@ -75,12 +79,7 @@ async def find_client_and_keys(
     Its tenant first, as `find_client_and_secrets` does; None for keys if it has none.
     """
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT set_config($1, t.tenant_id, true) "
-            "FROM registry_client_tenants(ARRAY[$2::text]) t",
-            TENANT_SETTING,
-            client_id,
-        )
+        await _act_for_tenant_of(conn, client_id)
         row = await conn.fetchrow(
             f"SELECT {CLIENT_COLUMNS}, jwks FROM oauth_clients WHERE id = $1",  # noqa: S608
             client_id,
