@@ -4,7 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from capps_usage.series import RangeError, UsagePoint, bucket_starts, point_of, zero_filled
+from capps_usage.series import (
+    COUNTERS,
+    RangeError,
+    UsagePoint,
+    bucket_starts,
+    minute_points,
+    point_of,
+    zero_filled,
+)
 
 START = datetime(2026, 11, 27, 10, 30, 15, tzinfo=UTC)
 
@@ -58,3 +66,33 @@ def test_zero_filling_and_latency_of_empty_buckets() -> None:
     assert points[1].latency_ms_avg == 10.0
     assert points[1].latency_ms_p95 is None
     assert points[2].requests == 0
+
+
+def _epoch_minute(moment: datetime) -> int:
+    return int(moment.timestamp()) // 60
+
+
+def test_minute_rows_give_the_points_named_columns_would() -> None:
+    starts = bucket_starts("minute", START, START + timedelta(minutes=5))
+    # Every column a different value, so a column read into the wrong field shows.
+    stored = {
+        starts[3]: {name: 10 * (offset + 1) + 3 for offset, name in enumerate(COUNTERS)}
+        | {"latency_ms_sum": 91.0, "latency_ms_max": 40.0},
+        starts[-1]: {name: offset + 1 for offset, name in enumerate(COUNTERS)}
+        | {"latency_ms_sum": 7.0, "latency_ms_max": 5.0},
+        starts[1]: dict.fromkeys(COUNTERS, 0) | {"latency_ms_sum": 0.0, "latency_ms_max": 0.0},
+    }
+    columns = (*COUNTERS, "latency_ms_sum", "latency_ms_max")
+    # In the statement's column order, bucket first; any row order.
+    rows = [
+        (int(start.timestamp()) // 60, *(row[name] for name in columns))
+        for start, row in stored.items()
+    ]
+    points = minute_points(starts, rows)
+    assert points == zero_filled(starts, stored.items())
+    assert points[3].status_2xx == 23
+    assert points[3].bytes_out == 93
+    assert points[3].latency_ms_avg == 91.0 / 13
+    assert points[-1].requests == 1
+    assert points[1] == UsagePoint(start=starts[1])  # a stored row without calls: no latency
+    assert minute_points(starts, []) == [UsagePoint(start=start) for start in starts]

@@ -104,16 +104,56 @@ def zero_filled(
 _COLUMNS = ", ".join((*COUNTERS, "latency_ms_sum", "latency_ms_max"))
 # Every column read here is in the tables' primary keys (INCLUDE, aggregator migration 0004),
 # so a series is an index-only scan over one app's adjacent index entries.
+# The minute goes out as an integer: asyncpg decoding 1,440 timestamptz values into datetimes
+# was most of the ~3 ms of client CPU per 24 hours. date_part, not extract: extract's numeric
+# result costs the server more.
 MINUTE_SERIES_SQL = (
-    f"SELECT minute AS bucket, {_COLUMNS} FROM usage_minute "  # noqa: S608
-    "WHERE app_id = $1 AND minute >= $2 AND minute <= $3"
+    f"SELECT date_part('epoch', minute)::bigint / 60 AS bucket, {_COLUMNS} "  # noqa: S608
+    "FROM usage_minute WHERE app_id = $1 AND minute >= $2 AND minute <= $3"
 )
-"""One app's minute rows in [$2, $3] (both aligned bucket starts)."""
+"""One app's minute rows in [$2, $3] (both aligned bucket starts); bucket: minutes since 1970."""
 DAY_SERIES_SQL = (
     f"SELECT day AS bucket, {_COLUMNS}, latency_hist FROM usage_day "  # noqa: S608
     "WHERE app_id = $1 AND day >= $2 AND day <= $3"
 )
 """One app's day rows in [$2, $3] (dates)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def minute_points(starts: Sequence[datetime], rows: Iterable[Sequence[Any]]) -> list[UsagePoint]:
+    """One point per minute start from MINUTE_SERIES_SQL's rows (in its column order), zero-filled.
+
+    Rows are unpacked by position, not read by name into a dict: the 24-hour series makes
+    1,440 points, and each step per row shows in the registry's answer time.
+    """
+    stored: list[Sequence[Any] | None] = [None] * len(starts)
+    first = (starts[0] - _EPOCH) // STEP["minute"]
+    for row in rows:
+        index = row[0] - first
+        if 0 <= index < len(stored):
+            stored[index] = row
+    return [
+        UsagePoint(start=start) if row is None else _minute_point(start, row)
+        for start, row in zip(starts, stored, strict=True)
+    ]
+
+
+def _minute_point(start: datetime, row: Sequence[Any]) -> UsagePoint:
+    _, requests, s2xx, s3xx, s4xx, s5xx, denied, throttled, bytes_in, bytes_out, total, top = row
+    return UsagePoint(
+        start=start,
+        requests=requests,
+        status_2xx=s2xx,
+        status_3xx=s3xx,
+        status_4xx=s4xx,
+        status_5xx=s5xx,
+        denied=denied,
+        throttled=throttled,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        latency_ms_avg=total / requests if requests else None,
+        latency_ms_max=float(top) if requests else None,
+    )
 
 
 async def read_series(
@@ -126,22 +166,11 @@ async def read_series(
     """The app's buckets in [start, end), zero-filled; RangeError for a bad range."""
     starts = bucket_starts(granularity, start, end)
     if granularity == "minute":
-        rows = await pool.fetch(
-            MINUTE_SERIES_SQL,
-            app_id,
-            starts[0],
-            starts[-1],
-        )
-        found = [(row["bucket"].astimezone(UTC), row) for row in rows]
-    else:
-        rows = await pool.fetch(
-            DAY_SERIES_SQL,
-            app_id,
-            starts[0].date(),
-            starts[-1].date(),
-        )
-        found = [
-            (datetime(row["bucket"].year, row["bucket"].month, row["bucket"].day, tzinfo=UTC), row)
-            for row in rows
-        ]
+        rows = await pool.fetch(MINUTE_SERIES_SQL, app_id, starts[0], starts[-1])
+        return minute_points(starts, rows)
+    rows = await pool.fetch(DAY_SERIES_SQL, app_id, starts[0].date(), starts[-1].date())
+    found = [
+        (datetime(row["bucket"].year, row["bucket"].month, row["bucket"].day, tzinfo=UTC), row)
+        for row in rows
+    ]
     return zero_filled(starts, [(start, dict(row)) for start, row in found])
