@@ -16,10 +16,15 @@ dropped and seeded again when either changes):
 Measured: the read model's own statements (`capps_usage.series`), one app's last 24 hours
 of minutes (1,440 rows) and last 30 days, over the queried apps in a shuffled order (the first
 touch of an app reads its index pages from outside PostgreSQL's buffers, and those count too),
-interleaved with `SELECT 1` as the round-trip floor of this machine, all on one connection.
-Reference: the same minute series with index-only scans disabled, i.e. reading the scattered
-heap pages as the layout before the covering keys did. EXPLAIN (ANALYZE, BUFFERS) of both
-series is kept in the JSON.
+interleaved with `SELECT 1` as the round-trip floor of this machine, all on one connection;
+client CPU per fetch beside each minute figure. Beside them, in the same loop and a rotating
+order: the minute statement as it was (`BEFORE_MINUTE_SQL`, the minute as a timestamptz), the
+same rows as one row of per-column arrays (`ARRAYS_MINUTE_SQL`, the alternative measured), and
+`read_series`, what the registry's usage endpoint pays (the statement plus 1,440
+`UsagePoint`s) on a pool of one connection.
+Reference: the minute series with index-only scans disabled, i.e. reading the scattered heap
+pages as the layout before the covering keys did. EXPLAIN (ANALYZE, BUFFERS) of each series is
+kept in the JSON.
 """
 
 import asyncio
@@ -28,6 +33,7 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +44,7 @@ from bench.aggregator import database_url_named
 from bench.progress import say, ticking
 from capps_aggregator.migrate import alembic_config, upgrade_head
 from capps_kit.postgres import asyncpg_dsn
-from capps_usage.series import DAY_SERIES_SQL, MINUTE_SERIES_SQL
+from capps_usage.series import COUNTERS, DAY_SERIES_SQL, MINUTE_SERIES_SQL, read_series
 
 SERIES_APPS = 10_000
 SERIES_FULL_APPS = 100
@@ -49,6 +55,17 @@ QUERIES = 600
 REFERENCE_QUERIES = 100
 TABLES = ("usage_minute", "usage_day")
 _DB_PREFIX = "capps_agg_series_"
+_VALUES = (*COUNTERS, "latency_ms_sum", "latency_ms_max")
+_RANGE = " FROM usage_minute WHERE app_id = $1 AND minute >= $2 AND minute <= $3"
+# References beside MINUTE_SERIES_SQL: the minute as a timestamptz (the statement before), and
+# the rows aggregated into one row of per-column arrays (fewer objects, but nothing streams).
+BEFORE_MINUTE_SQL = f"SELECT minute AS bucket, {', '.join(_VALUES)}{_RANGE}"
+ARRAYS_MINUTE_SQL = (
+    "SELECT array_agg(date_part('epoch', minute)::bigint / 60) AS bucket, "
+    + ", ".join(f"array_agg({name})" for name in _VALUES)
+    + _RANGE
+)
+_MINUTE_VARIANTS = ("minute_24h", "minute_24h_before", "minute_24h_arrays")
 
 # Per minute m: slots j < $6 are the full apps, the other slots walk the apps active in m
 # (a = m's residue + SPARSE_EVERY * k), skipping full apps; slots are in app order within m.
@@ -219,9 +236,10 @@ async def _drop_indexes(connection: "asyncpg.Connection[asyncpg.Record]") -> lis
 
 _TIMED = (
     "select_1",
-    "minute_24h",
+    *_MINUTE_VARIANTS,
+    "minute_24h_read_series",
     "day_30d",
-    "minute_24h_server",
+    *(f"{key}_server" for key in _MINUTE_VARIANTS),
     "day_30d_server",
     "minute_24h_heap",
     "minute_24h_heap_server",
@@ -249,11 +267,14 @@ async def _plan(
     found = json.loads(
         await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query}", *args)
     )[0]
-    plan = found["Plan"]
+    plan = scan = found["Plan"]
+    while scan.get("Plans"):  # the scan under the minute series' Aggregate
+        scan = scan["Plans"][0]
     return {
-        "node": plan["Node Type"],
-        "rows": plan["Actual Rows"],
-        "heap_fetches": plan.get("Heap Fetches"),
+        "node": scan["Node Type"],
+        "top_node": plan["Node Type"],
+        "rows": scan["Actual Rows"],
+        "heap_fetches": scan.get("Heap Fetches"),
         "shared_hit": plan["Shared Hit Blocks"],
         "shared_read": plan["Shared Read Blocks"],
         "execution_ms": found["Execution Time"],
@@ -265,41 +286,61 @@ async def measure_series(database_url: str) -> dict[str, Any]:
     url, seed = await prepare_seed(database_url)
     end: datetime = seed["end_minute"]
     minute_bounds = (end - timedelta(minutes=1439), end)
+    after_end = end + timedelta(minutes=1)  # read_series takes a half-open range
     day_bounds = (end.date() - timedelta(days=29), end.date())
     apps = [app_id(index) for index in range(SERIES_FULL_APPS)]
     order = [apps[index % len(apps)] for index in range(QUERIES)]
     random.Random(7).shuffle(order)
     timings: dict[str, list[float]] = {key: [] for key in _TIMED}
-    cpu_ms = 0.0
+    cpu_ms = dict.fromkeys((*_MINUTE_VARIANTS, "minute_24h_read_series"), 0.0)
     connection = await asyncpg.connect(asyncpg_dsn(url))
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=1)
     try:
         floor = await connection.prepare("SELECT 1")
         minute = await connection.prepare(MINUTE_SERIES_SQL)
+        before = await connection.prepare(BEFORE_MINUTE_SQL)
+        arrays = await connection.prepare(ARRAYS_MINUTE_SQL)
         day = await connection.prepare(DAY_SERIES_SQL)
-        with ticking(f"series: {QUERIES} x (SELECT 1, 24 h of minutes, 30 days) over {len(apps)}"):
-            for app in order:
+
+        async def points(app: str) -> list[Any]:
+            return await read_series(pool, app, "minute", minute_bounds[0], after_end)
+
+        with ticking(
+            f"series: {QUERIES} x (SELECT 1, 24 h of minutes x 4, 30 days) over {len(apps)}"
+        ):
+            for number, app in enumerate(order):
                 # In the server first, so its figure, not the client's, pays an app's first touch.
-                timings["minute_24h_server"].append(
-                    await _server_ms(connection, MINUTE_SERIES_SQL, app, *minute_bounds)
-                )
-                timings["day_30d_server"].append(
-                    await _server_ms(connection, DAY_SERIES_SQL, app, *day_bounds)
-                )
-                for key, statement, args, rows in (
-                    ("select_1", floor, (), 1),
-                    ("minute_24h", minute, (app, *minute_bounds), 1440),
-                    ("day_30d", day, (app, *day_bounds), 30),
+                for key, query, bounds in (
+                    ("minute_24h_server", MINUTE_SERIES_SQL, minute_bounds),
+                    ("minute_24h_before_server", BEFORE_MINUTE_SQL, minute_bounds),
+                    ("minute_24h_arrays_server", ARRAYS_MINUTE_SQL, minute_bounds),
+                    ("day_30d_server", DAY_SERIES_SQL, day_bounds),
                 ):
+                    timings[key].append(await _server_ms(connection, query, app, *bounds))
+                fetches: list[tuple[str, Callable[..., Awaitable[Any]], tuple[Any, ...], int]] = [
+                    ("select_1", floor.fetch, (), 1),
+                    ("minute_24h", minute.fetch, (app, *minute_bounds), 1440),
+                    ("minute_24h_before", before.fetch, (app, *minute_bounds), 1440),
+                    ("minute_24h_arrays", arrays.fetch, (app, *minute_bounds), 1440),
+                    ("minute_24h_read_series", points, (app,), 1440),
+                    ("day_30d", day.fetch, (app, *day_bounds), 30),
+                ]
+                shift = number % len(fetches)  # rotated, so no variant always follows another
+                for key, fetch, args, expected in fetches[shift:] + fetches[:shift]:
                     cpu = time.process_time()
                     started = time.perf_counter()
-                    result = await statement.fetch(*args)
+                    result = await fetch(*args)
                     timings[key].append((time.perf_counter() - started) * 1000)
-                    if key == "minute_24h":
-                        cpu_ms += (time.process_time() - cpu) * 1000
-                    if len(result) != rows:
-                        raise RuntimeError(f"series {key}: {len(result)} rows, not {rows}")
+                    if key in cpu_ms:
+                        cpu_ms[key] += (time.process_time() - cpu) * 1000
+                    got = len(result[0]["bucket"]) if key == "minute_24h_arrays" else len(result)
+                    if got != expected:
+                        raise RuntimeError(f"series {key}: {got} rows, not {expected}")
         plans = {
             "minute_24h": await _plan(connection, MINUTE_SERIES_SQL, apps[0], *minute_bounds),
+            "minute_24h_arrays": await _plan(
+                connection, ARRAYS_MINUTE_SQL, apps[0], *minute_bounds
+            ),
             "day_30d": await _plan(connection, DAY_SERIES_SQL, apps[0], *day_bounds),
         }
         await connection.execute("SET enable_indexonlyscan = off")
@@ -316,6 +357,7 @@ async def measure_series(database_url: str) -> dict[str, Any]:
             connection, MINUTE_SERIES_SQL, apps[1], *minute_bounds
         )
     finally:
+        await pool.close()
         await connection.close()
     found: dict[str, Any] = {
         f"series_{key}_{name}_ms": _p(values, pct)
@@ -323,7 +365,7 @@ async def measure_series(database_url: str) -> dict[str, Any]:
         for name, pct in (("p50", 0.5), ("p99", 0.99))
     }
     found |= {
-        "series_minute_24h_client_cpu_ms": cpu_ms / len(order),
+        **{f"series_{key}_client_cpu_ms": spent / len(order) for key, spent in cpu_ms.items()},
         "series_apps": SERIES_APPS,
         "series_queried_apps": SERIES_FULL_APPS,
         "series_minute_rows": seed["minute_rows"],
@@ -342,7 +384,16 @@ async def measure_series(database_url: str) -> dict[str, Any]:
         f"{found['series_minute_24h_server_p99_ms']:.2f} ({plans['minute_24h']['node']},"
         f" {plans['minute_24h']['shared_hit'] + plans['minute_24h']['shared_read']} buffers),"
         f" round trip {found['series_minute_24h_p50_ms']:.2f}/"
-        f"{found['series_minute_24h_p99_ms']:.2f}; 30 d in PostgreSQL"
+        f"{found['series_minute_24h_p99_ms']:.2f}"
+        f" ({found['series_minute_24h_client_cpu_ms']:.2f} ms client CPU; before:"
+        f" {found['series_minute_24h_before_p50_ms']:.2f}/"
+        f"{found['series_minute_24h_before_p99_ms']:.2f},"
+        f" {found['series_minute_24h_before_client_cpu_ms']:.2f} ms CPU; arrays:"
+        f" {found['series_minute_24h_arrays_p50_ms']:.2f}/"
+        f"{found['series_minute_24h_arrays_p99_ms']:.2f},"
+        f" {found['series_minute_24h_arrays_client_cpu_ms']:.2f} ms CPU); read_series"
+        f" {found['series_minute_24h_read_series_p50_ms']:.2f}/"
+        f"{found['series_minute_24h_read_series_p99_ms']:.2f}; 30 d in PostgreSQL"
         f" {found['series_day_30d_server_p50_ms']:.2f}/{found['series_day_30d_server_p99_ms']:.2f};"
         f" SELECT 1 {found['series_select_1_p50_ms']:.2f}/{found['series_select_1_p99_ms']:.2f};"
         f" 24 h from the heap in PostgreSQL {found['series_minute_24h_heap_server_p50_ms']:.2f}/"

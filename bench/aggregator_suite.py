@@ -3,10 +3,12 @@
 In order: throughput beside the read ceiling (`bench.aggregator`), memory over a 2 M-event
 backlog (`bench.aggregator_backlog`), Redis bytes per app-minute (`bench.aggregator_redis`),
 series reads at 10,000 apps (`bench.aggregator_series`), and freshness at half the worker's
-peak measured just before (`bench.aggregator_freshness`).
+peak measured just before (`bench.aggregator_freshness`). With BENCH_AGGREGATOR_PARTS=series
+in the environment, only the series reads (PostgreSQL is all they need).
 """
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,11 @@ def estimate_s(events: int) -> float:
 def measure_aggregator_group(events: int, apps: int, workdir: Path) -> AggregatorGroup:
     """Run every aggregator measurement; the table's rows and the JSON's figures."""
     servers = Servers.from_env()
+    if os.environ.get("BENCH_AGGREGATOR_PARTS") == "series":
+        series = asyncio.run(measure_series(servers.database_url))
+        return AggregatorGroup(
+            scenarios={}, extra={"aggregator": series, "targets": _series(series)}
+        )
     measured = asyncio.run(measure_aggregator(servers, events, apps, workdir))
     backlog = asyncio.run(measure_backlog(servers, workdir))
     redis_bytes = asyncio.run(measure_redis_bytes(servers, workdir))
@@ -72,36 +79,7 @@ def measure_aggregator_group(events: int, apps: int, workdir: Path) -> Aggregato
             250,
             "max",
         ),
-        target(
-            f"24 h minute series p99 in PostgreSQL ({series['series_minute_rows'] / 1e6:.0f} M"
-            f" rows, {series['series_apps']:,} apps)",
-            series["series_minute_24h_server_p99_ms"],
-            "ms",
-            10,
-            "max",
-        ),
-        target(
-            "24 h minute series p99, round trip + decode",
-            series["series_minute_24h_p99_ms"],
-            "ms",
-            10,
-            "max",
-        ),
-        target("30 day series p99 in PostgreSQL", series["series_day_30d_server_p99_ms"], "ms", 10),
-        target("30 day series p99, round trip + decode", series["series_day_30d_p99_ms"], "ms", 10),
-        target(
-            "  ref: 24 h series from the heap, in PostgreSQL p99",
-            series["series_minute_24h_heap_server_p99_ms"],
-            "ms",
-            None,
-        ),
-        target("  ref: SELECT 1 round trip p99", series["series_select_1_p99_ms"], "ms", None),
-        target(
-            "  ref: client CPU per 24 h series (1,440 rows)",
-            series["series_minute_24h_client_cpu_ms"],
-            "ms",
-            None,
-        ),
+        *_series(series),
         target(
             "Redis bytes / app-minute, every minute",
             redis_bytes["redis_bytes_per_app_minute_dense"],
@@ -123,3 +101,60 @@ def measure_aggregator_group(events: int, apps: int, workdir: Path) -> Aggregato
         },
         extra={"aggregator": figures, "targets": targets},
     )
+
+
+def _series(series: dict[str, Any]) -> list[dict[str, Any]]:
+    """The series targets, each beside its references from the same loop."""
+    return [
+        target(
+            f"24 h minute series p99 in PostgreSQL ({series['series_minute_rows'] / 1e6:.0f} M"
+            f" rows, {series['series_apps']:,} apps)",
+            series["series_minute_24h_server_p99_ms"],
+            "ms",
+            10,
+            "max",
+        ),
+        target(
+            "24 h minute series p99, round trip + decode",
+            series["series_minute_24h_p99_ms"],
+            "ms",
+            10,
+            "max",
+        ),
+        target("30 day series p99 in PostgreSQL", series["series_day_30d_server_p99_ms"], "ms", 10),
+        target("30 day series p99, round trip + decode", series["series_day_30d_p99_ms"], "ms", 10),
+        target(
+            "  ref: 24 h series as before (timestamptz minute), round trip p99",
+            series["series_minute_24h_before_p99_ms"],
+            "ms",
+            None,
+        ),
+        target(
+            "  ref: 24 h series as per-column arrays, round trip p99",
+            series["series_minute_24h_arrays_p99_ms"],
+            "ms",
+            None,
+        ),
+        target(
+            "  ref: 24 h series as 1,440 UsagePoints (read_series) p99",
+            series["series_minute_24h_read_series_p99_ms"],
+            "ms",
+            None,
+        ),
+        target(
+            "  ref: 24 h series from the heap, in PostgreSQL p99",
+            series["series_minute_24h_heap_server_p99_ms"],
+            "ms",
+            None,
+        ),
+        target("  ref: SELECT 1 round trip p99", series["series_select_1_p99_ms"], "ms", None),
+        *(
+            target(f"  ref: client CPU per 24 h series, {name}", series[key], "ms", None)
+            for name, key in (
+                ("now", "series_minute_24h_client_cpu_ms"),
+                ("before", "series_minute_24h_before_client_cpu_ms"),
+                ("arrays", "series_minute_24h_arrays_client_cpu_ms"),
+                ("read_series", "series_minute_24h_read_series_client_cpu_ms"),
+            )
+        ),
+    ]
