@@ -21,19 +21,23 @@ client CPU per fetch beside each minute figure. Beside them, in the same loop an
 order: the minute statement as it was (`BEFORE_MINUTE_SQL`, the minute as a timestamptz), the
 same rows as one row of per-column arrays (`ARRAYS_MINUTE_SQL`, the alternative measured), and
 `read_series`, what the registry's usage endpoint pays (the statement plus 1,440
-`UsagePoint`s) on a pool of one connection.
+`UsagePoint`s) on a pool of one connection, in a loop of its own after the others: its
+allocations bring on full garbage collections of the whole process (counted, with their
+pauses), which would otherwise land in the statements' figures.
 Reference: the minute series with index-only scans disabled, i.e. reading the scattered heap
 pages as the layout before the covering keys did. EXPLAIN (ANALYZE, BUFFERS) of each series is
 kept in the JSON.
 """
 
 import asyncio
+import gc
 import hashlib
 import json
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +57,7 @@ MINUTE_DAYS = 14
 DAY_ROWS_DAYS = 400
 QUERIES = 600
 REFERENCE_QUERIES = 100
+READ_SERIES_QUERIES = 300
 TABLES = ("usage_minute", "usage_day")
 _DB_PREFIX = "capps_agg_series_"
 _VALUES = (*COUNTERS, "latency_ms_sum", "latency_ms_max")
@@ -256,6 +261,26 @@ async def _server_ms(
     return float(found["Planning Time"] + found["Execution Time"])
 
 
+@contextmanager
+def full_collections() -> Iterator[list[float]]:
+    """The pause of each full (generation 2) garbage collection while inside, in ms."""
+    pauses: list[float] = []
+    started = 0.0
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        nonlocal started
+        if info["generation"] == 2 and phase == "start":
+            started = time.perf_counter()
+        elif info["generation"] == 2:
+            pauses.append((time.perf_counter() - started) * 1000)
+
+    gc.callbacks.append(note)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(note)
+
+
 def _p(timings: list[float], pct: float) -> float:
     ordered = sorted(timings)
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct))]
@@ -281,6 +306,31 @@ async def _plan(
     }
 
 
+async def _time_read_series(
+    url: str, apps: list[str], start: datetime, end: datetime
+) -> tuple[list[float], float, list[float]]:
+    """read_series of each app's minutes in [start, end): ms each, CPU ms in all, full GCs."""
+    timings = []
+    cpu_ms = 0.0
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=1)
+    try:
+        with (
+            ticking(f"series: {len(apps)} x read_series, 24 h of minutes"),
+            full_collections() as pauses,
+        ):
+            for app in apps:
+                cpu = time.process_time()
+                started = time.perf_counter()
+                points = await read_series(pool, app, "minute", start, end)
+                timings.append((time.perf_counter() - started) * 1000)
+                cpu_ms += (time.process_time() - cpu) * 1000
+                if len(points) != 1440:
+                    raise RuntimeError(f"series read_series: {len(points)} points, not 1,440")
+    finally:
+        await pool.close()
+    return timings, cpu_ms, pauses
+
+
 async def measure_series(database_url: str) -> dict[str, Any]:
     """Seed (or reuse) and time the read model's series queries; figures for the run's JSON."""
     url, seed = await prepare_seed(database_url)
@@ -293,8 +343,8 @@ async def measure_series(database_url: str) -> dict[str, Any]:
     random.Random(7).shuffle(order)
     timings: dict[str, list[float]] = {key: [] for key in _TIMED}
     cpu_ms = dict.fromkeys((*_MINUTE_VARIANTS, "minute_24h_read_series"), 0.0)
+    full_gc: dict[str, list[float]] = {}
     connection = await asyncpg.connect(asyncpg_dsn(url))
-    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=1)
     try:
         floor = await connection.prepare("SELECT 1")
         minute = await connection.prepare(MINUTE_SERIES_SQL)
@@ -302,11 +352,11 @@ async def measure_series(database_url: str) -> dict[str, Any]:
         arrays = await connection.prepare(ARRAYS_MINUTE_SQL)
         day = await connection.prepare(DAY_SERIES_SQL)
 
-        async def points(app: str) -> list[Any]:
-            return await read_series(pool, app, "minute", minute_bounds[0], after_end)
-
-        with ticking(
-            f"series: {QUERIES} x (SELECT 1, 24 h of minutes x 4, 30 days) over {len(apps)}"
+        with (
+            ticking(
+                f"series: {QUERIES} x (SELECT 1, 24 h of minutes x 3, 30 days) over {len(apps)}"
+            ),
+            full_collections() as full_gc["statements"],
         ):
             for number, app in enumerate(order):
                 # In the server first, so its figure, not the client's, pays an app's first touch.
@@ -322,7 +372,6 @@ async def measure_series(database_url: str) -> dict[str, Any]:
                     ("minute_24h", minute.fetch, (app, *minute_bounds), 1440),
                     ("minute_24h_before", before.fetch, (app, *minute_bounds), 1440),
                     ("minute_24h_arrays", arrays.fetch, (app, *minute_bounds), 1440),
-                    ("minute_24h_read_series", points, (app,), 1440),
                     ("day_30d", day.fetch, (app, *day_bounds), 30),
                 ]
                 shift = number % len(fetches)  # rotated, so no variant always follows another
@@ -357,15 +406,26 @@ async def measure_series(database_url: str) -> dict[str, Any]:
             connection, MINUTE_SERIES_SQL, apps[1], *minute_bounds
         )
     finally:
-        await pool.close()
         await connection.close()
+    reads, cpu_ms["minute_24h_read_series"], full_gc["read_series"] = await _time_read_series(
+        url, order[:READ_SERIES_QUERIES], minute_bounds[0], after_end
+    )
+    timings["minute_24h_read_series"] = reads
     found: dict[str, Any] = {
         f"series_{key}_{name}_ms": _p(values, pct)
         for key, values in timings.items()
         for name, pct in (("p50", 0.5), ("p99", 0.99))
     }
     found |= {
-        **{f"series_{key}_client_cpu_ms": spent / len(order) for key, spent in cpu_ms.items()},
+        **{
+            f"series_{key}_client_cpu_ms": spent / len(timings[key])
+            for key, spent in cpu_ms.items()
+        },
+        **{f"series_full_gc_{loop}_count": len(pauses) for loop, pauses in full_gc.items()},
+        **{
+            f"series_full_gc_{loop}_max_ms": max(pauses, default=0.0)
+            for loop, pauses in full_gc.items()
+        },
         "series_apps": SERIES_APPS,
         "series_queried_apps": SERIES_FULL_APPS,
         "series_minute_rows": seed["minute_rows"],
@@ -393,7 +453,9 @@ async def measure_series(database_url: str) -> dict[str, Any]:
         f"{found['series_minute_24h_arrays_p99_ms']:.2f},"
         f" {found['series_minute_24h_arrays_client_cpu_ms']:.2f} ms CPU); read_series"
         f" {found['series_minute_24h_read_series_p50_ms']:.2f}/"
-        f"{found['series_minute_24h_read_series_p99_ms']:.2f}; 30 d in PostgreSQL"
+        f"{found['series_minute_24h_read_series_p99_ms']:.2f}"
+        f" ({found['series_full_gc_read_series_count']} full GCs, longest"
+        f" {found['series_full_gc_read_series_max_ms']:.0f} ms); 30 d in PostgreSQL"
         f" {found['series_day_30d_server_p50_ms']:.2f}/{found['series_day_30d_server_p99_ms']:.2f};"
         f" SELECT 1 {found['series_select_1_p50_ms']:.2f}/{found['series_select_1_p99_ms']:.2f};"
         f" 24 h from the heap in PostgreSQL {found['series_minute_24h_heap_server_p50_ms']:.2f}/"
