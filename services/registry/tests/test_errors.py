@@ -1,6 +1,7 @@
 """The one JSON error shape: a caller that hangs up mid-request is not an internal error."""
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -40,8 +41,8 @@ async def call(app: FastAPI, messages: list[dict[str, Any]]) -> list[dict[str, A
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     await app(scope, receive, send)
     return sent
