@@ -87,7 +87,7 @@ class _OnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:  # noqa: ARG002
         await self._counting.drain()
 
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:  # noqa: ARG002
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # Held until checked, so a recreated topic's records are never skipped as counted.
         self._counting.hold(assigned)
         await self._counting.check_topic_end()
