@@ -17,13 +17,15 @@ Measured: the read model's own statements (`capps_usage.series`), one app's last
 of minutes (1,440 rows) and last 30 days, over the queried apps in a shuffled order (the first
 touch of an app reads its index pages from outside PostgreSQL's buffers, and those count too),
 interleaved with `SELECT 1` as the round-trip floor of this machine, all on one connection;
-client CPU per fetch beside each minute figure. Beside them, in the same loop and a rotating
-order: the minute statement as it was (`BEFORE_MINUTE_SQL`, the minute as a timestamptz), the
-same rows as one row of per-column arrays (`ARRAYS_MINUTE_SQL`, the alternative measured), and
-`read_series`, what the registry's usage endpoint pays (the statement plus 1,440
-`UsagePoint`s) on a pool of one connection, in a loop of its own after the others: its
-allocations bring on full garbage collections of the whole process (counted, with their
-pauses), which would otherwise land in the statements' figures.
+client CPU per fetch beside each minute figure, and for the read model's own minute statement
+the time the client and its PostgreSQL backend spent waiting for a CPU during the fetch.
+Beside them, in the same loop and a rotating order: the minute statement as it was
+(`BEFORE_MINUTE_SQL`, the minute as a timestamptz), the same rows as one row of per-column
+arrays (`ARRAYS_MINUTE_SQL`, the alternative measured). `read_series`, what the registry's
+usage endpoint pays (the statement plus 1,440 `UsagePoint`s), runs on a pool of one connection
+in a loop of its own after the others: its allocations bring on full garbage collections of
+the whole process (counted, with their pauses), which would otherwise land in the statements'
+figures.
 Reference: the minute series with index-only scans disabled, i.e. reading the scattered heap
 pages as the layout before the covering keys did. EXPLAIN (ANALYZE, BUFFERS) of each series is
 kept in the JSON.
@@ -33,12 +35,14 @@ import asyncio
 import gc
 import hashlib
 import json
+import os
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -242,6 +246,7 @@ async def _drop_indexes(connection: "asyncpg.Connection[asyncpg.Record]") -> lis
 _TIMED = (
     "select_1",
     *_MINUTE_VARIANTS,
+    "minute_24h_run_queue",
     "minute_24h_read_series",
     "day_30d",
     *(f"{key}_server" for key in _MINUTE_VARIANTS),
@@ -259,6 +264,14 @@ async def _server_ms(
         await connection.fetchval(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {query}", *args)
     )[0]
     return float(found["Planning Time"] + found["Execution Time"])
+
+
+def _run_queue_ms(pid: int) -> float:
+    """How long `pid` has waited for a CPU so far, in ms (Linux schedstat; 0 where absent)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 @contextmanager
@@ -331,6 +344,33 @@ async def _time_read_series(
     return timings, cpu_ms, pauses
 
 
+async def _plans_and_heap(
+    connection: "asyncpg.Connection[asyncpg.Record]",
+    order: list[str],
+    minute_bounds: tuple[datetime, datetime],
+    day_bounds: tuple[Any, Any],
+    timings: dict[str, list[float]],
+) -> dict[str, Any]:
+    """EXPLAIN of each series, then the reference: minute series read from the heap (timed)."""
+    plans = {
+        "minute_24h": await _plan(connection, MINUTE_SERIES_SQL, order[0], *minute_bounds),
+        "minute_24h_arrays": await _plan(connection, ARRAYS_MINUTE_SQL, order[0], *minute_bounds),
+        "day_30d": await _plan(connection, DAY_SERIES_SQL, order[0], *day_bounds),
+    }
+    await connection.execute("SET enable_indexonlyscan = off")
+    heap = await connection.prepare(MINUTE_SERIES_SQL)
+    with ticking(f"series: reference, {REFERENCE_QUERIES} minute series from the heap"):
+        for app in order[:REFERENCE_QUERIES]:
+            timings["minute_24h_heap_server"].append(
+                await _server_ms(connection, MINUTE_SERIES_SQL, app, *minute_bounds)
+            )
+            started = time.perf_counter()
+            await heap.fetch(app, *minute_bounds)
+            timings["minute_24h_heap"].append((time.perf_counter() - started) * 1000)
+    plans["minute_24h_heap"] = await _plan(connection, MINUTE_SERIES_SQL, order[1], *minute_bounds)
+    return plans
+
+
 async def measure_series(database_url: str) -> dict[str, Any]:
     """Seed (or reuse) and time the read model's series queries; figures for the run's JSON."""
     url, seed = await prepare_seed(database_url)
@@ -351,6 +391,7 @@ async def measure_series(database_url: str) -> dict[str, Any]:
         before = await connection.prepare(BEFORE_MINUTE_SQL)
         arrays = await connection.prepare(ARRAYS_MINUTE_SQL)
         day = await connection.prepare(DAY_SERIES_SQL)
+        backend = int(await connection.fetchval("SELECT pg_backend_pid()"))
 
         with (
             ticking(
@@ -376,35 +417,20 @@ async def measure_series(database_url: str) -> dict[str, Any]:
                 ]
                 shift = number % len(fetches)  # rotated, so no variant always follows another
                 for key, fetch, args, expected in fetches[shift:] + fetches[:shift]:
+                    waited = _run_queue_ms(os.getpid()) + _run_queue_ms(backend)
                     cpu = time.process_time()
                     started = time.perf_counter()
                     result = await fetch(*args)
                     timings[key].append((time.perf_counter() - started) * 1000)
                     if key in cpu_ms:
                         cpu_ms[key] += (time.process_time() - cpu) * 1000
+                    if key == "minute_24h":
+                        waited = _run_queue_ms(os.getpid()) + _run_queue_ms(backend) - waited
+                        timings["minute_24h_run_queue"].append(waited)
                     got = len(result[0]["bucket"]) if key == "minute_24h_arrays" else len(result)
                     if got != expected:
                         raise RuntimeError(f"series {key}: {got} rows, not {expected}")
-        plans = {
-            "minute_24h": await _plan(connection, MINUTE_SERIES_SQL, apps[0], *minute_bounds),
-            "minute_24h_arrays": await _plan(
-                connection, ARRAYS_MINUTE_SQL, apps[0], *minute_bounds
-            ),
-            "day_30d": await _plan(connection, DAY_SERIES_SQL, apps[0], *day_bounds),
-        }
-        await connection.execute("SET enable_indexonlyscan = off")
-        heap = await connection.prepare(MINUTE_SERIES_SQL)
-        with ticking(f"series: reference, {REFERENCE_QUERIES} minute series from the heap"):
-            for app in order[:REFERENCE_QUERIES]:
-                timings["minute_24h_heap_server"].append(
-                    await _server_ms(connection, MINUTE_SERIES_SQL, app, *minute_bounds)
-                )
-                started = time.perf_counter()
-                await heap.fetch(app, *minute_bounds)
-                timings["minute_24h_heap"].append((time.perf_counter() - started) * 1000)
-        plans["minute_24h_heap"] = await _plan(
-            connection, MINUTE_SERIES_SQL, apps[1], *minute_bounds
-        )
+        plans = await _plans_and_heap(connection, order, minute_bounds, day_bounds, timings)
     finally:
         await connection.close()
     reads, cpu_ms["minute_24h_read_series"], full_gc["read_series"] = await _time_read_series(
@@ -445,7 +471,9 @@ async def measure_series(database_url: str) -> dict[str, Any]:
         f" {plans['minute_24h']['shared_hit'] + plans['minute_24h']['shared_read']} buffers),"
         f" round trip {found['series_minute_24h_p50_ms']:.2f}/"
         f"{found['series_minute_24h_p99_ms']:.2f}"
-        f" ({found['series_minute_24h_client_cpu_ms']:.2f} ms client CPU; before:"
+        f" ({found['series_minute_24h_client_cpu_ms']:.2f} ms client CPU, waiting for a CPU"
+        f" {found['series_minute_24h_run_queue_p50_ms']:.2f}/"
+        f"{found['series_minute_24h_run_queue_p99_ms']:.2f}; before:"
         f" {found['series_minute_24h_before_p50_ms']:.2f}/"
         f"{found['series_minute_24h_before_p99_ms']:.2f},"
         f" {found['series_minute_24h_before_client_cpu_ms']:.2f} ms CPU; arrays:"
