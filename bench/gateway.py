@@ -261,6 +261,17 @@ async def _limiter_cost(redis_url: str, seconds: float = 2.0) -> dict[str, float
     return found
 
 
+def _checks_by_source(metrics_url: str) -> dict[str, float]:
+    """The gateway's rate-limit checks so far by who decided them (lease, redis, local)."""
+    prefix = 'capps_gateway_ratelimit_checks_total{source="'
+    found: dict[str, float] = {}
+    for line in requests.get(metrics_url, timeout=10).text.splitlines():
+        if line.startswith(prefix):
+            name, _, value = line.rpartition(" ")
+            found[name.removeprefix(prefix).removesuffix('"}')] = float(value)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One thing wrk loads: where, with which headers, and which processes serve it."""
@@ -441,11 +452,13 @@ def measure_edge(
             direct = Target("static_direct", f"{upstream}{PATH}", {}, list)
             paced = _half_rate(direct, through_gateway, rate=rate, seconds=seconds, rounds=rounds)
             results |= paced
+            served_by = _checks_by_source(f"http://127.0.0.1:{admin_port}/metrics")
     finally:
         log.close()
         asyncio.run(_delete_topic(bootstrap, topic))
     with ticking("rate limiter: 1, 8 and 50 concurrent callers, 2 s each"):
         limiter = asyncio.run(_limiter_cost(os.environ["REDIS_URL"]))
+    limiter["gateway_lease_share"] = served_by.get("lease", 0) / max(sum(served_by.values()), 1)
     p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
     return EdgeRun(
         rounds=results,
@@ -595,6 +608,11 @@ def print_edge(edge: dict[str, Any]) -> None:
                 f"edge: rate limiter, {callers} callers: {rate:,.0f} checks/s,"
                 f" {per_check:.1f} CPU µs per check, {per_trip:.0f} per Redis round trip{served}"
             )
+    if "gateway_lease_share" in limiter:
+        print(
+            f"edge: the gateway's rate-limit checks served from its lease:"
+            f" {limiter['gateway_lease_share']:.1%}"
+        )
     half = edge.get("half_rate")
     if half:
         print(
