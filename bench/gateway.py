@@ -213,7 +213,7 @@ async def _delete_topic(bootstrap: str, topic: str) -> None:
 
 
 async def _limiter_run(
-    redis_url: str, callers: int, seconds: float
+    redis_url: str, callers: int, seconds: float, *, lease_max: int
 ) -> tuple[int, int, int, float, float]:
     """(checks, of them served from a lease, Redis round trips, CPU s, wall s) of `callers`
     checking one app as fast as answered, its limit out of reach."""
@@ -221,7 +221,9 @@ async def _limiter_run(
     from capps_gateway.ratelimit import RateLimiter
     from capps_kit.redis import create_redis
 
-    limiter = RateLimiter(create_redis(redis_url, timeout_s=0.25), fallback_share=1)
+    limiter = RateLimiter(
+        create_redis(redis_url, timeout_s=0.25), fallback_share=1, lease_max=lease_max
+    )
     limit = RateLimit(per_minute=1_000_000_000, per_hour=1_000_000_000)
     app_id = f"bench-rl-{uuid.uuid4().hex[:8]}"
     checks = 0
@@ -248,16 +250,22 @@ async def _limiter_run(
 async def _limiter_cost(redis_url: str, seconds: float = 2.0) -> dict[str, float]:
     """Checks/s, CPU µs per check and per Redis round trip, and the share of checks served from
     the process's lease, through one limiter in this process with 1, 8 and 50 concurrent
-    callers of one hot app: a check costs its share of a round trip, or nearly nothing when
-    a lease serves it."""
+    callers of one hot app; each also with leases off (`_no_leases`, as before them) in the
+    same run. Without leases a check costs its share of a batched round trip; with them,
+    nearly nothing when the lease serves it."""
+    from capps_gateway.ratelimit_leases import PREFETCH_MAX
+
     found: dict[str, float] = {}
     for callers in (1, 8, 50):
-        checks, from_leases, trips, cpu, wall = await _limiter_run(redis_url, callers, seconds)
-        suffix = "" if callers == 50 else f"_{callers}_callers"
-        found[f"checks_per_second{suffix}"] = checks / wall
-        found[f"cpu_us_per_check{suffix}"] = cpu / max(checks, 1) * 1e6
-        found[f"cpu_us_per_round_trip{suffix}"] = cpu / max(trips, 1) * 1e6
-        found[f"lease_share{suffix}"] = from_leases / max(checks, 1)
+        for lease_max, leases in ((0, "_no_leases"), (PREFETCH_MAX, "")):
+            checks, from_leases, trips, cpu, wall = await _limiter_run(
+                redis_url, callers, seconds, lease_max=lease_max
+            )
+            suffix = ("" if callers == 50 else f"_{callers}_callers") + leases
+            found[f"checks_per_second{suffix}"] = checks / wall
+            found[f"cpu_us_per_check{suffix}"] = cpu / max(checks, 1) * 1e6
+            found[f"cpu_us_per_round_trip{suffix}"] = cpu / max(trips, 1) * 1e6
+            found[f"lease_share{suffix}"] = from_leases / max(checks, 1)
     return found
 
 
@@ -456,7 +464,7 @@ def measure_edge(
     finally:
         log.close()
         asyncio.run(_delete_topic(bootstrap, topic))
-    with ticking("rate limiter: 1, 8 and 50 concurrent callers, 2 s each"):
+    with ticking("rate limiter: 1, 8 and 50 concurrent callers, without and with leases, 2 s each"):
         limiter = asyncio.run(_limiter_cost(os.environ["REDIS_URL"]))
     limiter["gateway_lease_share"] = served_by.get("lease", 0) / max(sum(served_by.values()), 1)
     p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
@@ -597,7 +605,14 @@ def print_edge(edge: dict[str, Any]) -> None:
             print(f"  {stage:<58} {value:>7.1f} µs")
     limiter = edge["ratelimiter"]
     print(f"edge: gateway RSS with 100,000 apps {edge['gateway_rss_mb_100k_apps']:.0f} MB")
-    for suffix, callers in (("_1_callers", 1), ("_8_callers", 8), ("", 50)):
+    for suffix, callers in (
+        ("_1_callers_no_leases", "1, no leases"),
+        ("_8_callers_no_leases", "8, no leases"),
+        ("_no_leases", "50, no leases"),
+        ("_1_callers", 1),
+        ("_8_callers", 8),
+        ("", 50),
+    ):
         if f"cpu_us_per_round_trip{suffix}" in limiter:
             rate = limiter[f"checks_per_second{suffix}"]
             per_check = limiter[f"cpu_us_per_check{suffix}"]
