@@ -7,21 +7,35 @@ Each test uses an app of its own; metrics are read as differences on gateways of
 
 import asyncio
 import contextlib
+import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as redis
 from multidict import CIMultiDict
+from prometheus_client import REGISTRY
 
 from capps_events import RateLimit
 from capps_gateway.ratelimit import RateLimiter
+from capps_kit.redis import create_redis
 from capps_usage.ratelimit import KEY_PREFIX
+from tests.infra import free_port, running_process
 
-from .conftest import ALL_ROLES, AppStates, Gateway, Signer, StartGateway, metric_sample
+from .conftest import (
+    ALL_ROLES,
+    REPO,
+    AppStates,
+    Gateway,
+    Signer,
+    StartGateway,
+    metric_sample,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -230,3 +244,68 @@ async def test_a_changed_limit_voids_the_lease_at_once(
     assert len(under_lowered) >= 300
     assert under_lowered.count(200) <= lowered.per_minute * minutes_spanned(changed, ended)
     assert under_lowered.count(429) > 0
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> "AsyncIterator[tuple[str, subprocess.Popen[bytes]]]":
+    """A Redis server of this test's own (to stop without touching the stack's)."""
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    args += ["--appendonly", "no", "--dir", str(tmp_path)]
+    with running_process(args, {}, tmp_path / "redis.log", REPO) as process:
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await client.ping()
+                break
+            except redis.ConnectionError:
+                assert process.poll() is None, (tmp_path / "redis.log").read_text()
+                assert time.monotonic() < deadline, "own redis-server did not answer"
+                await asyncio.sleep(0.05)
+        await client.aclose()
+        yield f"redis://127.0.0.1:{port}/0", process
+
+
+def lease_checks() -> float:
+    return (
+        REGISTRY.get_sample_value("capps_gateway_ratelimit_checks_total", {"source": "lease"})
+        or 0.0
+    )
+
+
+async def test_without_redis_a_valid_lease_is_spent_first_then_the_fallback_decides(
+    own_redis: tuple[str, "subprocess.Popen[bytes]"],
+) -> None:
+    url, server = own_redis
+    limiter = RateLimiter(create_redis(url, timeout_s=0.25), fallback_share=2, grow_within_s=3600)
+    app_id = new_app()
+    limit = RateLimit(per_minute=10_000, per_hour=100_000)
+    try:
+        started_minute = int(time.time()) // 60
+        for _ in range(200):
+            assert (await limiter.check(app_id, limit)).allowed
+            if limiter.leased_tokens(app_id) >= 20:
+                break
+        held = limiter.leased_tokens(app_id)
+        assert held >= 20
+        server.kill()
+        server.wait()
+        # Another app's check finds Redis away: the limiter is in fallback from here on.
+        await limiter.check(new_app(), limit)
+        assert limiter.redis_error is not None
+        before = lease_checks()
+        spent = [await limiter.check(app_id, limit) for _ in range(held)]
+        from_lease = lease_checks() - before
+        after_lease = await limiter.check(app_id, limit)
+        same_minute = int(time.time()) // 60 == started_minute
+    finally:
+        await limiter.close()
+    assert all(decision.allowed for decision in spent)
+    if same_minute:  # the lease's window lasted throughout: every token was spent
+        assert from_lease == held
+    else:  # the minute ended meanwhile: the rest of the lease expired, the fallback took over
+        assert from_lease <= held
+    # Spent, the lease gives way to the fallback: limit / 2 in this process alone.
+    assert after_lease.allowed
+    assert after_lease.limit.per_minute == limit.per_minute // 2
