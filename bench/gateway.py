@@ -606,12 +606,12 @@ def print_edge(edge: dict[str, Any]) -> None:
     limiter = edge["ratelimiter"]
     print(f"edge: gateway RSS with 100,000 apps {edge['gateway_rss_mb_100k_apps']:.0f} MB")
     for suffix, callers in (
-        ("_1_callers_no_leases", "1, no leases"),
-        ("_8_callers_no_leases", "8, no leases"),
-        ("_no_leases", "50, no leases"),
-        ("_1_callers", 1),
-        ("_8_callers", 8),
-        ("", 50),
+        ("_1_callers_no_leases", "1 caller, leases off"),
+        ("_8_callers_no_leases", "8 callers, leases off"),
+        ("_no_leases", "50 callers, leases off"),
+        ("_1_callers", "1 caller"),
+        ("_8_callers", "8 callers"),
+        ("", "50 callers"),
     ):
         if f"cpu_us_per_round_trip{suffix}" in limiter:
             rate = limiter[f"checks_per_second{suffix}"]
@@ -620,7 +620,7 @@ def print_edge(edge: dict[str, Any]) -> None:
             leased = limiter.get(f"lease_share{suffix}")
             served = "" if leased is None else f", {leased:.1%} served from the lease"
             print(
-                f"edge: rate limiter, {callers} callers: {rate:,.0f} checks/s,"
+                f"edge: rate limiter, {callers}: {rate:,.0f} checks/s,"
                 f" {per_check:.1f} CPU µs per check, {per_trip:.0f} per Redis round trip{served}"
             )
     if "gateway_lease_share" in limiter:

@@ -116,3 +116,49 @@ def test_sizing_follows_the_round_trips_of_an_app_by_the_clock() -> None:
     )
     lease.before_round_trip(SENT_AT + 0.05, grow_within_s=0.1, most=PREFETCH_MAX)
     assert lease.prefetch == PREFETCH_MIN
+
+
+def test_a_lease_asks_for_a_refill_when_a_quarter_is_left_and_only_once() -> None:
+    lease = granted(5)
+    lease.prefetch = 16
+    assert not lease.wants_refill
+    assert lease.take(LIMIT, SENT_AT + 1)
+    assert lease.wants_refill  # 4 of 16 left
+    lease.refilling = True
+    assert not lease.wants_refill
+
+
+def test_a_refill_in_the_same_window_adds_to_what_is_left() -> None:
+    lease = granted(5)
+    assert lease.take(LIMIT, SENT_AT + 1)
+    lease.refilling = True
+    lease.grant(
+        LIMIT,
+        10,
+        minute_used=450,
+        hour_used=3050,
+        sent_at=SENT_AT + 2,
+        answered_at=SENT_AT + 2.001,
+        redis_now_s=REDIS_NOW_S + 2,
+        redis_now_us=0,
+    )
+    assert (lease.tokens, lease.unused, lease.refilling) == (14, 0, False)
+    # The window's end stays the earlier, conservative one; headers use the newer count.
+    assert lease.minute_ends_at == SENT_AT + 14.75
+    assert lease.remaining(LIMIT, SENT_AT + 3)[:2] == (1000 - 450 + 14, 10_000 - 3050 + 14)
+
+
+def test_a_grant_in_a_new_window_replaces_the_tokens_of_the_old_one() -> None:
+    lease = granted(5)
+    lease.grant(
+        LIMIT,
+        10,
+        minute_used=10,
+        hour_used=3100,
+        sent_at=SENT_AT + 15,
+        answered_at=SENT_AT + 15.001,
+        redis_now_s=REDIS_NOW_S + 15,  # the next minute, 0 s into it
+        redis_now_us=0,
+    )
+    assert (lease.tokens, lease.unused) == (10, 5)
+    assert lease.minute_ends_at == SENT_AT + 15 + 60

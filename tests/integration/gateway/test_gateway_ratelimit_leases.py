@@ -179,9 +179,10 @@ async def test_a_lease_leaves_most_of_what_is_left_to_other_processes(infra: Any
         hot_admitted = 0
         for _ in range(300):
             hot_admitted += (await hot.check(app_id, limit)).allowed
-        held = hot.leased_tokens(app_id)
         found = await asyncio.gather(*(other.check(app_id, limit) for _ in range(3 * 800)))
         other_admitted = sum(decision.allowed for decision in found)
+        # Read after the burst: a refill the hot process queued may have been answered during it.
+        held = hot.leased_tokens(app_id)
     finally:
         await hot.close()
         await other.close()

@@ -11,16 +11,19 @@ hundreds shares it).
 
 On top, each process leases tokens per app (`ratelimit_leases`): with the waiting calls, the
 script grants a lease of up to `prefetch` more tokens, never more than 1/LEASE_SHARE of the room
-left after them, counted in Redis at once. Later checks of the app spend the lease in process,
-synchronously (no future, no task, no round trip), while its minute window surely lasts by the
-local monotonic clock; a lease is never spent after its window could have ended nor under a
-changed limit, so no window admits more than the limit. The lease size adapts per app: an app
-whose round trips come less than 0.1 s apart doubles it (up to `lease_max`), one whose budgets
-last halves it per second, so an app calling less often than that here keeps no lease and gets
-exact headers, one round trip per call as before. Tokens leased and not spent before the window
-ends are lost for that window (counted, never admitted: conservative), at most 1/LEASE_SHARE of
-the room per process. The RateLimit headers of a call served from a lease count this process's
-unspent lease as available (`limit - counted at the grant + tokens still leased here`).
+left after them (the process's own unspent tokens counted as left), counted in Redis at once.
+Later checks of the app spend the lease in process, synchronously (no future, no task, no round
+trip), while its minute window surely lasts by the local monotonic clock; when a quarter of the
+lease's size is left, a refill is asked for in the background (a batch entry without waiting
+calls), so a hot app's calls rarely wait for Redis. A lease is never spent after its window
+could have ended nor under a changed limit, so no window admits more than the limit. The lease
+size adapts per app: an app whose round trips come less than 0.1 s apart doubles it (up to
+`lease_max`), one whose budgets last halves it per second, so an app calling less often than
+that here keeps no lease and gets exact headers, one round trip per call as before. Tokens
+leased and not spent before the window ends are lost for that window (counted, never admitted:
+conservative), at most 1/LEASE_SHARE of the room per process. The RateLimit headers of a call
+served from a lease count this process's unspent lease as available (`limit - counted at the
+grant + tokens still leased here`).
 
 When Redis does not answer, each process limits alone at `limit // fallback_processes`
 (the number of gateway processes sharing the limit), so the total stays at most the limit;
@@ -52,8 +55,8 @@ LEASES_KEPT = 10_000
 next lease would be none anyway)."""
 
 # ARGV: key prefix, grace seconds, lease share, then per app: app id, calls waiting, tokens to
-# lease on top, per minute, per hour. Returns Redis's clock (epoch s, µs) then per app: granted,
-# leased, used this minute, used this hour (after both).
+# lease on top, tokens this process still holds, per minute, per hour. Returns Redis's clock
+# (epoch s, µs) then per app: granted, leased, used this minute, used this hour (after both).
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1])
@@ -62,12 +65,13 @@ local hour = now - now % 3600
 local grace = tonumber(ARGV[2])
 local share = tonumber(ARGV[3])
 local out = {now, tonumber(t[2])}
-for i = 4, #ARGV, 5 do
+for i = 4, #ARGV, 6 do
   local app = ARGV[i]
   local want = tonumber(ARGV[i + 1])
   local prefetch = tonumber(ARGV[i + 2])
-  local per_minute = tonumber(ARGV[i + 3])
-  local per_hour = tonumber(ARGV[i + 4])
+  local held = tonumber(ARGV[i + 3])
+  local per_minute = tonumber(ARGV[i + 4])
+  local per_hour = tonumber(ARGV[i + 5])
   local mkey = ARGV[1] .. app .. ':minute:' .. minute
   local hkey = ARGV[1] .. app .. ':hour:' .. hour
   local mused = tonumber(redis.call('GET', mkey) or '0')
@@ -75,7 +79,9 @@ for i = 4, #ARGV, 5 do
   local room = math.min(per_minute - mused, per_hour - hused)
   if room < 0 then room = 0 end
   local grant = math.min(want, room)
-  local lease = math.min(prefetch, math.floor((room - grant) / share))
+  -- What the process holds, with this lease, stays within 1/share of what is left (its own
+  -- unspent tokens counted as left).
+  local lease = math.min(prefetch, math.floor((room - grant + held) / share) - held)
   if lease < 0 then lease = 0 end
   local take = grant + lease
   if take > 0 then
@@ -256,8 +262,10 @@ class RateLimiter:
         now = time.monotonic()
         lease = self._leases.get(app_id)
         if lease is not None and lease.take(limit, now):
-            # The hot path: no round trip, no future, no task.
+            # The hot path: no round trip, no future, no task (but a refill now and then).
             _LEASE_CHECKS.inc()
+            if lease.wants_refill and self.redis_error is None:
+                self._refill(app_id, limit, lease, now)
             return leased_decision(lease, limit, now)
         if self.redis_error is not None:
             _LOCAL_CHECKS.inc()
@@ -279,6 +287,16 @@ class RateLimiter:
         if self._batcher is None:
             self._batcher = asyncio.create_task(self._send_batches(), name="ratelimit-batches")
         return await future
+
+    def _refill(self, app_id: str, limit: RateLimit, lease: AppLease, now: float) -> None:
+        """Queue a round trip for more of the app's tokens, without a waiting call."""
+        if app_id in self._waiting:
+            return
+        lease.refilling = True
+        lease.before_round_trip(now, grow_within_s=self._grow_within_s, most=self._lease_max)
+        self._waiting[app_id] = _Waiting(limit, [])
+        if self._batcher is None:
+            self._batcher = asyncio.create_task(self._send_batches(), name="ratelimit-batches")
 
     def leased_tokens(self, app_id: str) -> int:
         """The tokens of the app this process holds unspent."""
@@ -307,8 +325,10 @@ class RateLimiter:
     def _serve_from_leases(self, batch: dict[str, _Waiting]) -> None:
         """Answer calls that queued while their app's lease was on its way from that lease."""
         now = time.monotonic()
-        for app_id in [app_id for app_id in batch if self.leased_tokens(app_id)]:
-            lease, waiting = self._leases[app_id], batch[app_id]
+        for app_id, waiting in list(batch.items()):
+            lease = self._leases.get(app_id)
+            if lease is None or not lease.tokens or not waiting.futures:
+                continue
             served = 0
             for future in waiting.futures:
                 if not future.done():
@@ -318,7 +338,7 @@ class RateLimiter:
                     future.set_result(leased_decision(lease, waiting.limit, now))
                 served += 1
             del waiting.futures[:served]
-            if not waiting.futures:
+            if not waiting.futures and not lease.refilling:
                 del batch[app_id]
 
     async def _decide(self, batch: dict[str, _Waiting]) -> None:
@@ -329,6 +349,7 @@ class RateLimiter:
                 app_id,
                 len(waiting.futures),
                 0 if lease is None else lease.prefetch,
+                0 if lease is None else lease.tokens,
                 waiting.limit.per_minute,
                 waiting.limit.per_hour,
             ]
@@ -342,6 +363,8 @@ class RateLimiter:
             self._fall_back(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             now_s = int(time.time())
             for app_id, waiting in batch.items():
+                if (lease := self._leases.get(app_id)) is not None:
+                    lease.refilling = False
                 for future in waiting.futures:
                     if not future.done():
                         _LOCAL_CHECKS.inc()

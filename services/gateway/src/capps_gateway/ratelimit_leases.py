@@ -1,6 +1,9 @@
 """Per-app token leases of one process: tokens taken from the app's Redis windows ahead of its
 calls, spent without a round trip while their minute window surely lasts; pure, clock passed in.
 
+A hot app's lease is refilled ahead, when a quarter of its size is left, so its calls rarely
+wait for Redis; a refill of the same window and limit adds to what is left.
+
 A lease is spent only while the local monotonic clock is before the end of the minute window the
 tokens were counted in, computed conservatively from the moment the request to Redis was sent:
 Redis read its clock later than that, so the local end is never after the real one and no window
@@ -71,8 +74,12 @@ class AppLease:
     """Local monotonic time the last grant arrived."""
     minute_ends_at: float = -inf
     hour_ends_at: float = -inf
+    minute_start_s: int = -1
+    """The Redis minute window the tokens were counted in (epoch s)."""
     unused: int = 0
     """Tokens voided since the last round trip (expired or under another limit)."""
+    refilling: bool = False
+    """A round trip for more tokens is queued or in flight."""
 
     def take(self, limit: RateLimit, now: float) -> bool:
         """Spend one token if one is left, under `limit`, before its window can have ended."""
@@ -85,11 +92,15 @@ class AppLease:
         self.tokens = 0
         return False
 
+    @property
+    def wants_refill(self) -> bool:
+        """Whether to ask for more now: a quarter of the lease's size or less is left."""
+        return not self.refilling and 0 < self.tokens * 4 <= self.prefetch
+
     def before_round_trip(self, now: float, *, grow_within_s: float, most: int) -> int:
         """Size the next lease as the app needs another round trip; return the tokens voided
         since the last one."""
-        unused, self.unused = self.unused + self.tokens, 0
-        self.tokens = 0
+        unused, self.unused = self.unused, 0
         self.prefetch = next_prefetch(
             self.prefetch,
             lasted_s=now - self.granted_at,
@@ -111,15 +122,26 @@ class AppLease:
         redis_now_s: int,
         redis_now_us: int,
     ) -> None:
-        """Hold the tokens Redis leased with a round trip sent at `sent_at`."""
-        self.unused += self.tokens
+        """Hold the tokens Redis leased with a round trip sent at `sent_at`: added to what is
+        left if counted in the same window under the same limit, else instead of it."""
+        minute_start = window_start(redis_now_s, WINDOWS["minute"])
+        minute_ends_at = window_end_at(sent_at, redis_now_s, redis_now_us, WINDOWS["minute"])
+        hour_ends_at = window_end_at(sent_at, redis_now_s, redis_now_us, WINDOWS["hour"])
+        if self.tokens and minute_start == self.minute_start_s and self.limit == limit:
+            tokens += self.tokens
+            minute_ends_at = min(minute_ends_at, self.minute_ends_at)
+            hour_ends_at = min(hour_ends_at, self.hour_ends_at)
+        else:
+            self.unused += self.tokens
         self.limit = limit
         self.tokens = tokens
         self.minute_used = minute_used
         self.hour_used = hour_used
         self.granted_at = answered_at
-        self.minute_ends_at = window_end_at(sent_at, redis_now_s, redis_now_us, WINDOWS["minute"])
-        self.hour_ends_at = window_end_at(sent_at, redis_now_s, redis_now_us, WINDOWS["hour"])
+        self.minute_start_s = minute_start
+        self.minute_ends_at = minute_ends_at
+        self.hour_ends_at = hour_ends_at
+        self.refilling = False
 
     def remaining(self, limit: RateLimit, now: float) -> tuple[int, int, int, int]:
         """(minute left, hour left, seconds to the minute's reset, to the hour's) as this process
