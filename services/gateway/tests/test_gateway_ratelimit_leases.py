@@ -121,11 +121,12 @@ def test_sizing_follows_the_round_trips_of_an_app_by_the_clock() -> None:
 def test_a_lease_asks_for_a_refill_when_a_quarter_is_left_and_only_once() -> None:
     lease = granted(5)
     lease.prefetch = 16
-    assert not lease.wants_refill
+    wanted = [lease.wants_refill]
     assert lease.take(LIMIT, SENT_AT + 1)
-    assert lease.wants_refill  # 4 of 16 left
+    wanted.append(lease.wants_refill)  # 4 of 16 left
     lease.refilling = True
-    assert not lease.wants_refill
+    wanted.append(lease.wants_refill)
+    assert wanted == [False, True, False]
 
 
 def test_a_refill_in_the_same_window_adds_to_what_is_left() -> None:

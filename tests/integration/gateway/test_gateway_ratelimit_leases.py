@@ -24,7 +24,6 @@ from prometheus_client import REGISTRY
 from capps_events import RateLimit
 from capps_gateway.ratelimit import RateLimiter
 from capps_kit.redis import create_redis
-from capps_usage.ratelimit import KEY_PREFIX
 from tests.infra import free_port, running_process
 
 from .conftest import (
@@ -36,6 +35,7 @@ from .conftest import (
     StartGateway,
     metric_sample,
 )
+from .test_gateway_ratelimit import call, minute_counters
 
 pytestmark = pytest.mark.integration
 
@@ -48,22 +48,13 @@ def new_app() -> str:
     return f"app-lease-{uuid.uuid4().hex[:8]}"
 
 
-async def minute_counters(app_id: str, redis_url: str) -> list[int]:
+async def counted(app_id: str, redis_url: str) -> list[int]:
     """The admitted (and leased) counts of every minute window of the app in Redis."""
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}{app_id}:minute:*")]
-        return [int(value or 0) for value in await client.mget(keys)] if keys else []
+        return await minute_counters(client, app_id)
     finally:
         await client.aclose()
-
-
-async def call(http: aiohttp.ClientSession, url: str, token: str) -> Answer:
-    async with http.get(
-        f"{url}/api/alerts", headers={"Authorization": f"Bearer {token}"}
-    ) as response:
-        await response.read()
-        return response.status, response.headers.copy()
 
 
 async def hammer(
@@ -123,7 +114,7 @@ async def test_a_hot_app_is_served_mostly_from_leases_across_two_gateways(
         assert checks["lease"] > per_gateway / 2, checks
         for _, headers in found:
             assert headers["RateLimit-Policy"].startswith('"minute";q=1000000;w=60')
-    counters = await minute_counters(app_id, infra.redis_url)
+    counters = await counted(app_id, infra.redis_url)
     assert all(count <= limit.per_minute for count in counters)
     assert sum(counters) >= 2 * per_gateway
 
@@ -151,7 +142,7 @@ async def test_a_hot_app_on_two_gateways_never_gets_more_than_a_small_limit_per_
     ended = time.time()
     statuses = Counter(status for found in answers for status, _ in found)
     assert set(statuses) <= {200, 429}, statuses
-    counters = await minute_counters(app_id, infra.redis_url)
+    counters = await counted(app_id, infra.redis_url)
     assert all(count <= limit.per_minute for count in counters), counters
     assert statuses[200] <= sum(counters)
     assert statuses[200] <= limit.per_minute * minutes_spanned(started, ended)
@@ -186,7 +177,7 @@ async def test_a_lease_leaves_most_of_what_is_left_to_other_processes(infra: Any
     finally:
         await hot.close()
         await other.close()
-    counters = await minute_counters(app_id, infra.redis_url)
+    counters = await counted(app_id, infra.redis_url)
     if len(counters) == 1:  # one minute window: what was counted was admitted or is still held
         assert counters == [hot_admitted + other_admitted + held]
         assert counters == [limit.per_minute]
