@@ -1,6 +1,6 @@
 """The codec round-trips events and refuses records that are not request events."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from importlib import resources
 
 import msgspec
@@ -19,6 +19,7 @@ from capps_events import (
     new_event_id,
     normalise_issuer,
 )
+from capps_events.codec import rfc3339
 from capps_events.testing import request_event
 
 GOLDEN = resources.files("capps_events") / "samples" / "request_event.json"
@@ -43,7 +44,13 @@ def test_headers_follow_cloudevents_binary_mode() -> None:
     assert headers["ce_specversion"] == b"1.0"
     assert headers["ce_id"] == event.id.encode()
     assert headers["ce_source"] == b"/gateway/gw-1"
-    assert headers["ce_time"] == b"2026-11-27T10:15:30+00:00"
+    assert headers["ce_time"] == b"2026-11-27T10:15:30Z"
+
+
+def test_ce_time_is_rfc3339_in_utc_whatever_the_offset() -> None:
+    moment = datetime(2026, 11, 27, 11, 15, 30, 250000, tzinfo=timezone(timedelta(hours=1)))
+    assert rfc3339(moment) == b"2026-11-27T10:15:30.250000Z"
+    assert datetime.fromisoformat(rfc3339(moment).decode()) == moment
 
 
 def test_golden_sample_decodes() -> None:

@@ -4,6 +4,7 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -177,3 +178,41 @@ def test_spool_files_are_private_to_the_service_user(tmp_path: Path) -> None:
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     [segment] = spool.sealed_segments()
     assert stat.S_IMODE(segment.stat().st_mode) == 0o600
+
+
+def test_one_record_at_a_time_reads_back_like_a_batch_across_rotations(tmp_path: Path) -> None:
+    one_by_one = Spool(tmp_path / "one", segment_bytes=150)
+    batched = Spool(tmp_path / "batch", segment_bytes=150)
+    for n in range(30):
+        assert one_by_one.append_one(record(n)) == 1
+    batched.append([record(n) for n in range(30)])
+    for spool in (one_by_one, batched):
+        spool.seal()
+    found = [r for s in one_by_one.sealed_segments() for r in one_by_one.read(s)[0]]
+    assert found == [record(n) for n in range(30)]
+    assert one_by_one.size_bytes == sum(p.stat().st_size for p in (tmp_path / "one").iterdir())
+    assert one_by_one.segment_count == len(list((tmp_path / "one").glob("*.seg"))) > 1
+
+
+def test_one_record_past_the_cap_is_refused_and_earlier_ones_stay(tmp_path: Path) -> None:
+    frame_bytes = len(encode_frame(record(0)))
+    spool = Spool(tmp_path, max_bytes=frame_bytes * 3)
+    assert [spool.append_one(record(n)) for n in range(5)] == [1, 1, 1, 0, 0]
+    assert spool.refusing is not None
+    assert loss_reason(spool.refusing) == "spool_full"
+    spool.seal()
+    [segment] = spool.sealed_segments()
+    assert spool.read(segment)[0] == [record(0), record(1), record(2)]
+
+
+def test_a_spool_that_need_not_outlive_the_machine_never_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr("capps_gateway.spool.os.fsync", synced.append)
+    Spool(tmp_path / "journal", segment_bytes=100, durable=False).append(
+        [record(n) for n in range(10)]
+    )
+    assert synced == []
+    Spool(tmp_path / "spool", segment_bytes=100).append([record(n) for n in range(10)])
+    assert synced, "the durable spool syncs what it seals, and its directory"

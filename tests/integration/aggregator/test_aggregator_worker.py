@@ -2,6 +2,7 @@
 
 import asyncio
 import subprocess
+import urllib.error
 from collections.abc import Callable
 from typing import Any
 
@@ -225,3 +226,57 @@ async def test_two_workers_share_the_partitions_and_rebalances_lose_and_double_n
     total += third_part
     await poll(all_counted, two, f"{total} events after the first worker left")
     assert two.stop() == 0, two.tail()
+
+
+async def test_a_topic_recreated_under_the_usage_database_is_reported_until_repaired(
+    *,
+    pg: Any,
+    hot: Any,
+    topics: Any,
+    run_id: str,
+    produce: Any,
+    make_event: Any,
+    recent: Any,
+    workers: Callable[..., Worker],
+    worker_env: dict[str, str],
+) -> None:
+    """Watermarks left by an earlier topic of the same name lie past the new topic's end: its
+    records would be skipped as already counted. The worker says so (readiness, metric, log)
+    instead of skipping in silence, and counts them once the operator repaired the offsets."""
+    await pg.executemany(
+        "INSERT INTO usage_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)",
+        [(topics.requests, partition, 5000) for partition in range(topics.partitions)],
+    )
+    apps = [f"app-{run_id}-{index}" for index in range(3)]
+    total = 30
+    await produce([make_event(apps[i % 3], "tenant-recreated", recent(i)) for i in range(total)])
+    worker = workers(AGGREGATOR_TOPIC_CHECK_EVERY_S="0.5")
+    admin = f"http://127.0.0.1:{worker_env['AGGREGATOR_PORT']}"
+    body = b""
+
+    async def reported() -> bool:
+        nonlocal body
+        try:
+            status, body = await asyncio.to_thread(http_get, f"{admin}/readyz")
+        except urllib.error.URLError:  # the admin port is not open yet
+            return False
+        return status == 503 and b"recreated" in body
+
+    await poll(reported, worker, "readiness naming the topic behind its watermarks")
+    assert b"watermark 5000" in body
+    _, metrics_body = await asyncio.to_thread(http_get, f"{admin}/metrics")
+    assert f"capps_aggregator_partitions_past_end {float(topics.partitions)}".encode() in (
+        metrics_body
+    )
+    assert await counts(pg, hot, apps) == (0, 0, 0), worker.tail()
+
+    # The README's repair (the hot store holds no offsets of this topic, so no rebuild is
+    # needed here): forget the old topic's offsets; the paused partitions then resume.
+    await pg.execute("DELETE FROM usage_offsets WHERE topic = $1", topics.requests)
+
+    async def all_counted() -> bool:
+        return await counts(pg, hot, apps) == (total, total, total)
+
+    await poll(all_counted, worker, f"the {total} events counted once the offsets were repaired")
+    status, body = await asyncio.to_thread(http_get, f"{admin}/readyz")
+    assert status == 200, body

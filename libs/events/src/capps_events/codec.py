@@ -80,13 +80,24 @@ def decode_request(value: bytes | None, headers: Headers | None) -> RequestEvent
     return event
 
 
+def rfc3339(moment: datetime) -> bytes:
+    """An aware time as RFC 3339 in UTC (`2026-11-27T10:15:30.250000Z`).
+
+    msgspec's encoder writes it in well under a microsecond; `isoformat()` took ~5 µs, on
+    every call through the gateway.
+    """
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return _encoder.encode(moment)[1:-1]
+
+
 def _headers(event_id: str, source: str, event_type: str, time: datetime) -> Headers:
     return [
         ("ce_specversion", SPEC_VERSION),
         ("ce_id", event_id.encode()),
         ("ce_source", source.encode()),
         ("ce_type", event_type.encode()),
-        ("ce_time", time.astimezone(UTC).isoformat().encode()),
+        ("ce_time", rfc3339(time)),
         ("content-type", CONTENT_TYPE),
     ]
 

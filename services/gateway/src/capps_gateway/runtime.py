@@ -108,6 +108,7 @@ def open_runtime(
         in_flight_max=settings.gateway_events_in_flight_max,
         stall_s=settings.gateway_events_stall_s,
         flush_timeout_s=settings.gateway_events_flush_timeout_s,
+        linger_s=settings.gateway_events_linger_s,
         segment_bytes=settings.gateway_spool_segment_bytes,
         spool_max_bytes=settings.gateway_spool_max_bytes,
         security=settings.kafka_security,

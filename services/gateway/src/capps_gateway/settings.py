@@ -69,3 +69,8 @@ class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings, TokenSettin
     gateway_events_stall_s: float = 2.0
     # How long a stopping gateway waits for acknowledgements before spooling what is left.
     gateway_events_flush_timeout_s: float = 5.0
+    # How long the drain gathers events before handing them to Kafka. Each hand-over costs
+    # the same whatever its size (measured at 1,400 calls/s: 5 ms cost ~150 CPU µs per event
+    # in all, 20 ms ~120, 50 ms ~105); it adds to the call -> count delay, whose target is
+    # 250 ms. Events are in the journal before the answer either way.
+    gateway_events_linger_s: float = Field(default=0.02, ge=0.0, le=1.0)

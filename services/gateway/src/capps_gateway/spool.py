@@ -94,10 +94,14 @@ class Spool:
         directory: Path,
         segment_bytes: int = 4 * 1024 * 1024,
         max_bytes: int = 1024 * 1024 * 1024,
+        *,
+        durable: bool = True,
     ) -> None:
         self.directory = directory
         self._segment_bytes = segment_bytes
         self.max_bytes = max_bytes
+        self._durable = durable
+        """False: never fsync (for what only has to survive the process, not the machine)."""
         directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         # mkdir's mode passes through the umask, and an older run may have made it wider.
         directory.chmod(DIR_MODE)
@@ -106,6 +110,7 @@ class Spool:
         for path in sorted(directory.glob("*" + SEGMENT_SUFFIX)):
             path.chmod(FILE_MODE)
             self._sealed[path] = path.stat().st_size
+        self._sealed_bytes = sum(self._sealed.values())
         last = max((int(path.stem) for path in self._sealed), default=0)
         self._next_seq = last + 1
         self._active: int | None = None
@@ -118,7 +123,7 @@ class Spool:
     @property
     def size_bytes(self) -> int:
         """Bytes on disk across all segments, the open one included."""
-        return sum(self._sealed.values()) + self._active_bytes
+        return self._sealed_bytes + self._active_bytes
 
     @property
     def segment_count(self) -> int:
@@ -138,7 +143,26 @@ class Spool:
         Written with `write()`: durable against a killed process at once, against a machine
         crash after `sync`.
         """
-        frames = [encode_frame(record) for record in records]
+        return self._append_frames([encode_frame(record) for record in records])
+
+    def append_one(self, record: KafkaRecord) -> int:
+        """`append` of one record (the journal's per-call write), its common case kept short:
+        room in the open segment and under the cap means one `write()` and nothing else."""
+        frame = encode_frame(record)
+        size = len(frame)
+        if (
+            self._active is None
+            or self._active_bytes + size > self._segment_bytes
+            or self._sealed_bytes + self._active_bytes + size > self.max_bytes
+        ):
+            return self._append_frames([frame])
+        if not self._write(frame):
+            return 0
+        self._dirty = True
+        self.refusing = None
+        return 1
+
+    def _append_frames(self, frames: list[bytes]) -> int:
         written = 0
         while written < len(frames):
             room = self.max_bytes - self.size_bytes
@@ -194,7 +218,7 @@ class Spool:
 
     def sync(self) -> None:
         """Fsync the open segment, if anything was written since the last sync; never raises."""
-        if self._active is not None and self._dirty:
+        if self._active is not None and self._dirty and self._durable:
             try:
                 os.fsync(self._active)
             except OSError as exc:
@@ -211,6 +235,7 @@ class Spool:
             os.close(self._active)
         if self._active_bytes:
             self._sealed[self._active_path] = self._active_bytes
+            self._sealed_bytes += self._active_bytes
         else:
             self._active_path.unlink(missing_ok=True)
         self._active = None
@@ -270,7 +295,7 @@ class Spool:
         """Remove a fully acknowledged segment and its marker."""
         segment.unlink(missing_ok=True)
         segment.with_suffix(ACKED_SUFFIX).unlink(missing_ok=True)
-        self._sealed.pop(segment, None)
+        self._sealed_bytes -= self._sealed.pop(segment, 0)
         # Room was made: the next append finds out whether it is enough.
         self.refusing = None
 
@@ -288,6 +313,8 @@ class Spool:
         self._next_seq += 1
         self._active_path = path
         self._active_bytes = 0
+        if not self._durable:
+            return True
         # The new file's directory entry must survive a crash too.
         with contextlib.suppress(OSError):
             fd = os.open(self.directory, os.O_RDONLY)

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from capps_kit.asgi import error_payload
 
@@ -120,6 +121,9 @@ def describe_validation_errors(errors: list[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""Recorded (nginx's convention) for a request whose caller left before sending it whole."""
+
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -155,6 +159,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status_code, code, message, dict(exc.headers or {}))
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # Not a fault of ours: the caller hung up before its request body arrived (nginx's 499).
+    assert isinstance(exc, ClientDisconnect)
+    log.info(
+        "caller disconnected before its request arrived",
+        extra={"request_id": request_id_of(request), "path": request.url.path},
+    )
+    return error_response(
+        request, CLIENT_CLOSED_REQUEST, "client_closed_request", "the caller disconnected"
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The cause goes to the log with the request id; the caller gets the id, never the trace.
     log.error(
@@ -170,4 +186,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)

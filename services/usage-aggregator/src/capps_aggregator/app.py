@@ -90,11 +90,16 @@ def create_app(settings: AggregatorSettings) -> faust.App:
         if not counting.assigned():
             raise RuntimeError(f"no partition of {settings.aggregator_topic} assigned yet")
 
+    async def topic_countable() -> None:
+        if counting.topic_problem is not None:
+            raise RuntimeError(counting.topic_problem)
+
     admin = AdminApp(
         {
             "postgres": runtime.check_postgres,
             "redis": runtime.check_redis,
             "consumer": consumer_assigned,
+            "topic": topic_countable,
         }
     )
 

@@ -37,15 +37,48 @@ def records_behind(highwater: int | None, next_offset: int) -> int | None:
     return None if highwater is None else max(highwater - next_offset, 0)
 
 
+def partitions_past_end(
+    watermarks: Mapping[int, int], end_offsets: Mapping[int, int]
+) -> dict[int, tuple[int, int]]:
+    """(watermark, end offset) of each partition whose watermark lies past the log's end.
+
+    A live topic's end only grows and a watermark never passes it; past it, the topic was
+    recreated (its offsets start again at 0) or lost records (an unclean leader election),
+    and every record up to the old watermark would be skipped as already counted.
+    """
+    return {
+        partition: (mark, end_offsets[partition])
+        for partition, mark in watermarks.items()
+        if partition in end_offsets and mark > end_offsets[partition]
+    }
+
+
+def past_end_problem(topic: str, past_end: Mapping[int, tuple[int, int]]) -> str | None:
+    """What readiness and the log say about partitions past their end; None when there are none."""
+    if not past_end:
+        return None
+    detail = ", ".join(
+        f"partition {partition} watermark {mark} > end {end}"
+        for partition, (mark, end) in sorted(past_end.items())
+    )
+    return (
+        f"{topic} is behind the counted offsets ({detail}): the topic was recreated or lost "
+        "records, and its records read as already counted; see the README, "
+        "'Never recreate capps.requests.v1'"
+    )
+
+
 def commit_offsets(fetched: Fetched) -> dict[TopicPartition, int]:
     """The next offset of each fetched partition: where a restarted consumer resumes."""
     return {tp: records[-1].offset + 1 for tp, records in fetched.items() if records}
 
 
-class _FinishWriteOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets the write in flight finish before partitions move to another worker.
+class _OnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets the write in flight finish before partitions move to another worker, and checks
+    new partitions against their watermarks before any is read.
 
-    Not needed for exactness (watermarks drop replays) but it spares the next owner a replay.
+    Finishing is not needed for exactness (watermarks drop replays) but it spares the next
+    owner a replay.
     """
 
     def __init__(self, counting: "BatchConsumer") -> None:
@@ -54,8 +87,10 @@ class _FinishWriteOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:  # noqa: ARG002
         await self._counting.drain()
 
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:  # noqa: ARG002
-        return None
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # Held until checked, so a recreated topic's records are never skipped as counted.
+        self._counting.hold(assigned)
+        await self._counting.check_topic_end()
 
 
 class BatchConsumer:
@@ -67,6 +102,8 @@ class BatchConsumer:
         # The write in flight and the fetch it writes (committed once the write is done).
         self._in_flight: asyncio.Task[object] | None = None
         self._in_flight_fetch: Fetched = {}
+        self.topic_problem: str | None = None
+        """Why the topic cannot be counted as it is (partitions past their end), or None."""
 
     def assigned(self) -> set[TopicPartition]:
         """The partitions this worker owns now (empty before the group assigned any)."""
@@ -98,10 +135,11 @@ class BatchConsumer:
             fetch_max_wait_ms=int(settings.aggregator_batch_within_s * 1000),
             **settings.kafka_security.client_options(),
         )
-        consumer.subscribe([settings.aggregator_topic], listener=_FinishWriteOnRevoke(self))
+        consumer.subscribe([settings.aggregator_topic], listener=_OnRebalance(self))
         watch = asyncio.gather(
             stores.rebuilder.watch(),
             stores.retention.run_every(settings.usage_retention_every_s),
+            self._check_topic_end_every(settings.aggregator_topic_check_every_s),
         )
         self._consumer = consumer
         try:
@@ -131,6 +169,50 @@ class BatchConsumer:
             self._consumer = None
             await consumer.stop()
             await self._runtime.close()
+
+    def hold(self, partitions: set[TopicPartition]) -> None:
+        """Fetch nothing of these partitions until `check_topic_end` resumes them."""
+        if self._consumer is not None:
+            self._consumer.pause(*partitions)
+
+    async def check_topic_end(self) -> None:
+        """Pause the assigned partitions whose watermark lies past their end, resume repaired ones.
+
+        A paused partition is neither read nor committed, so once its offsets are repaired
+        (README, 'Never recreate capps.requests.v1') its records are counted from where the
+        consumer stood. Watermarks are read before the ends: an end only grows, so a live
+        topic never looks behind. A store or broker that does not answer leaves things as
+        they are (held partitions stay held) until the next check.
+        """
+        consumer, stores = self._consumer, self._runtime.stores
+        if consumer is None or stores is None:
+            return
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if not assigned:
+            return
+        try:
+            marks = await stores.postgres.watermarks([tp.partition for tp in assigned])
+            ends = await consumer.end_offsets(assigned)
+        except Exception as exc:  # noqa: BLE001 - a hiccup: the next check decides
+            log.warning("topic end check failed; checked again soon", extra={"error": repr(exc)})
+            return
+        past_end = partitions_past_end(marks, {tp.partition: end for tp, end in ends.items()})
+        consumer.pause(*[tp for tp in assigned if tp.partition in past_end])
+        consumer.resume(*[tp for tp in assigned if tp.partition not in past_end])
+        metrics.PARTITIONS_PAST_END.set(len(past_end))
+        problem = past_end_problem(self._runtime.settings.aggregator_topic, past_end)
+        if problem is not None and problem != self.topic_problem:
+            log.error(
+                "request topic behind the counted offsets; paused", extra={"problem": problem}
+            )
+        elif problem is None and self.topic_problem is not None:
+            log.warning("request topic offsets repaired; counting resumed")
+        self.topic_problem = problem
+
+    async def _check_topic_end_every(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await self.check_topic_end()
 
     async def _finish(self, consumer: AIOKafkaConsumer) -> None:
         task, self._in_flight = self._in_flight, None

@@ -42,6 +42,12 @@ LAG_RECORDS = Gauge(
     "Records of a partition not counted yet (its highwater minus the next offset to apply).",
     ["partition"],
 )
+PARTITIONS_PAST_END = Gauge(
+    "capps_aggregator_partitions_past_end",
+    "Assigned partitions whose stored watermark lies past the topic's end offset: the topic"
+    " was recreated (or lost records) under the usage database, and its records read as"
+    " already counted.",
+)
 RETENTION_DELETED = Counter(
     "capps_aggregator_retention_deleted_rows_total",
     "Expired usage rows deleted, per table.",

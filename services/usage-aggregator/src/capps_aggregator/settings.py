@@ -24,6 +24,9 @@ class AggregatorSettings(ServiceSettings, DatabaseSettings, RedisSettings, Kafka
     aggregator_batch_max: int = 10_000
     aggregator_batch_within_s: float = 0.25
     aggregator_migrate_wait_s: float = 30.0
+    # How often the worker compares its stored watermarks with the topic's end offsets: a
+    # watermark past the end means the topic was recreated under the usage database.
+    aggregator_topic_check_every_s: float = 30.0
     # Retention of the PostgreSQL usage rows (usage_route_day follows the day rows).
     usage_minute_retention_days: int = 14
     usage_day_retention_days: int = 400
