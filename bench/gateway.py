@@ -325,18 +325,26 @@ def _rounds(
 
 
 def _half_rate(
-    direct: Target, gateway: Target, *, rate: float, seconds: int, rounds: int
+    direct: Target, nginx: Target, gateway: Target, *, rate: float, seconds: int, rounds: int
 ) -> dict[str, list[LoadResult]]:
-    """The upstream direct and the gateway, both paced at `rate` calls/s, rounds interleaved.
+    """The upstream direct, the nginx proxy and the gateway, all paced at `rate` calls/s,
+    rounds interleaved and rotated.
 
-    wrk's pacing waits between a connection's calls, so a slow answer lowers the rate; many
-    connections with long waits keep the achieved rate close to `rate` for both.
+    The nginx proxy is the reference for what one more hop costs at the tail on this machine:
+    every hop waits for a scheduler turn of its process. wrk's pacing waits between a
+    connection's calls, so a slow answer lowers the rate; many connections with long waits
+    keep the achieved rate close to `rate` for all.
     """
     connections = 32
-    found: dict[str, list[LoadResult]] = {"static_direct_half": [], "static_gateway_half": []}
-    pairs = [("static_direct_half", direct), ("static_gateway_half", gateway)]
+    pairs = [
+        ("static_direct_half", direct),
+        ("static_nginx_half", nginx),
+        ("static_gateway_half", gateway),
+    ]
+    found: dict[str, list[LoadResult]] = {key: [] for key, _ in pairs}
     for number in range(rounds):
-        for key, target in pairs[number % 2 :] + pairs[: number % 2]:
+        shift = number % len(pairs)
+        for key, target in pairs[shift:] + pairs[:shift]:
             with ticking(
                 f"half rate {number + 1}/{rounds}: {key}, {rate:,.0f} calls/s", expected_s=seconds
             ):
@@ -347,6 +355,19 @@ def _half_rate(
                 f" p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
             )
     return found
+
+
+def _half_rate_figures(paced: dict[str, list[LoadResult]], rate: float) -> dict[str, float]:
+    """Median p99s of the paced runs, and what the gateway and nginx add to the direct one."""
+    p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
+    return {
+        "calls_per_second": rate,
+        "direct_p99_ms": p99["static_direct_half"],
+        "gateway_p99_ms": p99["static_gateway_half"],
+        "added_p99_ms": p99["static_gateway_half"] - p99["static_direct_half"],
+        "nginx_p99_ms": p99["static_nginx_half"],
+        "nginx_added_p99_ms": p99["static_nginx_half"] - p99["static_direct_half"],
+    }
 
 
 PROFILE_OUT = ROOT / "bench" / "results" / "gateway-profile.txt"
@@ -434,13 +455,14 @@ def measure_edge(
                 auth,
                 lambda: [gateway.pid],
             )
+            through_nginx = Target(
+                "static_nginx_proxy",
+                f"http://127.0.0.1:{proxy_port}{PATH}",
+                {},
+                lambda: _children(proxy.pid),
+            )
             targets = [
-                Target(
-                    "static_nginx_proxy",
-                    f"http://127.0.0.1:{proxy_port}{PATH}",
-                    {},
-                    lambda: _children(proxy.pid),
-                ),
+                through_nginx,
                 through_gateway,
                 *stage_targets,
             ]
@@ -458,7 +480,9 @@ def measure_edge(
             # Half the gateway's peak, the upstream called directly at the same pace beside it.
             rate = statistics.median(r.ok_per_second for r in results["static_gateway"]) / 2
             direct = Target("static_direct", f"{upstream}{PATH}", {}, list)
-            paced = _half_rate(direct, through_gateway, rate=rate, seconds=seconds, rounds=rounds)
+            paced = _half_rate(
+                direct, through_nginx, through_gateway, rate=rate, seconds=seconds, rounds=rounds
+            )
             results |= paced
             served_by = _checks_by_source(f"http://127.0.0.1:{admin_port}/metrics")
     finally:
@@ -467,7 +491,6 @@ def measure_edge(
     with ticking("rate limiter: 1, 8 and 50 concurrent callers, without and with leases, 2 s each"):
         limiter = asyncio.run(_limiter_cost(os.environ["REDIS_URL"]))
     limiter["gateway_lease_share"] = served_by.get("lease", 0) / max(sum(served_by.values()), 1)
-    p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
     return EdgeRun(
         rounds=results,
         cpu_us_per_call={key: statistics.median(values) for key, values in cpu.items()},
@@ -477,12 +500,7 @@ def measure_edge(
         profile=summarise_profile(PROFILE_OUT)
         if os.environ.get("BENCH_PROFILE") == "1" and PROFILE_OUT.exists()
         else {},
-        half_rate={
-            "calls_per_second": rate,
-            "direct_p99_ms": p99["static_direct_half"],
-            "gateway_p99_ms": p99["static_gateway_half"],
-            "added_p99_ms": p99["static_gateway_half"] - p99["static_direct_half"],
-        },
+        half_rate=_half_rate_figures(paced, rate),
     )
 
 
@@ -635,3 +653,8 @@ def print_edge(edge: dict[str, Any]) -> None:
             f" p99 direct {half['direct_p99_ms']:.2f} ms, through the gateway"
             f" {half['gateway_p99_ms']:.2f} ms: {half['added_p99_ms']:+.2f} ms added"
         )
+        if "nginx_p99_ms" in half:
+            print(
+                f"edge: the nginx proxy at the same pace: p99 {half['nginx_p99_ms']:.2f} ms,"
+                f" {half['nginx_added_p99_ms']:+.2f} ms added (one more hop on this machine)"
+            )
