@@ -213,14 +213,17 @@ async def _delete_topic(bootstrap: str, topic: str) -> None:
 
 
 async def _limiter_run(
-    redis_url: str, callers: int, seconds: float
-) -> tuple[int, int, float, float]:
-    """(checks, Redis round trips, CPU s, wall s) of `callers` checking as fast as answered."""
+    redis_url: str, callers: int, seconds: float, *, lease_max: int
+) -> tuple[int, int, int, float, float]:
+    """(checks, of them served from a lease, Redis round trips, CPU s, wall s) of `callers`
+    checking one app as fast as answered, its limit out of reach."""
     from capps_gateway import metrics
     from capps_gateway.ratelimit import RateLimiter
     from capps_kit.redis import create_redis
 
-    limiter = RateLimiter(create_redis(redis_url, timeout_s=0.25), fallback_share=1)
+    limiter = RateLimiter(
+        create_redis(redis_url, timeout_s=0.25), fallback_share=1, lease_max=lease_max
+    )
     limit = RateLimit(per_minute=1_000_000_000, per_hour=1_000_000_000)
     app_id = f"bench-rl-{uuid.uuid4().hex[:8]}"
     checks = 0
@@ -232,26 +235,48 @@ async def _limiter_run(
             await limiter.check(app_id, limit)
             checks += 1
 
+    leased = metrics.RATELIMIT_CHECKS.labels("lease")
+    leased_before = leased._value.get()
     trips_before = metrics.RATELIMIT_ROUND_TRIPS._value.get()
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
     trips = int(metrics.RATELIMIT_ROUND_TRIPS._value.get() - trips_before)
+    from_leases = int(leased._value.get() - leased_before)
     await limiter.close()
-    return checks, trips, cpu, wall
+    return checks, from_leases, trips, cpu, wall
 
 
 async def _limiter_cost(redis_url: str, seconds: float = 2.0) -> dict[str, float]:
-    """Checks/s and CPU µs per check and per Redis round trip through one limiter, in this
-    process, with 1, 8 and 50 concurrent callers: batches grow with concurrency, so the cost
-    of a check is mostly its share of a round trip."""
+    """Checks/s, CPU µs per check and per Redis round trip, and the share of checks served from
+    the process's lease, through one limiter in this process with 1, 8 and 50 concurrent
+    callers of one hot app; each also with leases off (`_no_leases`, as before them) in the
+    same run. Without leases a check costs its share of a batched round trip; with them,
+    nearly nothing when the lease serves it."""
+    from capps_gateway.ratelimit_leases import PREFETCH_MAX
+
     found: dict[str, float] = {}
     for callers in (1, 8, 50):
-        checks, trips, cpu, wall = await _limiter_run(redis_url, callers, seconds)
-        suffix = "" if callers == 50 else f"_{callers}_callers"
-        found[f"checks_per_second{suffix}"] = checks / wall
-        found[f"cpu_us_per_check{suffix}"] = cpu / max(checks, 1) * 1e6
-        found[f"cpu_us_per_round_trip{suffix}"] = cpu / max(trips, 1) * 1e6
+        for lease_max, leases in ((0, "_no_leases"), (PREFETCH_MAX, "")):
+            checks, from_leases, trips, cpu, wall = await _limiter_run(
+                redis_url, callers, seconds, lease_max=lease_max
+            )
+            suffix = ("" if callers == 50 else f"_{callers}_callers") + leases
+            found[f"checks_per_second{suffix}"] = checks / wall
+            found[f"cpu_us_per_check{suffix}"] = cpu / max(checks, 1) * 1e6
+            found[f"cpu_us_per_round_trip{suffix}"] = cpu / max(trips, 1) * 1e6
+            found[f"lease_share{suffix}"] = from_leases / max(checks, 1)
+    return found
+
+
+def _checks_by_source(metrics_url: str) -> dict[str, float]:
+    """The gateway's rate-limit checks so far by who decided them (lease, redis, local)."""
+    prefix = 'capps_gateway_ratelimit_checks_total{source="'
+    found: dict[str, float] = {}
+    for line in requests.get(metrics_url, timeout=10).text.splitlines():
+        if line.startswith(prefix):
+            name, _, value = line.rpartition(" ")
+            found[name.removeprefix(prefix).removesuffix('"}')] = float(value)
     return found
 
 
@@ -300,18 +325,26 @@ def _rounds(
 
 
 def _half_rate(
-    direct: Target, gateway: Target, *, rate: float, seconds: int, rounds: int
+    direct: Target, nginx: Target, gateway: Target, *, rate: float, seconds: int, rounds: int
 ) -> dict[str, list[LoadResult]]:
-    """The upstream direct and the gateway, both paced at `rate` calls/s, rounds interleaved.
+    """The upstream direct, the nginx proxy and the gateway, all paced at `rate` calls/s,
+    rounds interleaved and rotated.
 
-    wrk's pacing waits between a connection's calls, so a slow answer lowers the rate; many
-    connections with long waits keep the achieved rate close to `rate` for both.
+    The nginx proxy is the reference for what one more hop costs at the tail on this machine:
+    every hop waits for a scheduler turn of its process. wrk's pacing waits between a
+    connection's calls, so a slow answer lowers the rate; many connections with long waits
+    keep the achieved rate close to `rate` for all.
     """
     connections = 32
-    found: dict[str, list[LoadResult]] = {"static_direct_half": [], "static_gateway_half": []}
-    pairs = [("static_direct_half", direct), ("static_gateway_half", gateway)]
+    pairs = [
+        ("static_direct_half", direct),
+        ("static_nginx_half", nginx),
+        ("static_gateway_half", gateway),
+    ]
+    found: dict[str, list[LoadResult]] = {key: [] for key, _ in pairs}
     for number in range(rounds):
-        for key, target in pairs[number % 2 :] + pairs[: number % 2]:
+        shift = number % len(pairs)
+        for key, target in pairs[shift:] + pairs[:shift]:
             with ticking(
                 f"half rate {number + 1}/{rounds}: {key}, {rate:,.0f} calls/s", expected_s=seconds
             ):
@@ -322,6 +355,19 @@ def _half_rate(
                 f" p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
             )
     return found
+
+
+def _half_rate_figures(paced: dict[str, list[LoadResult]], rate: float) -> dict[str, float]:
+    """Median p99s of the paced runs, and what the gateway and nginx add to the direct one."""
+    p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
+    return {
+        "calls_per_second": rate,
+        "direct_p99_ms": p99["static_direct_half"],
+        "gateway_p99_ms": p99["static_gateway_half"],
+        "added_p99_ms": p99["static_gateway_half"] - p99["static_direct_half"],
+        "nginx_p99_ms": p99["static_nginx_half"],
+        "nginx_added_p99_ms": p99["static_nginx_half"] - p99["static_direct_half"],
+    }
 
 
 PROFILE_OUT = ROOT / "bench" / "results" / "gateway-profile.txt"
@@ -409,13 +455,14 @@ def measure_edge(
                 auth,
                 lambda: [gateway.pid],
             )
+            through_nginx = Target(
+                "static_nginx_proxy",
+                f"http://127.0.0.1:{proxy_port}{PATH}",
+                {},
+                lambda: _children(proxy.pid),
+            )
             targets = [
-                Target(
-                    "static_nginx_proxy",
-                    f"http://127.0.0.1:{proxy_port}{PATH}",
-                    {},
-                    lambda: _children(proxy.pid),
-                ),
+                through_nginx,
                 through_gateway,
                 *stage_targets,
             ]
@@ -433,14 +480,17 @@ def measure_edge(
             # Half the gateway's peak, the upstream called directly at the same pace beside it.
             rate = statistics.median(r.ok_per_second for r in results["static_gateway"]) / 2
             direct = Target("static_direct", f"{upstream}{PATH}", {}, list)
-            paced = _half_rate(direct, through_gateway, rate=rate, seconds=seconds, rounds=rounds)
+            paced = _half_rate(
+                direct, through_nginx, through_gateway, rate=rate, seconds=seconds, rounds=rounds
+            )
             results |= paced
+            served_by = _checks_by_source(f"http://127.0.0.1:{admin_port}/metrics")
     finally:
         log.close()
         asyncio.run(_delete_topic(bootstrap, topic))
-    with ticking("rate limiter: 1, 8 and 50 concurrent callers, 2 s each"):
+    with ticking("rate limiter: 1, 8 and 50 concurrent callers, without and with leases, 2 s each"):
         limiter = asyncio.run(_limiter_cost(os.environ["REDIS_URL"]))
-    p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
+    limiter["gateway_lease_share"] = served_by.get("lease", 0) / max(sum(served_by.values()), 1)
     return EdgeRun(
         rounds=results,
         cpu_us_per_call={key: statistics.median(values) for key, values in cpu.items()},
@@ -450,12 +500,7 @@ def measure_edge(
         profile=summarise_profile(PROFILE_OUT)
         if os.environ.get("BENCH_PROFILE") == "1" and PROFILE_OUT.exists()
         else {},
-        half_rate={
-            "calls_per_second": rate,
-            "direct_p99_ms": p99["static_direct_half"],
-            "gateway_p99_ms": p99["static_gateway_half"],
-            "added_p99_ms": p99["static_gateway_half"] - p99["static_direct_half"],
-        },
+        half_rate=_half_rate_figures(paced, rate),
     )
 
 
@@ -515,7 +560,7 @@ PROFILE_PARTS = (
             "uuid_utils",
         ),
     ),
-    ("rate limit + Redis client", ("capps_gateway/ratelimit.py", "redis/")),
+    ("rate limit + Redis client", ("capps_gateway/ratelimit", "redis/")),
     ("token checks", ("capps_gateway/auth/", "joserfc/")),
     (
         "gateway's own code (routing, headers, app view, metrics)",
@@ -578,15 +623,29 @@ def print_edge(edge: dict[str, Any]) -> None:
             print(f"  {stage:<58} {value:>7.1f} µs")
     limiter = edge["ratelimiter"]
     print(f"edge: gateway RSS with 100,000 apps {edge['gateway_rss_mb_100k_apps']:.0f} MB")
-    for suffix, callers in (("_1_callers", 1), ("_8_callers", 8), ("", 50)):
+    for suffix, callers in (
+        ("_1_callers_no_leases", "1 caller, leases off"),
+        ("_8_callers_no_leases", "8 callers, leases off"),
+        ("_no_leases", "50 callers, leases off"),
+        ("_1_callers", "1 caller"),
+        ("_8_callers", "8 callers"),
+        ("", "50 callers"),
+    ):
         if f"cpu_us_per_round_trip{suffix}" in limiter:
             rate = limiter[f"checks_per_second{suffix}"]
             per_check = limiter[f"cpu_us_per_check{suffix}"]
             per_trip = limiter[f"cpu_us_per_round_trip{suffix}"]
+            leased = limiter.get(f"lease_share{suffix}")
+            served = "" if leased is None else f", {leased:.1%} served from the lease"
             print(
-                f"edge: rate limiter, {callers} callers: {rate:,.0f} checks/s,"
-                f" {per_check:.1f} CPU µs per check, {per_trip:.0f} per Redis round trip"
+                f"edge: rate limiter, {callers}: {rate:,.0f} checks/s,"
+                f" {per_check:.1f} CPU µs per check, {per_trip:.0f} per Redis round trip{served}"
             )
+    if "gateway_lease_share" in limiter:
+        print(
+            f"edge: the gateway's rate-limit checks served from its lease:"
+            f" {limiter['gateway_lease_share']:.1%}"
+        )
     half = edge.get("half_rate")
     if half:
         print(
@@ -594,3 +653,8 @@ def print_edge(edge: dict[str, Any]) -> None:
             f" p99 direct {half['direct_p99_ms']:.2f} ms, through the gateway"
             f" {half['gateway_p99_ms']:.2f} ms: {half['added_p99_ms']:+.2f} ms added"
         )
+        if "nginx_p99_ms" in half:
+            print(
+                f"edge: the nginx proxy at the same pace: p99 {half['nginx_p99_ms']:.2f} ms,"
+                f" {half['nginx_added_p99_ms']:+.2f} ms added (one more hop on this machine)"
+            )

@@ -47,6 +47,7 @@ SCENARIOS = (
     Scenario(
         "static_direct_half", "static: upstream direct, paced", "half rate", "req/s", "baseline"
     ),
+    Scenario("static_nginx_half", "static: nginx proxy, paced", "half rate", "req/s", "reference"),
     Scenario("static_gateway_half", "static: gateway, paced", "half rate", "req/s", "target"),
     Scenario(
         "aggregator_ceiling",

@@ -2,7 +2,9 @@
 with the IETF headers on every answer, and a local fallback when Redis does not answer.
 
 Windows are fixed UTC minutes: a burst may straddle two, so exactness is checked per window
-from the counters in Redis (each at most the limit, together equal to the calls admitted).
+from the counters in Redis (each at most the limit, together at least the calls admitted: a
+process's leased tokens are counted when leased, and a lease left unspent when its window ends
+stays counted). Leases themselves: test_gateway_ratelimit_leases.py.
 """
 
 import asyncio
@@ -97,7 +99,7 @@ async def test_two_gateway_processes_never_admit_more_than_the_limit(
     finally:
         await client.aclose()
     assert all(count <= LIMIT for count in counters), counters
-    assert sum(counters) == statuses[200]
+    assert sum(counters) >= statuses[200]
     assert statuses[200] >= 0.99 * LIMIT
     for status, headers in answers:
         assert (

@@ -4,7 +4,8 @@ Per app and fixed UTC window (by Redis's own clock, the one clock every gateway 
 - `capps:ratelimit:{app}:minute:{start}`: calls admitted in the minute starting at epoch second
   `start` (a multiple of 60); expires 60 s after the window ends.
 - `capps:ratelimit:{app}:hour:{start}`: the same per hour (`start` a multiple of 3600).
-Only admitted calls count (a 429 takes nothing). Headroom = the app's limit minus the value.
+Admitted calls count, and tokens a gateway process leased ahead of its calls (a 429 takes
+nothing). Headroom = the app's limit minus the value.
 """
 
 KEY_PREFIX = "capps:ratelimit:"

@@ -113,19 +113,28 @@ EDGE_REFUSALS = Counter(
 )
 RATELIMIT_CHECKS = Counter(
     "capps_gateway_ratelimit_checks_total",
-    "Rate-limit checks, by who decided (redis: shared and exact; local: the fallback).",
+    "Rate-limit checks, by who decided (lease: this process's leased tokens; redis: a batched "
+    "round trip; local: the fallback while Redis is away).",
     ["source"],
 )
 RATELIMIT_ROUND_TRIPS = Counter(
     "capps_gateway_ratelimit_round_trips_total",
     "Batched rate-limit script calls sent to Redis (checks / round trips = batch size).",
 )
+RATELIMIT_LEASED = Counter(
+    "capps_gateway_ratelimit_leased_tokens_total",
+    "Tokens leased from Redis ahead of this process's calls (counted in the windows at once).",
+)
+RATELIMIT_LEASE_UNUSED = Counter(
+    "capps_gateway_ratelimit_lease_unused_tokens_total",
+    "Leased tokens never spent: their window ended or the app's limit changed first.",
+)
 RATELIMIT_FALLBACK = Gauge(
     "capps_gateway_ratelimit_fallback",
     "1 while Redis does not answer and each process limits alone at limit / processes.",
     multiprocess_mode="livemax",
 )
-for _source in ("redis", "local"):
+for _source in ("lease", "redis", "local"):
     RATELIMIT_CHECKS.labels(_source)
 
 APPS_KNOWN = Gauge(

@@ -137,5 +137,6 @@ def open_runtime(
         create_redis(settings.redis_url, timeout_s=settings.gateway_ratelimit_timeout_s),
         fallback_share=settings.gateway_ratelimit_fallback_processes,
         timeout_s=settings.gateway_ratelimit_timeout_s,
+        lease_max=settings.gateway_ratelimit_lease_max,
     )
     return Runtime(session, pool, keys, verifier, proxy, publisher, apps, limiter, tasks)

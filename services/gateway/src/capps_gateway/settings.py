@@ -43,6 +43,9 @@ class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings, TokenSettin
     # While Redis is away each process admits limit // this: the number of gateway processes
     # sharing the limits (all hosts), so together they stay within the limit.
     gateway_ratelimit_fallback_processes: int = 1
+    # The most tokens one process leases per app ahead of its calls (0: no leases, one Redis
+    # round trip per batch of checks and exact headers, as for an app that calls rarely).
+    gateway_ratelimit_lease_max: int = Field(default=4096, ge=0, le=1_000_000)
     # External identity providers whose access tokens the gateway accepts too (YAML or JSON;
     # see auth/issuers.py and the README). None: only the registry's own tokens.
     gateway_issuers_file: Path | None = None
