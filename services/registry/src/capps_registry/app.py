@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -129,6 +130,10 @@ def build_api(settings: RegistrySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with open_state(chosen) as state, reloading_keys(state), run_outbox_relay(state):
+            # What start-up built (modules, routes, models: ~110,000 objects) lives as long as
+            # the process: out of the collector, a full collection no longer scans it (29 ms
+            # each, measured), which showed in the tail of pages and usage series.
+            gc.freeze()
             yield {STATE_KEY: state}
 
     app = FastAPI(
