@@ -184,7 +184,7 @@ def test_one_record_at_a_time_reads_back_like_a_batch_across_rotations(tmp_path:
     one_by_one = Spool(tmp_path / "one", segment_bytes=150)
     batched = Spool(tmp_path / "batch", segment_bytes=150)
     for n in range(30):
-        assert one_by_one.append_one(record(n)) == 1
+        assert one_by_one.append([record(n)]) == 1
     batched.append([record(n) for n in range(30)])
     for spool in (one_by_one, batched):
         spool.seal()
@@ -197,7 +197,7 @@ def test_one_record_at_a_time_reads_back_like_a_batch_across_rotations(tmp_path:
 def test_one_record_past_the_cap_is_refused_and_earlier_ones_stay(tmp_path: Path) -> None:
     frame_bytes = len(encode_frame(record(0)))
     spool = Spool(tmp_path, max_bytes=frame_bytes * 3)
-    assert [spool.append_one(record(n)) for n in range(5)] == [1, 1, 1, 0, 0]
+    assert [spool.append([record(n)]) for n in range(5)] == [1, 1, 1, 0, 0]
     assert spool.refusing is not None
     assert loss_reason(spool.refusing) == "spool_full"
     spool.seal()

@@ -81,6 +81,24 @@ async def checks_by_source(http: aiohttp.ClientSession, gateway: Gateway) -> Cou
     )
 
 
+async def app_on_two_gateways(  # noqa: PLR0917 - the tests' fixtures, passed on
+    limit: RateLimit,
+    start_gateway: StartGateway,
+    demo_api_url: str,
+    apps: AppStates,
+    signer: Signer,
+    http: aiohttp.ClientSession,
+) -> tuple[str, list[Gateway], str, list[Counter[str]]]:
+    """A new app with `limit`, two gateway processes, the app's token, and each gateway's
+    checks by source before any call."""
+    app_id = new_app()
+    await apps.put(app_id, rate_limit=limit)
+    gateways = list(await asyncio.gather(start_gateway(demo_api_url), start_gateway(demo_api_url)))
+    token = signer.token(ALL_ROLES, client_id=app_id)
+    before = [await checks_by_source(http, gateway) for gateway in gateways]
+    return app_id, gateways, token, before
+
+
 def minutes_spanned(started: float, ended: float) -> int:
     return int(ended // 60) - int(started // 60) + 1
 
@@ -95,12 +113,10 @@ async def test_a_hot_app_is_served_mostly_from_leases_across_two_gateways(
     infra: Any,
     http: aiohttp.ClientSession,
 ) -> None:
-    app_id = new_app()
     limit = RateLimit(per_minute=1_000_000, per_hour=10_000_000)
-    await apps.put(app_id, rate_limit=limit)
-    gateways = list(await asyncio.gather(start_gateway(demo_api_url), start_gateway(demo_api_url)))
-    token = signer.token(ALL_ROLES, client_id=app_id)
-    before = [await checks_by_source(http, gateway) for gateway in gateways]
+    app_id, gateways, token, before = await app_on_two_gateways(
+        limit, start_gateway, demo_api_url, apps, signer, http
+    )
     per_gateway = 1500
     answers = await asyncio.gather(
         *(hammer(http, g.url, token, calls=per_gateway, callers=16) for g in gateways)
@@ -129,12 +145,10 @@ async def test_a_hot_app_on_two_gateways_never_gets_more_than_a_small_limit_per_
     infra: Any,
     http: aiohttp.ClientSession,
 ) -> None:
-    app_id = new_app()
     limit = RateLimit(per_minute=300, per_hour=100_000)
-    await apps.put(app_id, rate_limit=limit)
-    gateways = list(await asyncio.gather(start_gateway(demo_api_url), start_gateway(demo_api_url)))
-    token = signer.token(ALL_ROLES, client_id=app_id)
-    before = [await checks_by_source(http, gateway) for gateway in gateways]
+    app_id, gateways, token, before = await app_on_two_gateways(
+        limit, start_gateway, demo_api_url, apps, signer, http
+    )
     started = time.time()
     answers = await asyncio.gather(
         *(hammer(http, g.url, token, calls=4 * limit.per_minute, callers=16) for g in gateways)

@@ -1,6 +1,7 @@
 """Pure header handling: request ids, bearer tokens, and what crosses the proxy each way."""
 
 import re
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the ones the gateway sets or must not leak upstream.
@@ -61,7 +62,7 @@ def bearer_token(value: bytes | None) -> str | None:
     return token.strip().decode("latin-1")
 
 
-def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     named: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
@@ -117,7 +118,7 @@ def downstream_response_headers(
     `Set-Cookie` scoped to the upstream's host loses that `Domain`: callers never learn the
     internal address, and the cookie belongs to the host they called.
     """
-    dropped = _NOT_RETURNED | _connection_tokens(list(raw_headers))
+    dropped = _NOT_RETURNED | _connection_tokens(raw_headers)
     returned: list[tuple[bytes, bytes]] = []
     for raw_name, raw_value in raw_headers:
         name = raw_name.lower()

@@ -95,7 +95,7 @@ class Journal:
     def write(self, record: KafkaRecord) -> None:
         """Write one record before its call is answered; never raises (a full disk is logged
         by the spool, and the event still goes on in memory)."""
-        self._spool.append_one(record)
+        self._spool.append((record,))
         self._next += 1
         self._open_count += 1
         if self._open_count >= SEGMENT_RECORDS:

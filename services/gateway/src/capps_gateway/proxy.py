@@ -64,8 +64,8 @@ class UpstreamProxy:
             try:
                 returned = downstream_response_headers(answer.headers, request_id, self._origin)
                 returned += extra_headers
-                length = _content_length(answer.headers)
-                if answer.complete or (length is not None and length <= BUFFER_LIMIT):
+                # A whole answer (the common case) needs no second pass over its headers.
+                if answer.complete or _fits_buffer(answer.headers):
                     payload = await answer.read()
                     returned.append((b"content-length", b"%d" % len(payload)))
                     started = True
@@ -96,13 +96,13 @@ class UpstreamProxy:
             raise UpstreamError(timeout=False, response_started=started) from None
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """The answer's declared length, when it declares one (and is not chunked)."""
+def _fits_buffer(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the answer declares a length (and is not chunked) of at most BUFFER_LIMIT."""
     length = None
     for name, value in headers:
         lowered = name.lower()
         if lowered == b"transfer-encoding":
-            return None
+            return False
         if lowered == b"content-length" and value.strip().isdigit():
             length = int(value)
-    return length
+    return length is not None and length <= BUFFER_LIMIT

@@ -274,18 +274,12 @@ class RateLimiter:
         waiting = self._waiting.get(app_id)
         if waiting is None:
             if lease is not None:
-                unused = lease.before_round_trip(
-                    now, grow_within_s=self._grow_within_s, most=self._lease_max
-                )
-                if unused:
-                    metrics.RATELIMIT_LEASE_UNUSED.inc(unused)
-            self._waiting[app_id] = _Waiting(limit, [future])
+                self._size_next_lease(lease, now)
+            self._queue(app_id, _Waiting(limit, [future]))
         else:
             # The newest state's limit wins for everything queued with it.
             waiting.limit = limit
             waiting.futures.append(future)
-        if self._batcher is None:
-            self._batcher = asyncio.create_task(self._send_batches(), name="ratelimit-batches")
         return await future
 
     def _refill(self, app_id: str, limit: RateLimit, lease: AppLease, now: float) -> None:
@@ -293,8 +287,19 @@ class RateLimiter:
         if app_id in self._waiting:
             return
         lease.refilling = True
-        lease.before_round_trip(now, grow_within_s=self._grow_within_s, most=self._lease_max)
-        self._waiting[app_id] = _Waiting(limit, [])
+        self._size_next_lease(lease, now)
+        self._queue(app_id, _Waiting(limit, []))
+
+    def _size_next_lease(self, lease: AppLease, now: float) -> None:
+        unused = lease.before_round_trip(
+            now, grow_within_s=self._grow_within_s, most=self._lease_max
+        )
+        if unused:
+            metrics.RATELIMIT_LEASE_UNUSED.inc(unused)
+
+    def _queue(self, app_id: str, waiting: _Waiting) -> None:
+        """Put the app's checks in the next batch; start the batcher if it is idle."""
+        self._waiting[app_id] = waiting
         if self._batcher is None:
             self._batcher = asyncio.create_task(self._send_batches(), name="ratelimit-batches")
 
@@ -360,7 +365,7 @@ class RateLimiter:
             async with asyncio.timeout(self._timeout_s):
                 reply = await self._script(args=args)
         except Exception as exc:  # noqa: BLE001 - any Redis failure: the local fallback decides
-            self._fall_back(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            self._fall_back(_reason(exc))
             now_s = int(time.time())
             for app_id, waiting in batch.items():
                 if (lease := self._leases.get(app_id)) is not None:
@@ -432,10 +437,13 @@ class RateLimiter:
             try:
                 await asyncio.wait_for(self._redis.ping(), self._timeout_s)
             except Exception as exc:  # noqa: BLE001 - still away
-                self.redis_error = (
-                    f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                )
+                self.redis_error = _reason(exc)
                 continue
             log.info("Redis answers again: rate limits are shared again")
             self.redis_error = None
             return
+
+
+def _reason(exc: BaseException) -> str:
+    """Why Redis failed, as `/readyz` and the log say it."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -143,24 +143,21 @@ class Spool:
         Written with `write()`: durable against a killed process at once, against a machine
         crash after `sync`.
         """
-        return self._append_frames([encode_frame(record) for record in records])
-
-    def append_one(self, record: KafkaRecord) -> int:
-        """`append` of one record (the journal's per-call write), its common case kept short:
-        room in the open segment and under the cap means one `write()` and nothing else."""
-        frame = encode_frame(record)
-        size = len(frame)
+        frames = [encode_frame(record) for record in records]
+        size = sum(map(len, frames))
         if (
-            self._active is None
-            or self._active_bytes + size > self._segment_bytes
-            or self._sealed_bytes + self._active_bytes + size > self.max_bytes
+            frames
+            and self._active is not None
+            and self._active_bytes + size <= self._segment_bytes
+            and self.size_bytes + size <= self.max_bytes
         ):
-            return self._append_frames([frame])
-        if not self._write(frame):
-            return 0
-        self._dirty = True
-        self.refusing = None
-        return 1
+            # The common case (the journal's one record per call): it all fits, one write().
+            if not self._write(frames[0] if len(frames) == 1 else b"".join(frames)):
+                return 0
+            self._dirty = True
+            self.refusing = None
+            return len(frames)
+        return self._append_frames(frames)
 
     def _append_frames(self, frames: list[bytes]) -> int:
         written = 0
