@@ -99,8 +99,8 @@ def _estimate_s(options: BenchOptions) -> float:
     if "gateway" in options.only:
         estimate += 3 * options.rounds * options.seconds + 5
     if "edge" in options.only:
-        # Six targets at full speed, then two paced at half the gateway's.
-        estimate += 8 * options.rounds * options.seconds + 60
+        # Six targets at full speed, then four paced at half the gateway's.
+        estimate += 10 * options.rounds * options.seconds + 60
     if "tracing" in options.only:
         estimate += 3 * options.rounds * options.seconds + 30
     if "count" in options.only:

@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -324,50 +324,112 @@ def _rounds(
             )
 
 
+HALF_RATE_CONNECTIONS = 128
+"""Many connections with long random holds between calls (bench/wrk.py's pacing): the calls
+arrive like independent callers', and a target that answers slowly is still asked nearly the
+whole rate (32 connections gave the gateway 15-27% fewer calls than nginx)."""
+
+
 def _half_rate(
-    direct: Target, nginx: Target, gateway: Target, *, rate: float, seconds: int, rounds: int
-) -> dict[str, list[LoadResult]]:
-    """The upstream direct, the nginx proxy and the gateway, all paced at `rate` calls/s,
-    rounds interleaved and rotated.
+    targets: list[Target], *, rate: float, seconds: int, rounds: int
+) -> tuple[dict[str, list[LoadResult]], dict[str, float]]:
+    """The upstream direct, the nginx proxy, the CPU-matched control and the gateway, all
+    paced at `rate` calls/s, rounds interleaved and rotated; their p99s and CPU µs per call.
 
     The nginx proxy is the reference for what one more hop costs at the tail on this machine:
-    every hop waits for a scheduler turn of its process. wrk's pacing waits between a
-    connection's calls, so a slow answer lowers the rate; many connections with long waits
-    keep the achieved rate close to `rate` for all.
+    every hop waits for a scheduler turn of its process. The control (bench/cpu_control.py)
+    costs as much CPU per call as the gateway and does nothing else: its p99 is what that cost
+    alone gets on this machine now.
     """
-    connections = 32
-    pairs = [
-        ("static_direct_half", direct),
-        ("static_nginx_half", nginx),
-        ("static_gateway_half", gateway),
-    ]
-    found: dict[str, list[LoadResult]] = {key: [] for key, _ in pairs}
+    found: dict[str, list[LoadResult]] = {target.key: [] for target in targets}
+    cpu: dict[str, list[float]] = {target.key: [] for target in targets}
     for number in range(rounds):
-        shift = number % len(pairs)
-        for key, target in pairs[shift:] + pairs[:shift]:
+        shift = number % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            pids = target.pids()
+            before = _cpu_seconds(pids)
             with ticking(
-                f"half rate {number + 1}/{rounds}: {key}, {rate:,.0f} calls/s", expected_s=seconds
+                f"half rate {number + 1}/{rounds}: {target.key}, {rate:,.0f} calls/s",
+                expected_s=seconds,
             ):
-                result = run_wrk(target.url, seconds, connections, target.headers, rate=rate)
-            found[key].append(result)
+                result = run_wrk(
+                    target.url, seconds, HALF_RATE_CONNECTIONS, target.headers, rate=rate
+                )
+            found[target.key].append(result)
+            cpu[target.key].append((_cpu_seconds(pids) - before) / max(result.requests, 1) * 1e6)
             say(
-                f"{result.per_second:,.0f} req/s,"
-                f" p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
+                f"{result.per_second:,.0f} req/s, p50 {result.p50_ms:.2f} ms,"
+                f" p99 {result.p99_ms:.2f} ms"
+                + (f", {cpu[target.key][-1]:.0f} CPU µs/call" if pids else "")
             )
-    return found
+    return found, {key: statistics.median(values) for key, values in cpu.items() if values}
 
 
-def _half_rate_figures(paced: dict[str, list[LoadResult]], rate: float) -> dict[str, float]:
-    """Median p99s of the paced runs, and what the gateway and nginx add to the direct one."""
+def _half_rate_figures(
+    paced: dict[str, list[LoadResult]], rate: float, cpu_us: dict[str, float], work_us: float
+) -> dict[str, float]:
+    """Median p99s of the paced runs, and what each adds to the direct one."""
     p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
+    direct = p99["static_direct_half"]
     return {
         "calls_per_second": rate,
-        "direct_p99_ms": p99["static_direct_half"],
+        "connections": HALF_RATE_CONNECTIONS,
+        "direct_p99_ms": direct,
         "gateway_p99_ms": p99["static_gateway_half"],
-        "added_p99_ms": p99["static_gateway_half"] - p99["static_direct_half"],
+        "added_p99_ms": p99["static_gateway_half"] - direct,
         "nginx_p99_ms": p99["static_nginx_half"],
-        "nginx_added_p99_ms": p99["static_nginx_half"] - p99["static_direct_half"],
+        "nginx_added_p99_ms": p99["static_nginx_half"] - direct,
+        "control_p99_ms": p99["static_control_half"],
+        "control_added_p99_ms": p99["static_control_half"] - direct,
+        "control_work_us": work_us,
+        "gateway_cpu_us_per_call": cpu_us.get("static_gateway_half", 0.0),
+        "control_cpu_us_per_call": cpu_us.get("static_control_half", 0.0),
     }
+
+
+@contextlib.contextmanager
+def _cpu_control(upstream: str, work_us: float, log: IO[bytes]) -> Iterator[Target]:
+    """bench/cpu_control.py on a spare port: the relay plus `work_us` µs of work per call."""
+    port = spare_port()
+    command = [sys.executable, "-m", "bench.cpu_control", str(port), upstream, f"{work_us:.0f}"]
+    process = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT)
+    try:
+        url = f"http://127.0.0.1:{port}{PATH}"
+        _wait_http(url)
+        yield Target("static_control_half", url, {}, lambda: [process.pid])
+    finally:
+        _stop(process)
+
+
+def _paced_point(
+    full_speed: dict[str, list[LoadResult]],
+    cpu: dict[str, list[float]],
+    *,
+    upstream: str,
+    nginx: Target,
+    gateway: Target,
+    seconds: int,
+    rounds: int,
+    log: IO[bytes],
+) -> tuple[dict[str, list[LoadResult]], dict[str, float]]:
+    """Half the gateway's peak; beside it the upstream called directly, the nginx proxy and a
+    control costing the gateway's CPU per call (its own work beyond the relay's)."""
+    rate = statistics.median(r.ok_per_second for r in full_speed["static_gateway"]) / 2
+    own_us = statistics.median(cpu["static_gateway"]) - statistics.median(cpu["static_relay"])
+    work_us = max(own_us, 0.0)
+    with _cpu_control(upstream, work_us, log) as control:
+        paced, paced_cpu = _half_rate(
+            [
+                Target("static_direct_half", f"{upstream}{PATH}", {}, list),
+                replace(nginx, key="static_nginx_half"),
+                control,
+                replace(gateway, key="static_gateway_half"),
+            ],
+            rate=rate,
+            seconds=seconds,
+            rounds=rounds,
+        )
+    return paced, _half_rate_figures(paced, rate, paced_cpu, work_us)
 
 
 PROFILE_OUT = ROOT / "bench" / "results" / "gateway-profile.txt"
@@ -477,11 +539,15 @@ def measure_edge(
                 waited=waited,
             )
             rss = max(rss, _rss_mb(gateway.pid))
-            # Half the gateway's peak, the upstream called directly at the same pace beside it.
-            rate = statistics.median(r.ok_per_second for r in results["static_gateway"]) / 2
-            direct = Target("static_direct", f"{upstream}{PATH}", {}, list)
-            paced = _half_rate(
-                direct, through_nginx, through_gateway, rate=rate, seconds=seconds, rounds=rounds
+            paced, half_rate = _paced_point(
+                results,
+                cpu,
+                upstream=upstream,
+                nginx=through_nginx,
+                gateway=through_gateway,
+                seconds=seconds,
+                rounds=rounds,
+                log=log,
             )
             results |= paced
             served_by = _checks_by_source(f"http://127.0.0.1:{admin_port}/metrics")
@@ -500,7 +566,7 @@ def measure_edge(
         profile=summarise_profile(PROFILE_OUT)
         if os.environ.get("BENCH_PROFILE") == "1" and PROFILE_OUT.exists()
         else {},
-        half_rate=_half_rate_figures(paced, rate),
+        half_rate=half_rate,
     )
 
 
@@ -657,4 +723,11 @@ def print_edge(edge: dict[str, Any]) -> None:
             print(
                 f"edge: the nginx proxy at the same pace: p99 {half['nginx_p99_ms']:.2f} ms,"
                 f" {half['nginx_added_p99_ms']:+.2f} ms added (one more hop on this machine)"
+            )
+        if "control_p99_ms" in half:
+            print(
+                f"edge: a relay spending the gateway's CPU per call at the same pace"
+                f" ({half['control_cpu_us_per_call']:.0f} vs the gateway's"
+                f" {half['gateway_cpu_us_per_call']:.0f} µs): p99 {half['control_p99_ms']:.2f} ms,"
+                f" {half['control_added_p99_ms']:+.2f} ms added (that cost alone, on this machine)"
             )

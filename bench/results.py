@@ -48,6 +48,9 @@ SCENARIOS = (
         "static_direct_half", "static: upstream direct, paced", "half rate", "req/s", "baseline"
     ),
     Scenario("static_nginx_half", "static: nginx proxy, paced", "half rate", "req/s", "reference"),
+    Scenario(
+        "static_control_half", "static: CPU-matched relay, paced", "half rate", "req/s", "reference"
+    ),
     Scenario("static_gateway_half", "static: gateway, paced", "half rate", "req/s", "target"),
     Scenario(
         "aggregator_ceiling",

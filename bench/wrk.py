@@ -79,10 +79,22 @@ def wrk_version() -> str:
 def pacing_script(rate: float, connections: int) -> str:
     """A wrk Lua script that paces each connection so all together call about `rate` per s.
 
-    wrk's `delay()` holds each connection this many milliseconds before its next request
-    (whole milliseconds, so the pace is approximate: the run reports what it achieved).
+    wrk's `delay()` holds a connection this many milliseconds (whole ones) before its next
+    request. The holds are drawn at random, exponentially distributed around the mean that
+    gives `rate`: with many connections the calls then arrive like independent callers'
+    (about Poisson), never in step. A fixed hold keeps the connections in step once a slow
+    answer has bunched them, and makes a slower target be called less often (the next call
+    waits for the answer): measured at 2,200 calls/s asked with 32 connections, the gateway
+    got 1,409-1,674 calls/s while nginx got 1,930. Long holds (many connections) keep that
+    shortfall small for every target, fast or slow.
     """
-    return f"function delay() return {max(round(connections * 1000 / rate), 1)} end\n"
+    mean_ms = connections * 1000 / rate
+    return (
+        "math.randomseed(os.time())\n"
+        "function delay()\n"
+        f"  return math.floor(-math.log(1 - math.random()) * {mean_ms:.3f} + 0.5)\n"
+        "end\n"
+    )
 
 
 def run_wrk(
