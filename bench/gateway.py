@@ -9,11 +9,12 @@ call of the proxy process (its /proc utime+stime over the run / calls), the gate
 this process, against the stack's Redis). The gateway reads a bench-owned apps topic, removed
 afterwards, so the stack's own topic is untouched.
 
-In the same rounds, bench/edge_apps.py's stripped-down apps (served alone on uvicorn and on
-granian, relaying through the gateway's upstream client and through aiohttp) split a call's
-cost by stage. Every target's run-queue wait (schedstat: runnable, no CPU free) shows how much
-the shared machine held it back. Then the paced point: the gateway at half its measured peak
-beside the upstream called directly at the same pace, p99 of each and the difference.
+In the same rounds, bench/edge_apps.py's stripped-down apps (served alone on the gateway's
+edge, on uvicorn and on granian, relaying through the gateway's upstream client and through
+aiohttp) split a call's cost by stage. Every target's run-queue wait (schedstat: runnable,
+no CPU free) shows how much the shared machine held it back. Then the paced point: the
+gateway at half its measured peak beside the upstream called directly at the same pace, p99
+of each and the difference.
 """
 
 import asyncio
@@ -505,7 +506,8 @@ def measure_edge(
 
 
 STAGE_APPS = {
-    "serve": "static_serve_uvicorn",
+    "serve": "static_serve",
+    "serve-uvicorn": "static_serve_uvicorn",
     "serve-granian": "static_serve_granian",
     "relay": "static_relay",
     "relay-aiohttp": "static_relay_aiohttp",
@@ -592,11 +594,13 @@ def summarise_profile(path: Path) -> dict[str, float]:
 def stage_costs(cpu_us: dict[str, float]) -> dict[str, float]:
     """CPU µs per call of each stage, by difference of the stage apps measured in one run."""
     found: dict[str, float] = {}
-    serve = cpu_us.get("static_serve_uvicorn")
+    serve = cpu_us.get("static_serve")
     relay = cpu_us.get("static_relay")
     gateway = cpu_us.get("static_gateway")
     if serve is not None:
-        found["serving (uvicorn, guarded protocol)"] = serve
+        found["serving (the gateway's edge)"] = serve
+    if "static_serve_uvicorn" in cpu_us:
+        found["serving on uvicorn instead (ASGI)"] = cpu_us["static_serve_uvicorn"]
     if serve is not None and relay is not None:
         found["upstream client"] = relay - serve
         if "static_relay_aiohttp" in cpu_us:
