@@ -17,6 +17,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from capps_events import KafkaRecord, RequestEvent, encode_request
 from capps_events.testing import request_event
+from capps_kit.kafka import COMPRESSION
 from tests.infra import kafka_security
 
 # The events' times spread over this many seconds before `now`, so they fill ten minutes.
@@ -63,7 +64,7 @@ async def produce_backlog(
         client_id="capps-agg-bench",
         acks=1,
         max_batch_size=512 * 1024,
-        compression_type="lz4",
+        compression_type=COMPRESSION,
         **kafka_security().client_options(),
     )
     started = time.perf_counter()

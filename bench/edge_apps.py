@@ -1,28 +1,45 @@
-"""Stripped-down ASGI apps served exactly like the gateway, to split a call's cost by stage.
+"""Stripped-down handlers served exactly like the gateway, to split a call's cost by stage.
 
-`python -m bench.edge_apps VARIANT PORT UPSTREAM_URL` serves one of them on uvicorn with the
-gateway's guarded protocol and uvloop, as one gateway process is served:
-- `serve`: answers the static body itself (what the HTTP server costs per call);
+`python -m bench.edge_apps VARIANT PORT UPSTREAM_URL` serves one of them on uvloop, as one
+gateway process is served:
+- `serve`: answers the static body itself on the gateway's edge (what serving costs per call);
 - `relay`: relays every call through the gateway's upstream client (serving + relaying);
 - `relay-aiohttp`: the same through one pooled aiohttp session, as the gateway did before;
-- `serve-granian`: the `serve` app on granian (a Rust-core ASGI server), one worker and one
-  runtime thread: the alternative server, measured beside uvicorn.
+- `serve-uvicorn`: the `serve` answer as an ASGI app on uvicorn, which served the gateway
+  before its edge: the reference the edge is measured against;
+- `serve-granian`: the ASGI app on granian (a Rust-core ASGI server), one worker and one
+  runtime thread: the other alternative server.
 The full gateway minus `relay` is the gateway's own per-call work (token, app state, rate
 limit, event, metrics); `relay` minus `serve` is the upstream client's.
 """
 
+import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from capps_gateway.edge import Call, Edge, EdgeLimits, Handler
 from capps_kit.asgi import Receive, Scope, Send, ack_lifespan
 
 HEADERS = [(b"content-type", b"application/json")]
 
 
 class Serve:
-    """Answers the static body from memory."""
+    """Answers the static body from memory, on the gateway's edge."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __call__(self, call: Call) -> None:
+        """One call."""
+        await call.body(1024)
+        call.respond(200, HEADERS, self._body)
+
+
+class AsgiServe:
+    """The same answer as an ASGI app, for uvicorn and granian."""
 
     def __init__(self, body: bytes) -> None:
         self._headers = [*HEADERS, (b"content-length", b"%d" % len(body))]
@@ -45,25 +62,21 @@ class Relay:
         self._upstream = upstream
         self._pool: Any = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, call: Call) -> None:
         """One call."""
         from capps_gateway.upstream import UpstreamPool
 
-        if scope["type"] == "lifespan":
+        if self._pool is None:
             self._pool = UpstreamPool(
                 self._upstream, max_connections=1024, idle_timeout_s=3.0, timeout_s=10.0
             )
-            await ack_lifespan(receive, send)
-            return
-        await receive()
-        answer = await self._pool.exchange(scope["method"], scope["raw_path"].decode(), [], b"")
+        await call.body(1024)
+        answer = await self._pool.exchange(call.method, call.path, [], b"")
         try:
             body = await answer.read()
         finally:
             answer.finish()
-        headers = [*HEADERS, (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        call.respond(answer.status, HEADERS, body)
 
 
 class AiohttpRelay:
@@ -73,38 +86,38 @@ class AiohttpRelay:
         self._upstream = upstream.rstrip("/")
         self._session: Any = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, call: Call) -> None:
         """One call."""
         import aiohttp
 
-        if scope["type"] == "lifespan":
+        if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=1024, keepalive_timeout=3.0),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )
-            await ack_lifespan(receive, send)
-            await self._session.close()
-            return
-        await receive()
-        url = self._upstream + scope["raw_path"].decode()
-        async with self._session.request(scope["method"], url) as response:
+        await call.body(1024)
+        async with self._session.request(call.method, self._upstream + call.path) as response:
             body = await response.read()
-        headers = [*HEADERS, (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        call.respond(response.status, HEADERS, body)
+
+
+async def _serve_on_edge(handler: Handler, port: int) -> None:
+    """Serve `handler` on the gateway's edge until SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    edge = Edge(handler, EdgeLimits())
+    server = await loop.create_server(edge.protocol, "127.0.0.1", port, backlog=2048)
+    await stopping.wait()
+    server.close()
+    await edge.drain()
 
 
 def main() -> None:
     """Serve the variant named on the command line until SIGTERM."""
     variant, port, upstream = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     body = Path(sys.argv[4]).read_bytes() if len(sys.argv) > 4 else b"{}"
-    apps: dict[str, Any] = {
-        "serve": Serve(body),
-        "serve-granian": Serve(body),
-        "relay": Relay(upstream),
-        "relay-aiohttp": AiohttpRelay(upstream),
-    }
     if variant == "serve-granian":
         from granian.constants import Interfaces, Loops
         from granian.server import Server
@@ -123,23 +136,36 @@ def main() -> None:
             log_enabled=False,
         ).serve()
         return
-    import uvicorn
     import uvloop
 
-    from capps_gateway.server import uvicorn_config
-    from capps_gateway.settings import GatewaySettings
+    if variant == "serve-uvicorn":
+        import uvicorn
 
-    settings = GatewaySettings(gateway_host="127.0.0.1", gateway_port=port)
-    config = uvicorn_config(apps[variant], settings)
-    uvloop.run(uvicorn.Server(config).serve())
+        config = uvicorn.Config(
+            AsgiServe(body),
+            host="127.0.0.1",
+            port=port,
+            http="httptools",
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+        )
+        uvloop.run(uvicorn.Server(config).serve())
+        return
+    handlers: dict[str, Handler] = {
+        "serve": Serve(body),
+        "relay": Relay(upstream),
+        "relay-aiohttp": AiohttpRelay(upstream),
+    }
+    uvloop.run(_serve_on_edge(handlers[variant], port))
 
 
 BODY_ENV = "BENCH_EDGE_BODY"
 
 
-def granian_app() -> Serve:
+def granian_app() -> AsgiServe:
     """The `serve` app, built in granian's worker."""
-    return Serve(Path(os.environ[BODY_ENV]).read_bytes())
+    return AsgiServe(Path(os.environ[BODY_ENV]).read_bytes())
 
 
 if __name__ == "__main__":

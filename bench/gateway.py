@@ -6,14 +6,16 @@ it with every per-call step on (token cache hit, app view with 100,000 apps, rat
 Redis, journal, event to Kafka). Besides req/s and p50/p99 (wrk, 32 connections): CPU µs per
 call of the proxy process (its /proc utime+stime over the run / calls), the gateway's RSS with
 100,000 apps in its view, and the rate limiter's cost per check (50 concurrent callers, in
-this process, against the stack's Redis). The gateway reads a bench-owned apps topic, removed
-afterwards, so the stack's own topic is untouched.
+this process, against the stack's Redis). The gateway reads a bench-owned apps topic and writes
+its events to a bench-owned topic, both removed afterwards, so the stack's topics, aggregator
+and usage figures are untouched.
 
-In the same rounds, bench/edge_apps.py's stripped-down apps (served alone on uvicorn and on
-granian, relaying through the gateway's upstream client and through aiohttp) split a call's
-cost by stage. Every target's run-queue wait (schedstat: runnable, no CPU free) shows how much
-the shared machine held it back. Then the paced point: the gateway at half its measured peak
-beside the upstream called directly at the same pace, p99 of each and the difference.
+In the same rounds, bench/edge_apps.py's stripped-down apps (served alone on the gateway's
+edge, on uvicorn and on granian, relaying through the gateway's upstream client and through
+aiohttp) split a call's cost by stage. Every target's run-queue wait (schedstat: runnable,
+no CPU free) shows how much the shared machine held it back. Then the paced point: the
+gateway at half its measured peak beside the upstream called directly at the same pace, p99
+of each and the difference.
 """
 
 import asyncio
@@ -39,7 +41,7 @@ from bench.machine import ROOT
 from bench.nginx import nginx_path, spare_port
 from bench.progress import say, ticking
 from bench.wrk import LoadResult, run_wrk
-from capps_events import AppState, RateLimit, TopicSpec, encode_app_state
+from capps_events import REQUESTS_TOPIC, AppState, RateLimit, TopicSpec, encode_app_state
 from capps_kit.kafka import ensure_topics, make_admin, make_producer
 from tests.infra import kafka_security
 
@@ -201,6 +203,32 @@ async def _publish_apps(bootstrap: str, topic: str, app_id: str, tenant_id: str)
         await producer.flush()
     finally:
         await producer.stop()
+
+
+@contextlib.contextmanager
+def _bench_topics(bootstrap: str, claims: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The bench's own apps topic (with the load app and 100,000 others) and events topic.
+
+    The gateway's events go to a topic of the bench's own: the stack's aggregator does not
+    count them (nor compete for the CPU while the gateway is measured, which nginx's rounds
+    never have to), and the stack's usage figures stay the stack's.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    topic, events_topic = f"capps.apps.v1.bench-{suffix}", f"{REQUESTS_TOPIC}.bench-{suffix}"
+    try:
+        with ticking(f"publishing {APPS_IN_VIEW:,} app states to {topic}"):
+            asyncio.run(_publish_apps(bootstrap, topic, claims["client_id"], claims["tid"]))
+            asyncio.run(
+                ensure_topics(
+                    bootstrap,
+                    [TopicSpec(events_topic, partitions=6, configs={})],
+                    security=kafka_security(),
+                )
+            )
+        yield topic, events_topic
+    finally:
+        for name in (topic, events_topic):
+            asyncio.run(_delete_topic(bootstrap, name))
 
 
 async def _delete_topic(bootstrap: str, topic: str) -> None:
@@ -452,9 +480,8 @@ def measure_edge(
     """Run the three side by side; see the module docstring."""
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     claims = _claims(token)
-    topic = f"capps.apps.v1.bench-{uuid.uuid4().hex[:8]}"
-    with ticking(f"publishing {APPS_IN_VIEW:,} app states to {topic}"):
-        asyncio.run(_publish_apps(bootstrap, topic, claims["client_id"], claims["tid"]))
+    cleanup = contextlib.ExitStack()
+    topic, events_topic = cleanup.enter_context(_bench_topics(bootstrap, claims))
     static_dir, proxy_dir = workdir / "static", workdir / "proxy"
     static_dir.mkdir(parents=True, exist_ok=True)
     (static_dir / "alerts.json").write_bytes(static_body())
@@ -476,6 +503,7 @@ def measure_edge(
         "GATEWAY_ADMIN_PORT": str(admin_port),
         "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{static_port}",
         "GATEWAY_APPS_TOPIC": topic,
+        "GATEWAY_EVENTS_TOPIC": events_topic,
         "GATEWAY_SPOOL_DIR": str(workdir / "gateway-spool"),
         "INSTANCE_ID": f"bench-{uuid.uuid4().hex[:6]}",
         "REGISTRY_URL": registry,
@@ -553,7 +581,7 @@ def measure_edge(
             served_by = _checks_by_source(f"http://127.0.0.1:{admin_port}/metrics")
     finally:
         log.close()
-        asyncio.run(_delete_topic(bootstrap, topic))
+        cleanup.close()
     with ticking("rate limiter: 1, 8 and 50 concurrent callers, without and with leases, 2 s each"):
         limiter = asyncio.run(_limiter_cost(os.environ["REDIS_URL"]))
     limiter["gateway_lease_share"] = served_by.get("lease", 0) / max(sum(served_by.values()), 1)
@@ -571,7 +599,8 @@ def measure_edge(
 
 
 STAGE_APPS = {
-    "serve": "static_serve_uvicorn",
+    "serve": "static_serve",
+    "serve-uvicorn": "static_serve_uvicorn",
     "serve-granian": "static_serve_granian",
     "relay": "static_relay",
     "relay-aiohttp": "static_relay_aiohttp",
@@ -658,11 +687,13 @@ def summarise_profile(path: Path) -> dict[str, float]:
 def stage_costs(cpu_us: dict[str, float]) -> dict[str, float]:
     """CPU µs per call of each stage, by difference of the stage apps measured in one run."""
     found: dict[str, float] = {}
-    serve = cpu_us.get("static_serve_uvicorn")
+    serve = cpu_us.get("static_serve")
     relay = cpu_us.get("static_relay")
     gateway = cpu_us.get("static_gateway")
     if serve is not None:
-        found["serving (uvicorn, guarded protocol)"] = serve
+        found["serving (the gateway's edge)"] = serve
+    if "static_serve_uvicorn" in cpu_us:
+        found["serving on uvicorn instead (ASGI)"] = cpu_us["static_serve_uvicorn"]
     if serve is not None and relay is not None:
         found["upstream client"] = relay - serve
         if "static_relay_aiohttp" in cpu_us:

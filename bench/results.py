@@ -34,6 +34,7 @@ SCENARIOS = (
     Scenario("static_nginx_proxy", "static: nginx worker", "edge", "req/s", "reference"),
     Scenario("static_gateway", "static: gateway process", "edge", "req/s", "target"),
     # bench/edge_apps.py: the gateway's stages served alone, to split its cost per call
+    Scenario("static_serve", "static: serving alone, gateway edge", "edge", "req/s", "reference"),
     Scenario(
         "static_serve_uvicorn", "static: serving alone, uvicorn", "edge", "req/s", "reference"
     ),

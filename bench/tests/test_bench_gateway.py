@@ -16,6 +16,7 @@ def test_stage_costs_split_the_gateway_by_difference() -> None:
 
     found = stage_costs(
         {
+            "static_serve": 15.0,
             "static_serve_uvicorn": 40.0,
             "static_relay": 90.0,
             "static_relay_aiohttp": 240.0,
@@ -23,8 +24,9 @@ def test_stage_costs_split_the_gateway_by_difference() -> None:
         }
     )
     assert found == {
-        "serving (uvicorn, guarded protocol)": 40.0,
-        "upstream client": 50.0,
-        "upstream client, aiohttp instead": 200.0,
+        "serving (the gateway's edge)": 15.0,
+        "serving on uvicorn instead (ASGI)": 40.0,
+        "upstream client": 75.0,
+        "upstream client, aiohttp instead": 225.0,
         "gateway's own work (token, app, limit, event, metrics)": 110.0,
     }

@@ -1,5 +1,7 @@
 """A call's server span continues the caller's trace; the upstream gets the gateway's context."""
 
+import asyncio
+
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -8,9 +10,9 @@ from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from capps_catalog import load_catalog
 from capps_events import TraceContext
-from capps_gateway.routes import ROUTE_SCOPE_KEY, RouteTable
+from capps_gateway.edge import Call
+from capps_gateway.routes import RouteTable
 from capps_gateway.tracing import caller_context, traced_calls, with_trace_headers
-from capps_kit.asgi import Message, Receive, Scope, Send
 
 CALLER = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -34,15 +36,25 @@ def test_the_upstream_gets_the_gateways_context_instead_of_the_callers() -> None
     ]
 
 
-def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> Scope:
-    return {
-        "type": "http",
-        "method": "GET",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": headers,
-    }
+class _Recorder:
+    """The connection side of a call: keeps what is written."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.date_line = b""
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    async def drained(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        return None
+
+    def call_done(self, call: Call) -> None:
+        return None
 
 
 async def _call(
@@ -55,34 +67,22 @@ async def _call(
 
     routes = RouteTable(load_catalog(None).routes)
 
-    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+    async def handler(call: Call) -> None:
         nonlocal seen_trace_id
         seen_trace_id = get_current_span().get_span_context().trace_id
-        # As the gateway's handler does: it leaves the route it matched in the scope.
-        match = routes.match(scope["method"], scope["path"])
+        # As the gateway's handler does: it leaves the route it matched on the call.
+        match = routes.match(call.method, call.path)
         if match is not None:
-            scope[ROUTE_SCOPE_KEY] = match.route.template
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"x-request-id", b"req-1")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"{}"})
+            call.route = match.route.template
+        call.request_id = "req-1"
+        call.respond(status, [(b"x-request-id", b"req-1")], b"{}")
 
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    await traced_calls(provider.get_tracer("t"), handler)(
-        _scope("/api/alerts/42", headers), receive, send
-    )
-    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+    connection = _Recorder()
+    call = Call(connection, "GET", "/api/alerts/42", b"", headers, client_ip="192.0.2.7")
+    await traced_calls(provider.get_tracer("t"), handler)(call)
+    (answer,) = connection.written
+    assert answer.startswith(b"HTTP/1.1 %d " % status)
+    assert answer.endswith(b"\r\n\r\n{}")
     return exporter, seen_trace_id
 
 

@@ -93,7 +93,7 @@ async def test_sized_answers_reuse_one_connection_and_requests_are_framed(
 ) -> None:
     scripted, pool = await pool_for(lambda head: sized(b'{"ok":true}'), closing)
     for n in range(3):
-        answer = await pool.exchange("POST", f"/api/x?n={n}", [("x-a", "b")], b"hello")
+        answer = await pool.exchange("POST", f"/api/x?n={n}", [(b"x-a", b"b")], b"hello")
         assert answer.status == 200
         assert (b"x-up", b"1") in answer.headers
         assert await answer.read() == b'{"ok":true}'

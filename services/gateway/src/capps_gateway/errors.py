@@ -111,11 +111,11 @@ def rate_limited(window_headers: list[tuple[bytes, bytes]]) -> GatewayError:
 
 
 def render(error: GatewayError, request_id: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """Response headers and body of an error; `target` is the request id."""
+    """Response headers (without the length, which the edge frames) and body of an error;
+    `target` is the request id."""
     body = error_body(error.code, error.message, request_id)
     headers = [
         (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(body)),
         (b"x-request-id", request_id.encode("latin-1")),
         *error.headers,
     ]

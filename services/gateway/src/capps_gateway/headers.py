@@ -76,34 +76,34 @@ def _dropped(name: bytes, dropped: frozenset[bytes]) -> bool:
 
 
 def upstream_request_headers(
-    headers: list[tuple[bytes, bytes]],
+    headers: Iterable[tuple[bytes, bytes]],
     request_id: str,
     app_id: str,
     tenant_id: str,
     *,
     client_ip: str = "",
     scheme: str = "http",
-) -> list[tuple[str, str]]:
+) -> list[tuple[bytes, bytes]]:
     """The caller's headers minus hop-by-hop, Authorization and steering ones, plus the
     gateway's identity and X-Forwarded-For/-Proto/-Host (the caller as the gateway saw it)."""
     dropped = _NOT_FORWARDED | _connection_tokens(headers)
-    forwarded: list[tuple[str, str]] = []
-    host = ""
+    forwarded: list[tuple[bytes, bytes]] = []
+    host = b""
     for name, value in headers:
         if name == b"host":
-            host = value.decode("latin-1")
+            host = value
         if not _dropped(name, dropped):
-            forwarded.append((name.decode("latin-1"), value.decode("latin-1")))
+            forwarded.append((name, value))
     forwarded += [
-        ("X-Request-Id", request_id),
-        ("X-Capps-App-Id", app_id),
-        ("X-Capps-Tenant-Id", tenant_id),
-        ("X-Forwarded-Proto", scheme),
+        (b"X-Request-Id", request_id.encode("latin-1")),
+        (b"X-Capps-App-Id", app_id.encode("latin-1")),
+        (b"X-Capps-Tenant-Id", tenant_id.encode("latin-1")),
+        (b"X-Forwarded-Proto", scheme.encode("latin-1")),
     ]
     if client_ip:
-        forwarded.append(("X-Forwarded-For", client_ip))
+        forwarded.append((b"X-Forwarded-For", client_ip.encode("latin-1")))
     if host:
-        forwarded.append(("X-Forwarded-Host", host))
+        forwarded.append((b"X-Forwarded-Host", host))
     return forwarded
 
 

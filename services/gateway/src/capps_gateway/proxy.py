@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from capps_gateway.auth import Principal
+from capps_gateway.edge import Call
 from capps_gateway.headers import downstream_response_headers, upstream_request_headers
 from capps_gateway.upstream import UpstreamConnectionError, UpstreamPool
-from capps_kit.asgi import Send
 
 # Answers up to this size are read whole and sent in one piece (the common, fastest case);
 # larger or unsized ones are streamed so memory stays bounded.
@@ -33,67 +33,49 @@ class UpstreamProxy:
 
     async def forward(
         self,
+        call: Call,
         *,
-        method: str,
-        raw_path: str,
-        query_string: bytes,
-        headers: list[tuple[bytes, bytes]],
         body: bytes,
         request_id: str,
         principal: Principal,
-        send: Send,
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
-        client_ip: str = "",
-        scheme: str = "http",
-    ) -> tuple[int, int]:
-        """Relay the call and its answer; return the upstream status and the bytes sent back."""
-        target = self._prefix + raw_path
-        if query_string:
-            target += "?" + query_string.decode("latin-1")
+        headers: Sequence[tuple[bytes, bytes]] | None = None,
+    ) -> int:
+        """Relay the call and its answer; return the upstream status.
+
+        `headers` replace the caller's (the traced proxy swaps the trace context in them).
+        """
+        target = self._prefix + call.path
+        if call.query:
+            target += "?" + call.query.decode("latin-1")
         outgoing = upstream_request_headers(
-            headers,
+            call.headers if headers is None else headers,
             request_id,
             principal.app_id,
             principal.tenant_id,
-            client_ip=client_ip,
-            scheme=scheme,
+            client_ip=call.client_ip,
         )
-        started = False
         try:
-            answer = await self._pool.exchange(method, target, outgoing, body)
+            answer = await self._pool.exchange(call.method, target, outgoing, body)
             try:
                 returned = downstream_response_headers(answer.headers, request_id, self._origin)
                 returned += extra_headers
-                # A whole answer (the common case) needs no second pass over its headers.
+                # A whole answer (the common case) goes out in one write.
                 if answer.complete or _fits_buffer(answer.headers):
                     payload = await answer.read()
-                    returned.append((b"content-length", b"%d" % len(payload)))
-                    started = True
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": answer.status,
-                            "headers": returned,
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": payload})
-                    return answer.status, len(payload)
-                started = True
-                await send(
-                    {"type": "http.response.start", "status": answer.status, "headers": returned}
-                )
-                sent = 0
+                    call.respond(answer.status, returned, payload)
+                    return answer.status
+                call.start(answer.status, returned)
                 async for chunk in answer.chunks():
-                    sent += len(chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
-                return answer.status, sent
+                    await call.send(chunk)
+                call.finish()
+                return answer.status
             finally:
                 answer.finish()
         except TimeoutError:
-            raise UpstreamError(timeout=True, response_started=started) from None
+            raise UpstreamError(timeout=True, response_started=call.started) from None
         except UpstreamConnectionError:
-            raise UpstreamError(timeout=False, response_started=started) from None
+            raise UpstreamError(timeout=False, response_started=call.started) from None
 
 
 def _fits_buffer(headers: list[tuple[bytes, bytes]]) -> bool:

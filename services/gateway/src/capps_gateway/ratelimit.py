@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from capps_events import RateLimit
 from capps_gateway import metrics
 from capps_gateway.ratelimit_leases import GROW_WITHIN_S, LEASE_SHARE, PREFETCH_MAX, AppLease
@@ -99,9 +101,11 @@ return out
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Whether one call is admitted, and what its RateLimit headers say."""
+class Decision(msgspec.Struct, frozen=True, gc=False):
+    """Whether one call is admitted, and what its RateLimit headers say.
+
+    A frozen msgspec Struct: one is built per call, ~5 times faster than a frozen dataclass.
+    """
 
     allowed: bool
     limit: RateLimit

@@ -6,8 +6,6 @@ from capps_catalog import Route
 
 UNMATCHED = "(unmatched)"
 """The route label of calls to no catalog route: keeps metric and event cardinality bounded."""
-ROUTE_SCOPE_KEY = "capps.route"
-"""Where the gateway leaves a matched call's route template in its ASGI scope (for its span)."""
 
 _DOT_SEGMENTS = frozenset({".", "..", "%2e", "%2e%2e", ".%2e", "%2e."})
 # Encoded `/`, `\\` and NUL: an upstream that decodes before routing would see other segments

@@ -10,7 +10,7 @@ this is constructed: the app serves calls through its plain handler, the runtime
 plain proxy and publisher, and the caller's `traceparent` goes upstream untouched.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -18,14 +18,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from capps_events import RequestEvent, TraceContext, parse_traceparent
 from capps_gateway.auth import Principal
+from capps_gateway.edge import Call, Handler
 from capps_gateway.events import SpoolingPublisher
 from capps_gateway.proxy import UpstreamError, UpstreamProxy
-from capps_gateway.routes import ROUTE_SCOPE_KEY
 from capps_gateway.upstream import UpstreamPool
-from capps_kit.asgi import Message, Receive, Scope, Send
 from capps_kit.tracing import span_context_of, trace_context_of
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
@@ -54,40 +52,31 @@ def with_trace_headers(
 def traced_calls(tracer: trace.Tracer, handler: Handler) -> Handler:
     """`handler` inside a SERVER span per call, named after the route template it matched."""
 
-    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
-        caller = caller_context(scope["headers"])
+    async def serve(call: Call) -> None:
+        caller = caller_context(call.headers)
         parent = (
             trace.set_span_in_context(trace.NonRecordingSpan(span_context_of(caller)))
             if caller is not None
             else None
         )
-        method: str = scope["method"]
+        method = call.method
         with tracer.start_as_current_span(method, context=parent, kind=SpanKind.SERVER) as span:
             if not span.is_recording():
                 # Not sampled: the span only carries the trace on; nothing to describe.
-                await handler(scope, receive, send)
+                await handler(call)
                 return
-            raw = scope.get("raw_path")
-            raw_path = raw.decode("latin-1") if raw else scope["path"]
-            span.set_attributes({"http.request.method": method, "url.path": raw_path[:512]})
-
-            async def observed(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    status: int = message["status"]
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:
-                        span.set_status(StatusCode.ERROR)
-                    for header, value in message.get("headers", ()):
-                        if header == b"x-request-id":
-                            span.set_attribute("capps.request_id", value.decode("latin-1"))
-                await send(message)
-
-            await handler(scope, receive, observed)
+            span.set_attributes({"http.request.method": method, "url.path": call.path[:512]})
+            await handler(call)
+            if call.status:
+                span.set_attribute("http.response.status_code", call.status)
+                if call.status >= 500:
+                    span.set_status(StatusCode.ERROR)
+            if call.request_id is not None:
+                span.set_attribute("capps.request_id", call.request_id)
             # The handler matched the route once; the span takes its name from that.
-            template = scope.get(ROUTE_SCOPE_KEY)
-            if template is not None:
-                span.update_name(f"{method} {template}")
-                span.set_attribute("http.route", template)
+            if call.route is not None:
+                span.update_name(f"{method} {call.route}")
+                span.set_attribute("http.route", call.route)
 
     return serve
 
@@ -102,21 +91,17 @@ class TracedUpstreamProxy(UpstreamProxy):
 
     async def forward(
         self,
+        call: Call,
         *,
-        method: str,
-        raw_path: str,
-        query_string: bytes,
-        headers: list[tuple[bytes, bytes]],
         body: bytes,
         request_id: str,
         principal: Principal,
-        send: Send,
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
-        client_ip: str = "",
-        scheme: str = "http",
-    ) -> tuple[int, int]:
+        headers: Sequence[tuple[bytes, bytes]] | None = None,
+    ) -> int:
         """Relay the call as the plain proxy does, inside its span."""
-        call = trace.get_current_span()
+        current = trace.get_current_span()
+        method = call.method
         # A call not sampled gets no child spans (their cost is most of tracing's); the
         # upstream still hears the trace, flagged not sampled, as W3C propagation asks.
         # The span is not made current: the call's event, published while the answer is
@@ -127,26 +112,24 @@ class TracedUpstreamProxy(UpstreamProxy):
                 kind=SpanKind.CLIENT,
                 attributes={
                     "http.request.method": method,
-                    "url.full": (self._server_address.rstrip("/") + raw_path)[:512],
+                    "url.full": (self._server_address.rstrip("/") + call.path)[:512],
                     "capps.request_id": request_id,
                 },
             )
-            if call.is_recording()
+            if current.is_recording()
             else None
         )
         try:
-            status, sent = await super().forward(
-                method=method,
-                raw_path=raw_path,
-                query_string=query_string,
-                headers=with_trace_headers(headers, trace_context_of(span or call)),
+            status = await super().forward(
+                call,
                 body=body,
                 request_id=request_id,
                 principal=principal,
-                send=send,
                 extra_headers=extra_headers,
-                client_ip=client_ip,
-                scheme=scheme,
+                headers=with_trace_headers(
+                    call.headers if headers is None else headers,
+                    trace_context_of(span or current),
+                ),
             )
         except UpstreamError as exc:
             if span is not None:
@@ -156,7 +139,7 @@ class TracedUpstreamProxy(UpstreamProxy):
         else:
             if span is not None:
                 span.set_attribute("http.response.status_code", status)
-            return status, sent
+            return status
         finally:
             if span is not None:
                 span.end()

@@ -261,7 +261,7 @@ class UpstreamPool:
         self,
         method: str,
         target: str,
-        headers: Sequence[tuple[str, str]],
+        headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
     ) -> _Exchange:
         """Send a request; return its connection once the answer's head is in.
@@ -272,7 +272,7 @@ class UpstreamPool:
         deadline = self.loop.time() + self.timeout_s
         lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), b"host: ", self._host_header]
         for name, value in headers:
-            lines.append(f"\r\n{name}: {value}".encode("latin-1"))
+            lines.append(b"\r\n%s: %s" % (name, value))
         if body or method not in _BODYLESS_METHODS:
             lines.append(b"\r\ncontent-length: %d" % len(body))
         lines.append(b"\r\n\r\n")
