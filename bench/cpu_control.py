@@ -1,10 +1,10 @@
 """The paced point's control: a relay that spends as much CPU per call as the gateway.
 
 `python -m bench.cpu_control PORT UPSTREAM_URL WORK_US` serves bench/edge_apps.py's
-`relay` app (uvicorn with the gateway's guarded protocol, uvloop, the gateway's upstream
-client) plus a fixed amount of pure-Python work per call, about WORK_US µs of CPU: with
-WORK_US = the gateway's CPU per call minus the relay's, it costs what the gateway costs and
-does nothing else (no token, rate limit, event, background task).
+`relay` handler (the gateway's HTTP edge on uvloop, the gateway's upstream client) plus a
+fixed amount of pure-Python work per call, about WORK_US µs of CPU: with WORK_US = the
+gateway's CPU per call minus the relay's, it costs what the gateway costs and does nothing
+else (no token, rate limit, event, background task).
 
 Why: on this shared 2-core machine a fixed piece of Python work takes its usual CPU time most
 of the time and several times that now and then (a 1.1 ms loop: p99 2.6-6.8 ms, max 10-21 ms
@@ -20,8 +20,8 @@ import statistics
 import sys
 import time
 
-from bench.edge_apps import Relay
-from capps_kit.asgi import Receive, Scope, Send
+from bench.edge_apps import Relay, serve_on_edge
+from capps_gateway.edge import Call
 
 CALIBRATION_ITERATIONS = 20_000
 CALIBRATION_SAMPLES = 51
@@ -60,25 +60,19 @@ class WorkingRelay(Relay):
         super().__init__(upstream)
         self._iterations = iterations
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, call: Call) -> None:
         """One call: the work, then the relay."""
-        if scope["type"] == "http":
-            spin(self._iterations)
-        await super().__call__(scope, receive, send)
+        spin(self._iterations)
+        await super().__call__(call)
 
 
 def main() -> None:
     """Serve the control until SIGTERM."""
-    import uvicorn
     import uvloop
 
-    from capps_gateway.server import uvicorn_config
-    from capps_gateway.settings import GatewaySettings
-
     port, upstream, work_us = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-    app = WorkingRelay(upstream, iterations_for(work_us, seconds_per_iteration()))
-    settings = GatewaySettings(gateway_host="127.0.0.1", gateway_port=port)
-    uvloop.run(uvicorn.Server(uvicorn_config(app, settings)).serve())
+    handler = WorkingRelay(upstream, iterations_for(work_us, seconds_per_iteration()))
+    uvloop.run(serve_on_edge(handler, port))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ class AiohttpRelay:
         call.respond(response.status, HEADERS, body)
 
 
-async def _serve_on_edge(handler: Handler, port: int) -> None:
+async def serve_on_edge(handler: Handler, port: int) -> None:
     """Serve `handler` on the gateway's edge until SIGTERM."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -157,7 +157,7 @@ def main() -> None:
         "relay": Relay(upstream),
         "relay-aiohttp": AiohttpRelay(upstream),
     }
-    uvloop.run(_serve_on_edge(handlers[variant], port))
+    uvloop.run(serve_on_edge(handlers[variant], port))
 
 
 BODY_ENV = "BENCH_EDGE_BODY"
