@@ -9,7 +9,8 @@ request as parsed and the means to answer it, whole in one `write()` in the comm
 Its limits: a request head over `max_header_bytes` is answered 431; a head not complete within
 `header_timeout_s` of its first byte, or a declared body that stops arriving for
 `body_timeout_s`, 408 (slowloris); an idle keep-alive connection is closed after
-`keep_alive_s`. Refusals are the gateway's JSON errors with `Connection: close`.
+`keep_alive_s`. Refusals are the gateway's JSON errors with `Connection: close`. These
+clocks are coarse deadlines (deadlines.py), checked a few times a second, not a loop timer each.
 """
 
 import asyncio
@@ -26,6 +27,7 @@ import httptools
 
 from capps_events import new_event_id
 from capps_gateway import errors, metrics
+from capps_gateway.deadlines import Deadlines, sweep_interval
 from capps_gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -299,6 +301,10 @@ class Edge:
         self._date_second = -1
         self._idle = asyncio.Event()
         self._idle.set()
+        self.deadlines = Deadlines(
+            asyncio.get_running_loop(),
+            sweep_interval(limits.header_timeout_s, limits.body_timeout_s, limits.keep_alive_s),
+        )
 
     def protocol(self) -> "EdgeProtocol":
         """A protocol for one new connection (the factory for `loop.create_server`)."""
@@ -346,7 +352,7 @@ class EdgeProtocol(asyncio.Protocol):
         self._in_head = True
         self._refused = False
         self._closing = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = edge.deadlines
         self._reading: Call | None = None
         self._serving: Call | None = None
         self._waiting: deque[Call] = deque()
@@ -597,22 +603,16 @@ class EdgeProtocol(asyncio.Protocol):
             transport.resume_reading()
 
     def _arm(self, delay_s: float, callback: Callable[[], None]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(delay_s, callback)
+        self._deadlines.arm(self, delay_s, callback)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadlines.disarm(self)
 
     def _idle_timed_out(self) -> None:
-        self._timer = None
         if self._serving is None and self.transport is not None:
             self.transport.close()
 
     def _head_timed_out(self) -> None:
-        self._timer = None
         if self._serving is not None or self.transport is None or self.transport.is_closing():
             return
         if self._head_bytes:
@@ -624,7 +624,6 @@ class EdgeProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _body_timed_out(self) -> None:
-        self._timer = None
         call = self._serving
         if call is None or call.complete or self.transport is None:
             return
