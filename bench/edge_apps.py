@@ -34,7 +34,7 @@ class Serve:
 
     async def __call__(self, call: Call) -> None:
         """One call."""
-        await call.body(1024)
+        await call.body()
         call.respond(200, HEADERS, self._body)
 
 
@@ -70,7 +70,7 @@ class Relay:
             self._pool = UpstreamPool(
                 self._upstream, max_connections=1024, idle_timeout_s=3.0, timeout_s=10.0
             )
-        await call.body(1024)
+        await call.body()
         answer = await self._pool.exchange(call.method, call.path, [], b"")
         try:
             body = await answer.read()
@@ -96,7 +96,7 @@ class AiohttpRelay:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )
-        await call.body(1024)
+        await call.body()
         async with self._session.request(call.method, self._upstream + call.path) as response:
             body = await response.read()
         call.respond(response.status, HEADERS, body)

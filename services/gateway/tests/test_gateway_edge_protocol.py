@@ -6,19 +6,20 @@ caller relies on: keep-alive, pipelining, 100-continue, chunked bodies, HEAD, cl
 """
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
-from capps_gateway.edge import Call, Edge, EdgeLimits, Handler
+from capps_gateway.edge import BodyTooLargeError, Call, Edge, EdgeLimits, Handler
 
 DEADLINE_S = 10.0
 
 
 async def _echo(call: Call) -> None:
     """Answers with what it read: method, path, query and body size."""
-    body = await call.body(1024 * 1024)
+    body = await call.body()
     payload = orjson.dumps(
         {"method": call.method, "path": call.path, "query": call.query.decode(), "size": len(body)}
     )
@@ -251,3 +252,65 @@ async def test_drain_finishes_the_call_in_progress_and_closes_idle_connections()
     await asyncio.wait_for(draining, DEADLINE_S)
     busy_writer.close()
     idle_writer.close()
+
+
+async def test_a_body_is_held_in_the_callers_socket_until_the_call_reads_it() -> None:
+    # A call that does not read its body yet (checking the token, the rate limit) must not
+    # let a caller fill the gateway's memory: past a few buffered KB the edge stops reading.
+    ready = asyncio.Event()
+    buffered: list[int] = []
+
+    async def slow_reader(call: Call) -> None:
+        await ready.wait()
+        buffered.append(call._body_size)  # what the edge buffered meanwhile
+        body = await call.body()
+        call.respond(200, [], b"%d" % len(body))
+
+    served = await _serve(slow_reader)
+    reader, writer = await served.connect()
+    size = 8 * 1024 * 1024
+    writer.write(b"POST /up HTTP/1.1\r\nhost: gw\r\ncontent-length: %d\r\n\r\n" % size)
+    writer.write(b"x" * size)
+    # Given a second, the edge would have read all 8 MB from loopback had it not held them.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(writer.drain(), 1.0)
+    ready.set()
+    await asyncio.wait_for(writer.drain(), DEADLINE_S)
+    _, _, body = await _answer(reader)
+    assert body == b"%d" % size
+    assert buffered[0] < size // 2
+    writer.close()
+    served.server.close()
+    await served.edge.drain()
+
+
+async def test_a_body_over_the_limit_is_refused_without_being_buffered() -> None:
+    refused: list[str] = []
+
+    async def reads(call: Call) -> None:
+        try:
+            await call.body()
+        except BodyTooLargeError:
+            refused.append(call.path)
+            call.respond(413, [], b"too large")
+            return
+        call.respond(200, [], b"ok")
+
+    served = await _serve(reads, EdgeLimits(max_body_bytes=1000))
+    # Declared too large: refused before a byte of it is read.
+    reader, writer = await served.connect()
+    writer.write(b"POST /declared HTTP/1.1\r\nhost: gw\r\ncontent-length: 5000\r\n\r\n")
+    status, headers, _ = await _answer(reader)
+    assert status.startswith(b"HTTP/1.1 413")
+    assert headers[b"connection"] == b"close"
+    writer.close()
+    # Chunked, so only the bytes tell: refused once they pass the limit.
+    reader, writer = await served.connect()
+    writer.write(b"POST /chunked HTTP/1.1\r\nhost: gw\r\ntransfer-encoding: chunked\r\n\r\n")
+    writer.write(b"400\r\n" + b"y" * 1024 + b"\r\n")
+    status, _, _ = await _answer(reader)
+    assert status.startswith(b"HTTP/1.1 413")
+    assert refused == ["/declared", "/chunked"]
+    writer.close()
+    served.server.close()
+    await served.edge.drain()

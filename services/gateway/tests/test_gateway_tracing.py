@@ -56,6 +56,9 @@ class _Recorder:
     def call_done(self, call: Call) -> None:
         return None
 
+    def want_body(self) -> None:
+        return None
+
 
 async def _call(
     headers: list[tuple[bytes, bytes]], status: int, sampler: Sampler | None = None

@@ -22,7 +22,7 @@ from capps_gateway.auth import (
 )
 from capps_gateway.auth.external import IssuerRouter
 from capps_gateway.auth.issuers import load_issuers
-from capps_gateway.edge import BodyTooLargeError, Call, ClientGoneError
+from capps_gateway.edge import MAX_BODY_BYTES, BodyTooLargeError, Call, ClientGoneError
 from capps_gateway.errors import GatewayError
 from capps_gateway.events import build_event
 from capps_gateway.headers import bearer_token, sane_request_id
@@ -41,7 +41,6 @@ from capps_kit.tracing import open_tracing
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
 CLIENT_CLOSED_REQUEST = 499
 """Status recorded (nginx's convention) when the caller hung up before sending its body."""
 
@@ -280,7 +279,7 @@ class GatewayApp:
         """Read the body and relay the call; return the status."""
         assert self._runtime is not None
         try:
-            body = await call.body(MAX_BODY_BYTES)
+            body = await call.body()
         except BodyTooLargeError:
             error = errors.payload_too_large(MAX_BODY_BYTES)
             return send_error(call, error, request_id, extra_headers)

@@ -9,11 +9,11 @@ request as parsed and the means to answer it, whole in one `write()` in the comm
 Its limits: a request head over `max_header_bytes` is answered 431; a head not complete within
 `header_timeout_s` of its first byte, or a declared body that stops arriving for
 `body_timeout_s`, 408 (slowloris); an idle keep-alive connection is closed after
-`keep_alive_s`. Refusals are the gateway's JSON errors with `Connection: close`.
+`keep_alive_s`. Refusals are the gateway's JSON errors with `Connection: close`. These
+clocks are coarse deadlines (deadlines.py), checked a few times a second, not a loop timer each.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -27,14 +27,17 @@ import httptools
 
 from capps_events import new_event_id
 from capps_gateway import errors, metrics
+from capps_gateway.deadlines import Deadlines, sweep_interval
 from capps_gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
 LINGER_S = 1.0
 """How long a refused connection stays open, so the caller reads the answer before the close."""
-HIGH_WATER = 256 * 1024
-"""Answer bytes queued in the kernel's stead past which a streamed answer waits to drain."""
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""The default limit of a request body."""
+BODY_HOLD_BYTES = 64 * 1024
+"""Body bytes buffered for a call not reading its body yet, past which reading pauses."""
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
@@ -63,6 +66,7 @@ class EdgeLimits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     keep_alive_s: float = 30.0
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 class Connection(Protocol):
@@ -83,6 +87,9 @@ class Connection(Protocol):
     def call_done(self, call: "Call") -> None:
         """The call's answer is out."""
 
+    def want_body(self) -> None:
+        """The call waits for its body: read on."""
+
 
 class Call:
     """One request as the edge parsed it, and its answer.
@@ -99,6 +106,7 @@ class Call:
         "_body_size",
         "_body_waiter",
         "_conn",
+        "_max_body",
         "body_complete",
         "bytes_in",
         "bytes_out",
@@ -128,6 +136,7 @@ class Call:
         headers: list[tuple[bytes, bytes]],
         *,
         client_ip: str,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         self._conn = conn
         self.method = method
@@ -139,6 +148,7 @@ class Call:
         self.expect_continue = False
         self._body: list[bytes] = []
         self._body_size = 0
+        self._max_body = max_body
         self._body_waiter: asyncio.Future[None] | None = None
         self.body_complete = False
         self.gone = False
@@ -153,34 +163,42 @@ class Call:
         self.on_last_write: Callable[[int, int], None] | None = None
 
     # -- the request body
-    async def body(self, limit: int) -> bytes:
-        """The whole body; BodyTooLargeError past `limit` bytes, ClientGoneError if cut off."""
+    async def body(self) -> bytes:
+        """The whole body; BodyTooLargeError past the edge's `max_body_bytes` (at once when
+        the declared length says so), ClientGoneError if the caller is gone."""
+        if self.bytes_in > self._max_body:
+            raise BodyTooLargeError
         if not self.body_complete and self.expect_continue and not self.started:
             self.expect_continue = False
             self._conn.write(CONTINUE)
         while not self.body_complete:
             if self.gone:
                 raise ClientGoneError
-            if self._body_size > limit:
+            if self._body_size > self._max_body:
                 raise BodyTooLargeError
             self._body_waiter = self._conn.loop.create_future()
+            self._conn.want_body()
             try:
                 await self._body_waiter
             finally:
                 self._body_waiter = None
-        if self._body_size > limit:
+        if self._body_size > self._max_body:
             raise BodyTooLargeError
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body = []
         self.bytes_in = len(body)
         return body
 
-    def feed_body(self, chunk: bytes) -> None:
-        """Body bytes arrived (kept up to 2 GiB; `body` refuses past its limit)."""
+    def feed_body(self, chunk: bytes) -> bool:
+        """Body bytes arrived (kept up to the limit, counted past it); whether the connection
+        should hold further bytes: many are buffered and the call is not reading yet."""
         self._body_size += len(chunk)
-        if self._body_size <= (1 << 31):
+        if self._body_size <= self._max_body:
             self._body.append(chunk)
+        if self._body_waiter is None:
+            return self._body_size > BODY_HOLD_BYTES
         self._wake()
+        return False
 
     def end_body(self) -> None:
         """The whole body arrived."""
@@ -253,6 +271,9 @@ class Call:
     def _head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
         # Header names and values come from the gateway itself or from an upstream answer
         # httptools already parsed (it refuses CR, LF and NUL in both), so no re-validation.
+        if not self.body_complete:
+            # Answered before its body was read (refused): the connection closes after it.
+            self.keep_alive = False
         head = [status_line(status), self._conn.date_line]
         for name, value in headers:
             head.append(b"%s: %s\r\n" % (name, value))
@@ -280,6 +301,10 @@ class Edge:
         self._date_second = -1
         self._idle = asyncio.Event()
         self._idle.set()
+        self.deadlines = Deadlines(
+            asyncio.get_running_loop(),
+            sweep_interval(limits.header_timeout_s, limits.body_timeout_s, limits.keep_alive_s),
+        )
 
     def protocol(self) -> "EdgeProtocol":
         """A protocol for one new connection (the factory for `loop.create_server`)."""
@@ -327,10 +352,11 @@ class EdgeProtocol(asyncio.Protocol):
         self._in_head = True
         self._refused = False
         self._closing = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = edge.deadlines
         self._reading: Call | None = None
         self._serving: Call | None = None
         self._waiting: deque[Call] = deque()
+        self._held_for_call = self._held_for_body = self._reading_paused = False
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self.date_line = b""
@@ -423,7 +449,8 @@ class EdgeProtocol(asyncio.Protocol):
         else:
             # A pipelined request waits for the one before; reading pauses meanwhile.
             self._waiting.append(call)
-            self._pause_reading()
+            self._held_for_call = True
+            self._apply_hold()
 
     def _new_call(self) -> Call:
         url = self._url
@@ -441,6 +468,7 @@ class EdgeProtocol(asyncio.Protocol):
             query,
             self._headers,
             client_ip=self._client_ip,
+            max_body=self._limits.max_body_bytes,
         )
         call.keep_alive = parser.should_keep_alive() and not self._closing
         body_expected = False
@@ -458,8 +486,10 @@ class EdgeProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         """Body bytes for the call being read."""
-        if self._reading is not None and not self._refused:
-            self._reading.feed_body(body)
+        if self._reading is not None and not self._refused and self._reading.feed_body(body):
+            # Bounded memory: the caller's bytes wait in its socket until the call reads them.
+            self._held_for_body = True
+            self._apply_hold()
 
     def on_message_complete(self) -> None:
         """The whole request arrived: stop the body clock."""
@@ -513,11 +543,12 @@ class EdgeProtocol(asyncio.Protocol):
         if not call.keep_alive or self._closing:
             transport.close()
             return
+        if self._held_for_call or self._held_for_body:
+            self._held_for_call = self._held_for_body = False
+            self._apply_hold()
         if self._waiting:
-            self._resume_reading()
             self._begin(self._waiting.popleft())
             return
-        self._resume_reading()
         if self._in_head and self._head_bytes:
             self._arm(self._limits.header_timeout_s, self._head_timed_out)
         else:
@@ -538,6 +569,12 @@ class EdgeProtocol(asyncio.Protocol):
             finally:
                 self._drain = None
 
+    def want_body(self) -> None:
+        """The call waits for its body: read on."""
+        if self._held_for_body:
+            self._held_for_body = False
+            self._apply_hold()
+
     def abort(self) -> None:
         """Close at once."""
         self._closing = True
@@ -553,33 +590,29 @@ class EdgeProtocol(asyncio.Protocol):
             self._serving.keep_alive = False
 
     # -- limits
-    def _pause_reading(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            with contextlib.suppress(RuntimeError):
-                self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            with contextlib.suppress(RuntimeError):
-                self.transport.resume_reading()
+    def _apply_hold(self) -> None:
+        """Pause reading while a pipelined call waits or a body is held, else read."""
+        pause = self._held_for_call or self._held_for_body
+        transport = self.transport
+        if pause == self._reading_paused or transport is None or transport.is_closing():
+            return
+        self._reading_paused = pause
+        if pause:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def _arm(self, delay_s: float, callback: Callable[[], None]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(delay_s, callback)
+        self._deadlines.arm(self, delay_s, callback)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadlines.disarm(self)
 
     def _idle_timed_out(self) -> None:
-        self._timer = None
         if self._serving is None and self.transport is not None:
             self.transport.close()
 
     def _head_timed_out(self) -> None:
-        self._timer = None
         if self._serving is not None or self.transport is None or self.transport.is_closing():
             return
         if self._head_bytes:
@@ -591,7 +624,6 @@ class EdgeProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _body_timed_out(self) -> None:
-        self._timer = None
         call = self._serving
         if call is None or call.complete or self.transport is None:
             return

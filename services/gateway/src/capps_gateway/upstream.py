@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from capps_gateway.deadlines import Deadlines, sweep_interval
+
 MAX_HEAD_BYTES = 64 * 1024
 """Status line and headers of an answer larger than this are refused (502)."""
 READ_HIGH_WATER = 256 * 1024
@@ -52,7 +54,6 @@ class _Exchange(asyncio.Protocol):
         self.reusable = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -145,7 +146,7 @@ class _Exchange(asyncio.Protocol):
         self.headers = []
         self._head_done = self.complete = self.reusable = False
         self._error = None
-        self._timer = self._loop.call_at(deadline, self._timed_out)
+        self._pool.deadlines.arm_at(self, deadline, self._timed_out)
         self.transport.write(request)
 
     async def head(self) -> None:
@@ -175,9 +176,7 @@ class _Exchange(asyncio.Protocol):
 
     def finish(self) -> None:
         """The exchange is over: back to the pool when whole and reusable, else closed."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._pool.deadlines.disarm(self)
         if self.complete and self.reusable and not self.closed and self._error is None:
             self._parser = None
             self._pool.release(self)
@@ -187,6 +186,7 @@ class _Exchange(asyncio.Protocol):
     def close(self) -> None:
         """Close the connection (it leaves the pool through connection_lost)."""
         self.closed = True
+        self._pool.deadlines.disarm(self)
         self._pool.forget(self)
         if self.transport is not None:
             self.transport.close()
@@ -231,7 +231,6 @@ class _Exchange(asyncio.Protocol):
         self._wake()
 
     def _timed_out(self) -> None:
-        self._timer = None
         self._fail(TimeoutError())
 
 
@@ -252,6 +251,7 @@ class UpstreamPool:
         self._max = max_connections
         self._idle_timeout_s = idle_timeout_s
         self.timeout_s = timeout_s
+        self.deadlines = Deadlines(self.loop, sweep_interval(timeout_s))
         self._idle: collections.deque[_Exchange] = collections.deque()
         self._open: set[_Exchange] = set()
         self._connecting = 0
@@ -303,6 +303,7 @@ class UpstreamPool:
         for conn in list(self._open):
             conn.close()
         self._idle.clear()
+        self.deadlines.close()
 
     async def _acquire(self, deadline: float) -> _Exchange:
         idle = self._idle
