@@ -642,7 +642,7 @@ def _stop(
 
 PROFILE_PARTS = (
     ("aiohttp client", ("aiohttp/", "yarl/", "multidict/")),
-    ("uvicorn + httptools serving", ("uvicorn/", "httptools/", "h11/")),
+    ("HTTP edge + httptools serving", ("capps_gateway/edge.py", "httptools/")),
     (
         "event build, journal, Kafka",
         (
