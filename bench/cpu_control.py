@@ -21,7 +21,7 @@ import sys
 import time
 
 from bench.edge_apps import Relay, serve_on_edge
-from capps_gateway.edge import Call
+from capps_gateway.call import Call
 
 CALIBRATION_ITERATIONS = 20_000
 CALIBRATION_SAMPLES = 51

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from capps_gateway.edge import Call, Edge, EdgeLimits, Handler
+from capps_gateway.call import Call, Handler
+from capps_gateway.edge import Edge, EdgeLimits
 from capps_kit.asgi import Receive, Scope, Send, ack_lifespan
 
 HEADERS = [(b"content-type", b"application/json")]

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from capps_gateway.edge import BodyTooLargeError, Call, Edge, EdgeLimits, Handler
+from capps_gateway.call import BodyTooLargeError, Call, Handler
+from capps_gateway.edge import Edge, EdgeLimits
 
 DEADLINE_S = 10.0
 

@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from capps_catalog import load_catalog
 from capps_events import TraceContext
-from capps_gateway.edge import Call
+from capps_gateway.call import Call
 from capps_gateway.routes import RouteTable
 from capps_gateway.tracing import caller_context, traced_calls, with_trace_headers
 

@@ -22,7 +22,7 @@ from capps_gateway.auth import (
 )
 from capps_gateway.auth.external import IssuerRouter
 from capps_gateway.auth.issuers import load_issuers
-from capps_gateway.edge import MAX_BODY_BYTES, BodyTooLargeError, Call, ClientGoneError
+from capps_gateway.call import MAX_BODY_BYTES, BodyTooLargeError, Call, ClientGoneError
 from capps_gateway.errors import GatewayError
 from capps_gateway.events import build_event
 from capps_gateway.headers import bearer_token, sane_request_id

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from capps_gateway.auth import Principal
-from capps_gateway.edge import Call
+from capps_gateway.call import Call
 from capps_gateway.headers import downstream_response_headers, upstream_request_headers
 from capps_gateway.upstream import UpstreamConnectionError, UpstreamPool
 

@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from capps_events import RequestEvent, TraceContext, parse_traceparent
 from capps_gateway.auth import Principal
-from capps_gateway.edge import Call, Handler
+from capps_gateway.call import Call, Handler
 from capps_gateway.events import SpoolingPublisher
 from capps_gateway.proxy import UpstreamError, UpstreamProxy
 from capps_gateway.upstream import UpstreamPool
