@@ -112,7 +112,7 @@ async def serve_on_edge(handler: Handler, port: int) -> None:
     server = await loop.create_server(edge.protocol, "127.0.0.1", port, backlog=2048)
     await stopping.wait()
     server.close()
-    await edge.drain()
+    await edge.drain(10.0)
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ async def echo() -> AsyncIterator[_Server]:
     served = await _serve(_echo)
     yield served
     served.server.close()
-    await served.edge.drain()
+    await served.edge.drain(DEADLINE_S)
 
 
 async def _answer(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes], bytes]:
@@ -112,7 +112,7 @@ async def test_pipelined_calls_are_answered_in_order() -> None:
     assert order == ["/first", "/second"]
     writer.close()
     served.server.close()
-    await served.edge.drain()
+    await served.edge.drain(DEADLINE_S)
 
 
 async def test_expect_100_continue_is_answered_before_the_body_is_sent(echo: _Server) -> None:
@@ -161,7 +161,7 @@ async def test_an_idle_keep_alive_connection_is_closed() -> None:
     assert await _closed(reader)
     writer.close()
     served.server.close()
-    await served.edge.drain()
+    await served.edge.drain(DEADLINE_S)
 
 
 async def test_head_gets_the_length_without_a_body(echo: _Server) -> None:
@@ -191,7 +191,7 @@ async def test_a_streamed_answer_arrives_chunked_and_whole() -> None:
     assert body == b"one,two,three"
     writer.close()
     served.server.close()
-    await served.edge.drain()
+    await served.edge.drain(DEADLINE_S)
 
 
 async def test_a_failing_handler_answers_500_json_and_closes() -> None:
@@ -208,7 +208,7 @@ async def test_a_failing_handler_answers_500_json_and_closes() -> None:
     assert await _closed(reader)
     writer.close()
     served.server.close()
-    await served.edge.drain()
+    await served.edge.drain(DEADLINE_S)
 
 
 async def test_an_upgrade_or_malformed_request_is_refused_with_json(echo: _Server) -> None:
@@ -243,7 +243,7 @@ async def test_drain_finishes_the_call_in_progress_and_closes_idle_connections()
     busy_writer.write(b"GET /x HTTP/1.1\r\nhost: gw\r\n\r\n")
     await asyncio.wait_for(started.wait(), DEADLINE_S)
     served.server.close()
-    draining = asyncio.create_task(served.edge.drain())
+    draining = asyncio.create_task(served.edge.drain(DEADLINE_S))
     assert await _closed(idle_reader)
     assert not draining.done()
     release.set()
@@ -282,7 +282,7 @@ async def test_a_body_is_held_in_the_callers_socket_until_the_call_reads_it() ->
     assert buffered[0] < size // 2
     writer.close()
     served.server.close()
-    await served.edge.drain()
+    await served.edge.drain(DEADLINE_S)
 
 
 async def test_a_body_over_the_limit_is_refused_without_being_buffered() -> None:
@@ -314,4 +314,31 @@ async def test_a_body_over_the_limit_is_refused_without_being_buffered() -> None
     assert refused == ["/declared", "/chunked"]
     writer.close()
     served.server.close()
-    await served.edge.drain()
+    await served.edge.drain(DEADLINE_S)
+
+
+async def test_drain_drops_what_outlasts_its_grace_and_waits_for_the_calls() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    async def stuck(call: Call) -> None:
+        started.set()
+        await release.wait()
+        call.respond(200, [], b"late")
+        ended.append(call.path)
+
+    served = await _serve(stuck)
+    reader, writer = await served.connect()
+    writer.write(b"GET /stuck HTTP/1.1\r\nhost: gw\r\n\r\n")
+    await asyncio.wait_for(started.wait(), DEADLINE_S)
+    served.server.close()
+    await asyncio.wait_for(served.edge.drain(0.2), DEADLINE_S)
+    # The connection was dropped without an answer; the call's task is still tracked.
+    assert await _closed(reader)
+    assert len(served.edge.tasks) == 1
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*served.edge.tasks), DEADLINE_S)
+    assert ended == ["/stuck"]
+    assert not served.edge.tasks
+    writer.close()

@@ -58,6 +58,8 @@ class Edge:
         self._date_second = -1
         self._idle = asyncio.Event()
         self._idle.set()
+        # The calls being served: the loop keeps only weak references to tasks.
+        self.tasks: set[asyncio.Task[None]] = set()
         self.deadlines = Deadlines(
             asyncio.get_running_loop(),
             sweep_interval(limits.header_timeout_s, limits.body_timeout_s, limits.keep_alive_s),
@@ -86,11 +88,22 @@ class Edge:
         if not self.connections:
             self._idle.set()
 
-    async def drain(self) -> None:
-        """Close idle connections, let busy ones finish their call, wait until all are closed."""
+    async def drain(self, grace_s: float) -> None:
+        """Close idle connections and let busy ones finish their call; past `grace_s`, drop
+        the connections still open. Then wait (as long again at most) for the calls to end."""
         for conn in list(self.connections):
             conn.shut_down()
-        await self._idle.wait()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            log.warning(
+                "calls still in progress at the end of the shutdown grace; dropping them",
+                extra={"connections": len(self.connections), "grace_s": grace_s},
+            )
+            for conn in list(self.connections):
+                conn.abort()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=grace_s)
 
 
 class EdgeProtocol(asyncio.Protocol):
@@ -264,7 +277,10 @@ class EdgeProtocol(asyncio.Protocol):
         if not call.body_complete:
             self._arm(self._limits.body_timeout_s, self._body_timed_out)
         self.date_line = self._edge.date_line()
-        self.loop.create_task(self._run(call))
+        task = self.loop.create_task(self._run(call))
+        tasks = self._edge.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _run(self, call: Call) -> None:
         try:

@@ -93,7 +93,7 @@ async def serve(
         await stopping.wait()
         log.info("gateway stopping: finishing the calls in progress")
         server.close()
-        await edge.drain()
+        await edge.drain(settings.gateway_shutdown_grace_s)
     finally:
         await app.stop()
         for task in background:

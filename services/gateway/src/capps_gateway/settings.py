@@ -31,6 +31,10 @@ class GatewaySettings(ServiceSettings, KafkaSettings, RedisSettings, TokenSettin
     gateway_max_header_bytes: int = 16 * 1024
     gateway_header_timeout_s: float = 10.0
     gateway_body_timeout_s: float = 30.0
+    # On SIGTERM: how long calls in progress may take before their connections are dropped
+    # (then as long again for their handlers); below Kubernetes' 30 s grace with the events'
+    # flush (GATEWAY_EVENTS_FLUSH_TIMEOUT_S) after it. What is not flushed stays journaled.
+    gateway_shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)
     gateway_events_topic: str = REQUESTS_TOPIC
     gateway_apps_topic: str = APPS_TOPIC
     # How long a valid token of an app the local view does not know yet waits for its state
