@@ -342,3 +342,25 @@ async def test_drain_drops_what_outlasts_its_grace_and_waits_for_the_calls() -> 
     assert ended == ["/stuck"]
     assert not served.edge.tasks
     writer.close()
+
+
+async def test_a_call_refused_before_its_body_still_reaches_a_caller_sending_it() -> None:
+    async def refuses(call: Call) -> None:
+        # As a call with a bad token: answered without reading the body.
+        call.respond(401, [], b"no")
+
+    served = await _serve(refuses)
+    reader, writer = await served.connect()
+    size = 2 * 1024 * 1024
+    writer.write(b"POST /up HTTP/1.1\r\nhost: gw\r\ncontent-length: %d\r\n\r\n" % size)
+    writer.write(b"z" * size)
+    status, headers, body = await _answer(reader)
+    assert (status, body) == (b"HTTP/1.1 401 Unauthorized", b"no")
+    assert headers[b"connection"] == b"close"
+    # The edge reads and drops the rest while it lingers, so the caller's send completes
+    # instead of stalling against a held socket that would reset when closed.
+    await asyncio.wait_for(writer.drain(), DEADLINE_S)
+    assert await _closed(reader)
+    writer.close()
+    served.server.close()
+    await served.edge.drain(DEADLINE_S)

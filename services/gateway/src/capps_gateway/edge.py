@@ -308,8 +308,11 @@ class EdgeProtocol(asyncio.Protocol):
             return
         if not call.body_complete:
             # An unread body would be parsed as the next request: close instead, lingering
-            # so the caller, still sending, reads the answer before the connection goes.
+            # so the caller, still sending, reads the answer before the connection goes;
+            # meanwhile its bytes are read and dropped (a held socket would reset on close).
             self._refused = self._closing = True
+            self._held_for_call = self._held_for_body = False
+            self._apply_hold()
             self._disarm()
             self.loop.call_later(LINGER_S, transport.close)
             return
