@@ -218,6 +218,14 @@ GATEWAY = Dashboard(
                     unit="reqps",
                 ),
                 Panel(
+                    "Open connections and calls in progress (503 past GATEWAY_MAX_IN_FLIGHT)",
+                    (
+                        Query("sum(capps_gateway_connections)", "connections"),
+                        Query("sum(capps_gateway_calls_in_progress)", "calls in progress"),
+                    ),
+                    unit="short",
+                ),
+                Panel(
                     "External issuers: key fetches by result (0 when none is configured)",
                     (
                         Query(

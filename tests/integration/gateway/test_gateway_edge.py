@@ -6,14 +6,15 @@ origin not leaked, 431 on a huge head, slowloris heads and bodies cut off, 503 w
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from .conftest import ALL_ROLES, Gateway, Signer, StartGateway, _serve
+from .conftest import ALL_ROLES, Gateway, Signer, StartGateway, _serve, metric_sample
 
 pytestmark = pytest.mark.integration
 
@@ -206,8 +207,25 @@ async def test_past_the_in_flight_limit_calls_get_a_clear_503(
         ) as response:
             return response.status, response.headers.get("Retry-After"), await response.json()
 
-    answers = sorted(await asyncio.gather(*(slow_call() for _ in range(3))), key=lambda a: a[0])
+    calls = asyncio.gather(*(slow_call() for _ in range(3)))
+    # While two are held upstream, the admin port shows them, and their connections.
+    in_progress = "capps_gateway_calls_in_progress"
+    await _until(lambda: metric_sample(http, edge_gateway, in_progress), lambda v: v == 2)
+    assert await metric_sample(http, edge_gateway, "capps_gateway_connections") >= 2
+    answers = sorted(await calls, key=lambda a: a[0])
     assert [status for status, _, _ in answers] == [200, 200, 503]
     _, retry_after, body = answers[2]
     assert retry_after == "1"
     assert body["error"]["code"] == "overloaded"
+    await _until(lambda: metric_sample(http, edge_gateway, in_progress), lambda v: v == 0)
+
+
+async def _until(read: Callable[[], Awaitable[float]], done: Callable[[float], bool]) -> None:
+    """Scrape until `done` holds: gauges have no event to wait for (a generous deadline)."""
+    deadline = time.monotonic() + 20
+    while True:
+        value = await read()
+        if done(value):
+            return
+        assert time.monotonic() < deadline, f"the gauge stayed at {value}"
+        await asyncio.sleep(0.05)

@@ -100,6 +100,11 @@ class GatewayApp:
         finally:
             self._in_flight -= 1
 
+    @property
+    def in_flight(self) -> int:
+        """Calls being served now."""
+        return self._in_flight
+
     async def _check_jwks(self) -> None:
         if self._runtime is None or not self._runtime.keys.loaded:
             raise RuntimeError("JWKS not loaded")

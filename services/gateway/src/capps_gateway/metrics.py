@@ -93,6 +93,16 @@ SPOOL_BYTES = Gauge(
 SPOOL_SEGMENTS = Gauge(
     "capps_gateway_spool_segments", "Segment files in the spool.", multiprocess_mode="livesum"
 )
+CONNECTIONS = Gauge(
+    "capps_gateway_connections",
+    "Open client connections on the proxy port.",
+    multiprocess_mode="livesum",
+)
+CALLS_IN_PROGRESS = Gauge(
+    "capps_gateway_calls_in_progress",
+    "Calls being served; past GATEWAY_MAX_IN_FLIGHT (per process) calls are refused with 503.",
+    multiprocess_mode="livesum",
+)
 EVENTS_PENDING = Gauge(
     "capps_gateway_events_pending",
     "Request events not yet acknowledged, by where they wait (buffer, in_flight).",

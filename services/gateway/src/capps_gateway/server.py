@@ -59,6 +59,8 @@ async def serve(
     app = GatewayApp(settings, load_catalog(settings.catalog_path))
     await app.start()
     edge = Edge(app, edge_limits(settings))
+    metrics.track(metrics.CONNECTIONS, lambda: len(edge.connections))
+    metrics.track(metrics.CALLS_IN_PROGRESS, lambda: app.in_flight)
     background = [
         asyncio.create_task(
             serve_admin(
