@@ -163,6 +163,19 @@ def test_downstream_headers_are_lowercased_and_filtered() -> None:
     ]
 
 
+def test_downstream_drops_what_the_upstreams_connection_header_names() -> None:
+    raw = (
+        (b"Connection", b"keep-alive"),
+        (b"connection", b"X-Internal-Hop"),
+        (b"X-Internal-Hop", b"secret"),
+        (b"ETag", b'"v1"'),
+    )
+    assert downstream_response_headers(raw, "req-1") == [
+        (b"etag", b'"v1"'),
+        (b"x-request-id", b"req-1"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("error", "status", "code", "www_authenticate"),
     [

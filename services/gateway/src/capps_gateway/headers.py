@@ -62,12 +62,19 @@ def bearer_token(value: bytes | None) -> str | None:
     return token.strip().decode("latin-1")
 
 
-def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    named: set[bytes] = set()
+def _dropped_names(
+    headers: Iterable[tuple[bytes, bytes]], always: frozenset[bytes]
+) -> frozenset[bytes]:
+    """`always` plus the names the message's Connection header lists (RFC 9110 §7.6.1)."""
+    named: set[bytes] | None = None
     for name, value in headers:
         if name.lower() == b"connection":
-            named.update(token.strip().lower() for token in value.split(b","))
-    return frozenset(named)
+            tokens = {token.strip().lower() for token in value.split(b",")}
+            named = tokens if named is None else named | tokens
+    # Most messages name nothing new (`Connection: keep-alive` is hop-by-hop already).
+    if named is None or named <= always:
+        return always
+    return always | named
 
 
 def _dropped(name: bytes, dropped: frozenset[bytes]) -> bool:
@@ -86,7 +93,7 @@ def upstream_request_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The caller's headers minus hop-by-hop, Authorization and steering ones, plus the
     gateway's identity and X-Forwarded-For/-Proto/-Host (the caller as the gateway saw it)."""
-    dropped = _NOT_FORWARDED | _connection_tokens(headers)
+    dropped = _dropped_names(headers, _NOT_FORWARDED)
     forwarded: list[tuple[bytes, bytes]] = []
     host = b""
     for name, value in headers:
@@ -118,7 +125,7 @@ def downstream_response_headers(
     `Set-Cookie` scoped to the upstream's host loses that `Domain`: callers never learn the
     internal address, and the cookie belongs to the host they called.
     """
-    dropped = _NOT_RETURNED | _connection_tokens(raw_headers)
+    dropped = _dropped_names(raw_headers, _NOT_RETURNED)
     returned: list[tuple[bytes, bytes]] = []
     for raw_name, raw_value in raw_headers:
         name = raw_name.lower()
