@@ -50,9 +50,6 @@ class _Recorder:
     async def drained(self) -> None:
         return None
 
-    def abort(self) -> None:
-        return None
-
     def call_done(self, call: Call) -> None:
         return None
 

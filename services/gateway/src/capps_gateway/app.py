@@ -46,10 +46,10 @@ CLIENT_CLOSED_REQUEST = 499
 
 
 def send_error(
-    call: Call, error: GatewayError, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
+    call: Call, error: GatewayError, extra: list[tuple[bytes, bytes]] | None = None
 ) -> int:
     """Answer with the error's JSON body (and any `extra` headers); return its status."""
-    headers, body = errors.render(error, request_id)
+    headers, body = errors.render(error, call.request_id)
     if extra:
         headers += extra
     call.respond(error.status, headers, body)
@@ -91,7 +91,8 @@ class GatewayApp:
         """Serve one call, or refuse it at once past the in-flight limit."""
         if self._in_flight >= self._max_in_flight:
             # Refused before any work, and before the app is known: metrics only.
-            send_error(call, errors.overloaded(self._max_in_flight), new_event_id())
+            call.request_id = new_event_id()
+            send_error(call, errors.overloaded(self._max_in_flight))
             self._metrics.observe_refused(UNMATCHED, 503, "overloaded", 0.0)
             return
         self._in_flight += 1
@@ -163,7 +164,7 @@ class GatewayApp:
         raw_path = call.path
         refusal = path_refusal(raw_path)
         if refusal is not None:
-            send_error(call, errors.invalid_path(refusal), request_id)
+            send_error(call, errors.invalid_path(refusal))
             self._metrics.observe_refused(
                 UNMATCHED, 400, "invalid_path", time.perf_counter() - started
             )
@@ -175,16 +176,13 @@ class GatewayApp:
             route = call.route = match.route.template
         runtime = self._runtime
         if runtime is None:
-            send_error(call, errors.keys_unavailable(), request_id)
+            send_error(call, errors.keys_unavailable())
             return
 
-        token = bearer_token(authorization)
-        # A token verified before is a dictionary lookup: no coroutine for the common case.
-        cached = runtime.verifier.cached(token) if token is not None else None
-        principal = cached or await _authenticate(runtime.verifier, token)
+        principal = await _authenticate(runtime.verifier, bearer_token(authorization))
         if isinstance(principal, _Refusal):
             # No app identified: the call counts in metrics only, never as an event.
-            send_error(call, principal.error, request_id)
+            send_error(call, principal.error)
             self._metrics.observe_refused(
                 route, principal.error.status, principal.reason, time.perf_counter() - started
             )
@@ -202,7 +200,7 @@ class GatewayApp:
                 if verdict is Verdict.UNKNOWN_APP
                 else "issued before the app's tokens were revoked"
             )
-            send_error(call, error, request_id)
+            send_error(call, error)
             self._metrics.observe_refused(
                 route, error.status, verdict.value, time.perf_counter() - started
             )
@@ -236,7 +234,6 @@ class GatewayApp:
             verdict=verdict,
             state=state,
             principal=principal,
-            request_id=request_id,
         )
         if not call.complete:
             # No complete answer went out (caller gone, upstream failed mid-body).
@@ -252,7 +249,6 @@ class GatewayApp:
         verdict: Verdict,
         state: AppState | None,
         principal: Principal,
-        request_id: str,
     ) -> int:
         """Answer a call from a known app; return its status.
 
@@ -260,28 +256,23 @@ class GatewayApp:
         counted calls), and every answer carries the RateLimit headers.
         """
         if verdict is Verdict.APP_DISABLED or state is None or self._runtime is None:
-            return send_error(call, errors.app_disabled(), request_id)
+            return send_error(call, errors.app_disabled())
         decision = await self._runtime.limiter.check(principal.app_id, state.rate_limit)
         limits = decision.headers()
         if not decision.allowed:
-            return send_error(call, errors.rate_limited(limits), request_id)
+            return send_error(call, errors.rate_limited(limits))
         if match is None:
-            return send_error(
-                call, errors.not_found(call.method, call.path[:200]), request_id, limits
-            )
+            return send_error(call, errors.not_found(call.method, call.path[:200]), limits)
         if verdict is Verdict.INSUFFICIENT_SCOPE:
             error = errors.insufficient_scope(match.route.permission)
-            return send_error(call, error, request_id, limits)
-        return await self._proxy(
-            call, principal=principal, request_id=request_id, extra_headers=limits
-        )
+            return send_error(call, error, limits)
+        return await self._proxy(call, principal=principal, extra_headers=limits)
 
     async def _proxy(
         self,
         call: Call,
         *,
         principal: Principal,
-        request_id: str,
         extra_headers: list[tuple[bytes, bytes]],
     ) -> int:
         """Read the body and relay the call; return the status."""
@@ -290,7 +281,7 @@ class GatewayApp:
             body = await call.body()
         except BodyTooLargeError:
             error = errors.payload_too_large(MAX_BODY_BYTES)
-            return send_error(call, error, request_id, extra_headers)
+            return send_error(call, error, extra_headers)
         except ClientGoneError:
             metrics.UPSTREAM_ERRORS.labels("client_gone").inc()
             return CLIENT_CLOSED_REQUEST
@@ -298,7 +289,6 @@ class GatewayApp:
             return await self._runtime.proxy.forward(
                 call,
                 body=body,
-                request_id=request_id,
                 principal=principal,
                 extra_headers=extra_headers,
             )
@@ -310,10 +300,9 @@ class GatewayApp:
                 else errors.bad_gateway()
             )
             if exc.response_started:
-                # Too late for an error answer: the connection is dropped mid-body.
-                call.abort()
+                # Too late for an error answer: the edge drops the connection mid-body.
                 return error.status
-            return send_error(call, error, request_id, extra_headers)
+            return send_error(call, error, extra_headers)
 
 
 @dataclass(frozen=True, slots=True)

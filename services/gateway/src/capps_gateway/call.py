@@ -46,9 +46,6 @@ class Connection(Protocol):
     async def drained(self) -> None:
         """Wait while the caller's socket buffer is full."""
 
-    def abort(self) -> None:
-        """Close at once."""
-
     def call_done(self, call: "Call") -> None:
         """The call's answer is out."""
 
@@ -60,7 +57,8 @@ class Call:
     """One request as the edge parsed it, and its answer.
 
     `headers` are the caller's, names lower-cased, values as sent. `bytes_in` is the declared
-    body length until the body is read, then its size. `on_last_write`, when set,
+    body length until the body is read, then its size. `request_id` and `route` are the
+    handler's to set (its answers and span carry them). `on_last_write`, when set,
     runs once just before the answer's last bytes are written, with the status and the body
     bytes sent; the gateway publishes the call's event there, so a killed process never loses
     an answered call.
@@ -124,7 +122,7 @@ class Call:
         self.bytes_in = 0
         self.bytes_out = 0
         self.route: str | None = None
-        self.request_id: str | None = None
+        self.request_id = ""
         self.on_last_write: Callable[[int, int], None] | None = None
 
     # -- the request body
@@ -192,11 +190,9 @@ class Call:
         self.bytes_out = len(body)
         if self.on_last_write is not None:
             self.on_last_write(status, len(body))
-        if self.method == "HEAD":
-            self._conn.write(b"".join(head))
-        else:
+        if self.method != "HEAD":
             head.append(body)
-            self._conn.write(b"".join(head))
+        self._conn.write(b"".join(head))
         self._done()
 
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
@@ -227,11 +223,6 @@ class Call:
         if self.chunked:
             self._conn.write(b"0\r\n\r\n")
         self._done()
-
-    def abort(self) -> None:
-        """Drop the connection mid-answer (too late for an error answer)."""
-        self.keep_alive = False
-        self._conn.abort()
 
     def _head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
         # Header names and values come from the gateway itself or from an upstream answer

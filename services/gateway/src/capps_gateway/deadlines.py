@@ -30,9 +30,7 @@ class Deadlines:
 
     def arm(self, key: Hashable, delay_s: float, callback: Callable[[], None]) -> None:
         """Run `callback` once `delay_s` has passed, unless re-armed or disarmed before."""
-        self._armed[key] = (self._loop.time() + delay_s, callback)
-        if self._sweeping is None:
-            self._sweeping = self._loop.call_later(self._interval_s, self._sweep)
+        self.arm_at(key, self._loop.time() + delay_s, callback)
 
     def arm_at(self, key: Hashable, when: float, callback: Callable[[], None]) -> None:
         """`arm` for a deadline in the loop's clock."""

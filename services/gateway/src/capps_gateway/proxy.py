@@ -36,7 +36,6 @@ class UpstreamProxy:
         call: Call,
         *,
         body: bytes,
-        request_id: str,
         principal: Principal,
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
         headers: Sequence[tuple[bytes, bytes]] | None = None,
@@ -50,7 +49,7 @@ class UpstreamProxy:
             target += "?" + call.query.decode("latin-1")
         outgoing = upstream_request_headers(
             call.headers if headers is None else headers,
-            request_id,
+            call.request_id,
             principal.app_id,
             principal.tenant_id,
             client_ip=call.client_ip,
@@ -58,7 +57,9 @@ class UpstreamProxy:
         try:
             answer = await self._pool.exchange(call.method, target, outgoing, body)
             try:
-                returned = downstream_response_headers(answer.headers, request_id, self._origin)
+                returned = downstream_response_headers(
+                    answer.headers, call.request_id, self._origin
+                )
                 returned += extra_headers
                 # A whole answer (the common case) goes out in one write.
                 if answer.complete or _fits_buffer(answer.headers):

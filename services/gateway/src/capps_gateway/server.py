@@ -72,16 +72,15 @@ async def serve(
     if metrics.MULTIPROCESS:
         background.append(asyncio.create_task(_sample_gauges(), name="metrics-sampler"))
     try:
-        if reuse_port:
-            server = await loop.create_server(
-                edge.protocol,
-                sock=shared_socket(settings.gateway_host, settings.gateway_port),
-                backlog=BACKLOG,
-            )
-        else:
-            server = await loop.create_server(
-                edge.protocol, settings.gateway_host, settings.gateway_port, backlog=BACKLOG
-            )
+        server = await loop.create_server(
+            edge.protocol,
+            backlog=BACKLOG,
+            **(
+                {"sock": shared_socket(settings.gateway_host, settings.gateway_port)}
+                if reuse_port
+                else {"host": settings.gateway_host, "port": settings.gateway_port}
+            ),
+        )
         log.info(
             "gateway listening",
             extra={

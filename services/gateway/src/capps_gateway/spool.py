@@ -144,48 +144,38 @@ class Spool:
         crash after `sync`.
         """
         frames = [encode_frame(record) for record in records]
-        size = sum(map(len, frames))
-        if (
-            frames
-            and self._active is not None
-            and self._active_bytes + size <= self._segment_bytes
-            and self.size_bytes + size <= self.max_bytes
-        ):
-            # The common case (the journal's one record per call): it all fits, one write().
-            if not self._write(frames[0] if len(frames) == 1 else b"".join(frames)):
-                return 0
-            self._dirty = True
-            self.refusing = None
-            return len(frames)
-        return self._append_frames(frames)
-
-    def _append_frames(self, frames: list[bytes]) -> int:
         written = 0
         while written < len(frames):
-            room = self.max_bytes - self.size_bytes
             needs_segment = self._active is None or self._active_bytes >= self._segment_bytes
             if needs_segment and not self._rotate():
                 break
-            # As many whole frames as fit under the cap and in this segment, in one write().
-            chunk: list[bytes] = []
-            size = 0
-            segment_room = max(self._segment_bytes - self._active_bytes, 0)
-            for frame in frames[written:]:
-                if size + len(frame) > room or (chunk and size + len(frame) > segment_room):
-                    break
-                chunk.append(frame)
-                size += len(frame)
-            if not chunk:
+            count = self._fitting(frames, written)
+            if not count:
                 self.refusing = f"{AT_CAP} of {self.max_bytes} bytes"
                 break
-            if not self._write(b"".join(chunk)):
+            # As many whole frames as fit, in one write() (the journal's one record per call).
+            end = written + count
+            if not self._write(frames[written] if count == 1 else b"".join(frames[written:end])):
                 break
-            written += len(chunk)
+            written = end
         if written:
             self._dirty = True
             if written == len(frames):
                 self.refusing = None
         return written
+
+    def _fitting(self, frames: list[bytes], first: int) -> int:
+        """How many frames from `first` fit under the cap and in the open segment (at least
+        one goes into an empty segment, however large)."""
+        room = self.max_bytes - self.size_bytes
+        segment_room = self._segment_bytes - self._active_bytes
+        count = size = 0
+        for frame in frames[first:]:
+            size += len(frame)
+            if size > room or (count and size > segment_room):
+                break
+            count += 1
+        return count
 
     def _write(self, data: bytes) -> bool:
         """Write all of `data` to the open segment, or nothing (cut back to the last frame)."""

@@ -71,7 +71,7 @@ def traced_calls(tracer: trace.Tracer, handler: Handler) -> Handler:
                 span.set_attribute("http.response.status_code", call.status)
                 if call.status >= 500:
                     span.set_status(StatusCode.ERROR)
-            if call.request_id is not None:
+            if call.request_id:
                 span.set_attribute("capps.request_id", call.request_id)
             # The handler matched the route once; the span takes its name from that.
             if call.route is not None:
@@ -94,7 +94,6 @@ class TracedUpstreamProxy(UpstreamProxy):
         call: Call,
         *,
         body: bytes,
-        request_id: str,
         principal: Principal,
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
         headers: Sequence[tuple[bytes, bytes]] | None = None,
@@ -113,7 +112,7 @@ class TracedUpstreamProxy(UpstreamProxy):
                 attributes={
                     "http.request.method": method,
                     "url.full": (self._server_address.rstrip("/") + call.path)[:512],
-                    "capps.request_id": request_id,
+                    "capps.request_id": call.request_id,
                 },
             )
             if current.is_recording()
@@ -123,7 +122,6 @@ class TracedUpstreamProxy(UpstreamProxy):
             status = await super().forward(
                 call,
                 body=body,
-                request_id=request_id,
                 principal=principal,
                 extra_headers=extra_headers,
                 headers=with_trace_headers(

@@ -129,14 +129,10 @@ class IssuerRouter:
         self._registry = registry
         self._external = external
 
-    def cached(self, token: str) -> Principal | None:
-        """An earlier verification of `token` by either verifier that still holds, or None."""
-        return self._registry.cached(token) or self._external.cached(token)
-
     async def verify(self, token: str) -> Principal:
         """The caller behind `token`; raises InvalidTokenError or KeysUnavailableError."""
         # Cache hits first, so a token seen before is never decoded again to find its issuer.
-        cached = self.cached(token)
+        cached = self._registry.cached(token) or self._external.cached(token)
         if cached is not None:
             return cached
         header, claims = unverified_parts(token)
