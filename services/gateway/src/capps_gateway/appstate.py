@@ -11,6 +11,7 @@ import gc
 import logging
 import sys
 from collections import OrderedDict
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 import msgspec
@@ -226,7 +227,8 @@ class AppStateView:
 
     async def _track_progress(self, consumer: AIOKafkaConsumer) -> None:
         """Mark the view loaded once it reached the start's end offsets; update the lag gauge."""
-        assigned: set[TopicPartition] = consumer.assignment()
+        # aiokafka annotates a set and returns a frozenset: a compiled module checks the type.
+        assigned: Set[TopicPartition] = consumer.assignment()
         if not assigned:
             return
         positions = {tp: await consumer.position(tp) for tp in assigned}

@@ -67,7 +67,7 @@ class UpstreamProxy:
                     call.respond(answer.status, returned, payload)
                     return answer.status
                 call.start(answer.status, returned)
-                async for chunk in answer.chunks():
+                while (chunk := await answer.next_chunk()) is not None:
                     await call.send(chunk)
                 call.finish()
                 return answer.status

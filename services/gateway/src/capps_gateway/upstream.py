@@ -13,7 +13,7 @@ the upstream's own keep-alive timeout, so a call is never written to a closing c
 import asyncio
 import collections
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ class UpstreamConnectionError(Exception):
     """The upstream could not be reached, or broke the exchange (closed, malformed answer)."""
 
 
-class _Exchange(asyncio.Protocol):
+class Exchange(asyncio.Protocol):
     """One pooled connection; parses one answer at a time."""
 
     def __init__(self, pool: "UpstreamPool") -> None:
@@ -162,17 +162,19 @@ class _Exchange(asyncio.Protocol):
         self._take()
         return body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The rest of the body, as it arrives."""
+    async def next_chunk(self) -> bytes | None:
+        """The body's next part as it arrives, None once it is all read.
+
+        A method rather than an async generator: mypyc (native.py) compiles no async
+        generators."""
         while True:
             if self._chunks:
                 chunk = b"".join(self._chunks)
                 self._take()
-                yield chunk
-            elif self.complete:
-                return
-            else:
-                await self._wait()
+                return chunk
+            if self.complete:
+                return None
+            await self._wait()
 
     def finish(self) -> None:
         """The exchange is over: back to the pool when whole and reusable, else closed."""
@@ -207,8 +209,7 @@ class _Exchange(asyncio.Protocol):
         return True
 
     async def _wait(self) -> None:
-        if self._error is not None:
-            raise self._error
+        self._raise_if_failed()
         if self.complete and not self._chunks:
             return
         self._waiter = self._loop.create_future()
@@ -216,6 +217,11 @@ class _Exchange(asyncio.Protocol):
             await self._waiter
         finally:
             self._waiter = None
+        # A method, not a second inline check: mypy keeps `self._error` narrowed to None across
+        # the await, and the compiled module (native.py) would trust that and fail.
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
@@ -252,8 +258,8 @@ class UpstreamPool:
         self._idle_timeout_s = idle_timeout_s
         self.timeout_s = timeout_s
         self.deadlines = Deadlines(self.loop, sweep_interval(timeout_s))
-        self._idle: collections.deque[_Exchange] = collections.deque()
-        self._open: set[_Exchange] = set()
+        self._idle: collections.deque[Exchange] = collections.deque()
+        self._open: set[Exchange] = set()
         self._connecting = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
@@ -263,7 +269,7 @@ class UpstreamPool:
         target: str,
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
-    ) -> _Exchange:
+    ) -> Exchange:
         """Send a request; return its connection once the answer's head is in.
 
         The caller reads the body (`read` or `chunks`) and then calls `finish`. Raises
@@ -286,13 +292,13 @@ class UpstreamPool:
             raise
         return conn
 
-    def release(self, conn: _Exchange) -> None:
+    def release(self, conn: Exchange) -> None:
         """An idle, reusable connection back to the pool (newest reused first)."""
         conn.idle_since = self.loop.time()
         self._idle.append(conn)
         self._wake_one()
 
-    def forget(self, conn: _Exchange) -> None:
+    def forget(self, conn: Exchange) -> None:
         """A closed connection leaves the pool."""
         if conn in self._open:
             self._open.discard(conn)
@@ -305,7 +311,7 @@ class UpstreamPool:
         self._idle.clear()
         self.deadlines.close()
 
-    async def _acquire(self, deadline: float) -> _Exchange:
+    async def _acquire(self, deadline: float) -> Exchange:
         idle = self._idle
         while True:
             now = self.loop.time()
@@ -327,12 +333,12 @@ class UpstreamPool:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
-    async def _connect(self, deadline: float) -> _Exchange:
+    async def _connect(self, deadline: float) -> Exchange:
         self._connecting += 1
         try:
             async with asyncio.timeout_at(deadline):
                 _, conn = await self.loop.create_connection(
-                    lambda: _Exchange(self), self._host, self._port, ssl=self._ssl
+                    lambda: Exchange(self), self._host, self._port, ssl=self._ssl
                 )
         except OSError as exc:
             raise UpstreamConnectionError(f"cannot connect: {exc}") from None
