@@ -18,7 +18,7 @@ WITH_STACK_ENV = set -a; . $(LOCAL_DIR)/stack.env; set +a;
 MYPY_DIRS = $(shell for d in libs services deploy/demo-api/src deploy/local deploy/grafana tests bench; do \
 	[ -n "$$(find $$d -name '*.py' -print -quit 2>/dev/null)" ] && echo $$d; done)
 
-.PHONY: help venv up down status logs test lint bench fmt clean distclean
+.PHONY: help venv native native-clean up down status logs test lint bench fmt clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,7 +28,13 @@ venv: ## create or update .venv from uv.lock (installs uv with pip when missing)
 		python3 -m pip install --quiet uv || python3 -m pip install --quiet --break-system-packages uv; }
 	@uv sync --frozen
 
-up: venv ## start the local stack (no Docker), return when every part is healthy
+native: venv ## compile the gateway's per-call modules with mypyc (nothing to do when current)
+	@uv run python services/gateway/native.py
+
+native-clean: ## remove the compiled gateway modules: the gateway then runs interpreted
+	find services/gateway/src -name '*.so' -delete
+
+up: native ## start the local stack (no Docker), return when every part is healthy
 	@$(STACK) up $(PARTS)
 
 down: ## stop what `make up` started (and nothing else)
@@ -56,8 +62,9 @@ fmt: venv ## format and auto-fix
 	uv run ruff format .
 	uv run ruff check --fix .
 
-clean: down ## stop the stack, remove caches and build output (keeps data and secrets)
-	rm -rf .mypy_cache .ruff_cache .pytest_cache deploy/local/kafka/target $(LOCAL_DIR)/log
+clean: down native-clean ## stop the stack, remove caches and build output (keeps data and secrets)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache deploy/local/kafka/target $(LOCAL_DIR)/log \
+		$(LOCAL_DIR)/native-build
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 
 distclean: clean ## also delete the stack's data, Kafka jars and generated secrets

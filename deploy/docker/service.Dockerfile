@@ -21,6 +21,14 @@ RUN uv sync --frozen --no-dev --no-install-workspace --package "$PACKAGE"
 COPY libs libs
 COPY services services
 COPY deploy/demo-api deploy/demo-api
+# The gateway's per-call modules are compiled with mypyc (services/gateway/native.py); the
+# compiler and its build tools stay in this stage, the wheel below packs the extensions.
+RUN if [ "$PACKAGE" = capps-gateway ]; then \
+      apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+      && rm -rf /var/lib/apt/lists/* \
+      && uv sync --frozen --no-dev --group native --package capps-gateway \
+      && uv run --frozen --no-sync python services/gateway/native.py --build-dir /tmp/native; \
+    fi
 RUN uv sync --frozen --no-dev --no-editable --package "$PACKAGE"
 
 FROM python:3.11-slim-bookworm

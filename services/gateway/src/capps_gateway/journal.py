@@ -172,7 +172,7 @@ class Journal:
         return found
 
 
-class JournalInUseError(RuntimeError):
+class JournalInUseError(Exception):
     """Another process holds the journal: each gateway process needs its own spool directory."""
 
 

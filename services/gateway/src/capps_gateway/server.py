@@ -8,6 +8,7 @@ import signal
 import socket
 
 from capps_catalog import load_catalog
+from capps_gateway import edge as edge_module
 from capps_gateway import metrics
 from capps_gateway.app import GatewayApp
 from capps_gateway.edge import Edge, EdgeLimits
@@ -89,6 +90,8 @@ async def serve(
                 "upstream": settings.gateway_upstream_url,
                 "topic": settings.gateway_events_topic,
                 "instance_id": settings.instance_id,
+                # Whether the per-call modules run compiled (services/gateway/native.py).
+                "compiled": (edge_module.__file__ or "").endswith(".so"),
             },
         )
         await stopping.wait()

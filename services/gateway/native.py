@@ -1,0 +1,146 @@
+"""Compile the gateway's per-call modules to C extensions with mypyc: `python native.py`.
+
+Why: the gateway spends most of its CPU per call in its own Python (serving, relaying,
+checking, publishing), and its code is typed strictly enough for mypyc (the compiler mypy
+itself, black and charset-normalizer ship with). Measured side by side against one nginx
+upstream, the compiled modules cut the CPU per call by about a fifth (README, "Cost per
+call"). The sources stay plain Python: a checkout without a C compiler, mypy and the tests
+run them as they are.
+
+The extensions are built in place, beside each module (`edge.cpython-311-*.so` next to
+`edge.py`); Python imports an extension before the source of the same name. A compiled module
+older than its source is refused at import (capps_gateway/__init__.py), so an edit is never
+shadowed by a stale build: rebuild with `make native` (every make target that runs the gateway
+does), or delete the extensions (`make native-clean`) to run interpreted.
+
+Run from anywhere; `--check` only says whether the build is up to date (exit 1 if not).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+SOURCE_ROOT = Path(__file__).resolve().parent / "src"
+PACKAGE = SOURCE_ROOT / "capps_gateway"
+# The shared library of the group lives inside the package, so the wheel carries it.
+GROUP_NAME = "capps_gateway.native"
+
+# The modules a call runs through. Left out: start-up and background code (settings, runtime,
+# workers, the spool, issuer discovery) where speed does not matter, and tracing.py, whose
+# classes extend compiled ones only when tracing is on.
+MODULES = (
+    "access.py",
+    "app.py",
+    "appstate.py",
+    "auth/claims.py",
+    "auth/verifier.py",
+    "call.py",
+    "deadlines.py",
+    "edge.py",
+    "errors.py",
+    "events.py",
+    "headers.py",
+    "journal.py",
+    "metrics.py",
+    "proxy.py",
+    "ratelimit.py",
+    "ratelimit_leases.py",
+    "routes.py",
+    "upstream.py",
+)
+
+
+def extension_of(source: Path) -> Path | None:
+    """The compiled extension built from `source`, if there is one."""
+    found = sorted(source.parent.glob(f"{source.stem}.*.so"))
+    return found[0] if found else None
+
+
+def stale_modules() -> list[Path]:
+    """The listed sources whose extension is missing or older than the source."""
+    stale = []
+    for name in MODULES:
+        source = PACKAGE / name
+        built = extension_of(source)
+        if built is None or built.stat().st_mtime < source.stat().st_mtime:
+            stale.append(source)
+    return stale
+
+
+def build(build_dir: Path) -> None:
+    """Compile every listed module (mypyc compiles a group together) into the source tree."""
+    # Imported here: only a build needs them, `--check` runs without.
+    from mypyc.build import mypycify
+    from setuptools import setup  # type: ignore[import-untyped]  # ships no type hints
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["MYPY_CACHE_DIR"] = str(build_dir / "mypy-cache")
+    os.chdir(SOURCE_ROOT)
+    setup(
+        name="capps-gateway-native",
+        ext_modules=mypycify(
+            [f"capps_gateway/{name}" for name in MODULES],
+            opt_level="3",
+            target_dir=str(build_dir / "c"),
+            group_name=GROUP_NAME,
+        ),
+        script_args=[
+            "--quiet",
+            "build_ext",
+            "--inplace",
+            "--build-temp",
+            str(build_dir / "temp"),
+            "--build-lib",
+            str(build_dir / "lib"),
+        ],
+    )
+
+
+def mark_built(started_at: float) -> None:
+    """Date every extension to the build's start: setuptools leaves an unchanged module's file
+    (the code is in the group's library) with its old date, which would read as stale, and a
+    source edited during the build must still read as newer than its extension."""
+    for extension in PACKAGE.rglob("*.so"):
+        os.utime(extension, (started_at, started_at))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report whether it is current")
+    parser.add_argument(
+        "--build-dir",
+        type=Path,
+        default=Path(os.environ.get("CAPPS_LOCAL_DIR", ".local")) / "native-build",
+        help="where the generated C and objects go (default: .local/native-build)",
+    )
+    args = parser.parse_args()
+    stale = stale_modules()
+    if not stale:
+        print(f"gateway native modules: {len(MODULES)} up to date")
+        return 0
+    if args.check:
+        print(f"gateway native modules: {len(stale)} of {len(MODULES)} missing or stale")
+        return 1
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        print(
+            "gateway native modules: no C compiler (cc), so the gateway runs interpreted"
+            " (about a fifth more CPU per call); install gcc to compile them"
+        )
+        return 0
+    print(
+        f"gateway native modules: compiling {len(MODULES)} with mypyc"
+        f" ({len(stale)} changed; about a minute on 2 cores)",
+        flush=True,
+    )
+    started, started_at = time.monotonic(), time.time()
+    build(args.build_dir.resolve())
+    mark_built(started_at)
+    print(f"gateway native modules: built in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
