@@ -29,7 +29,7 @@ PACKAGE = SOURCE_ROOT / "capps_gateway"
 GROUP_NAME = "capps_gateway.native"
 
 # The modules a call runs through. Left out: start-up and background code (settings, runtime,
-# workers, the spool, issuer discovery) where speed does not matter, and tracing.py, whose
+# workers, issuer discovery) where speed does not matter, and tracing.py, whose
 # classes extend compiled ones only when tracing is on.
 MODULES = (
     "access.py",
@@ -49,6 +49,7 @@ MODULES = (
     "ratelimit.py",
     "ratelimit_leases.py",
     "routes.py",
+    "spool.py",
     "upstream.py",
 )
 
