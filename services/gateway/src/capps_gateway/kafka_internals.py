@@ -58,4 +58,16 @@ async def stop_sending(producer: AIOKafkaProducer, timeout_s: float) -> None:
         sender.cancel()
         await asyncio.wait({sender}, timeout=timeout_s)
     if accumulator is not None and (sender is None or sender.done()):
-        accumulator.fail_all(KafkaConnectionError("gateway stopping"))
+        _fail_all(accumulator, KafkaConnectionError("gateway stopping"))
+
+
+def _fail_all(accumulator: Any, error: Exception) -> None:
+    """Fail every queued batch, and read back each one's drain waiter: aiokafka fails it too,
+    nobody awaits it at shutdown, and asyncio logs an unread exception when it is collected."""
+    batches = [batch for queued in accumulator._batches.values() for batch in queued]
+    batches += list(accumulator._pending_batches)
+    accumulator.fail_all(error)
+    for batch in batches:
+        waiter = getattr(batch, "_drain_waiter", None)
+        if waiter is not None and waiter.done() and not waiter.cancelled():
+            waiter.exception()
