@@ -158,6 +158,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 "runqueue_wait_share": edge.runqueue_share,
                 "half_rate": edge.half_rate,
                 "gateway_rss_mb_100k_apps": edge.gateway_rss_mb,
+                "gateway_compiled": edge.gateway_compiled,
                 "ratelimiter": edge.limiter,
                 "profile_shares": edge.profile,
             }

@@ -15,7 +15,12 @@ edge, on uvicorn and on granian, relaying through the gateway's upstream client 
 aiohttp) split a call's cost by stage. Every target's run-queue wait (schedstat: runnable,
 no CPU free) shows how much the shared machine held it back. Then the paced point: the
 gateway at half its measured peak beside the upstream called directly at the same pace, p99
-of each and the difference.
+of each and the difference; and nginx at half of its own peak, the same relative load, with
+the upstream called directly at that pace.
+
+The gateway runs its compiled modules (services/gateway/native.py) when they are built; a
+second gateway process runs the same sources interpreted (a copy without the extensions, first
+on its PYTHONPATH) in the same rounds, the measurement behind compiling them.
 """
 
 import asyncio
@@ -23,6 +28,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -65,6 +71,8 @@ class EdgeRun:
     limiter: dict[str, float]
     profile: dict[str, float]
     half_rate: dict[str, float]
+    gateway_compiled: bool
+    """Whether the measured gateway ran its compiled modules (services/gateway/native.py)."""
 
 
 def static_body() -> bytes:
@@ -415,6 +423,18 @@ def _half_rate_figures(
     }
 
 
+def _own_half_figures(paced: dict[str, list[LoadResult]], rate: float) -> dict[str, float]:
+    """nginx at half of its own peak: its p99 and what it adds to the direct one at that pace."""
+    p99 = {key: statistics.median(r.p99_ms for r in runs) for key, runs in paced.items()}
+    direct = p99["static_direct_nginx_half"]
+    return {
+        "nginx_own_calls_per_second": rate,
+        "nginx_own_direct_p99_ms": direct,
+        "nginx_own_p99_ms": p99["static_nginx_own_half"],
+        "nginx_own_added_p99_ms": p99["static_nginx_own_half"] - direct,
+    }
+
+
 @contextlib.contextmanager
 def _cpu_control(upstream: str, work_us: float, log: IO[bytes]) -> Iterator[Target]:
     """bench/cpu_control.py on a spare port: the relay plus `work_us` µs of work per call."""
@@ -441,7 +461,9 @@ def _paced_point(
     log: IO[bytes],
 ) -> tuple[dict[str, list[LoadResult]], dict[str, float]]:
     """Half the gateway's peak; beside it the upstream called directly, the nginx proxy and a
-    control costing the gateway's CPU per call (its own work beyond the relay's)."""
+    control costing the gateway's CPU per call (its own work beyond the relay's). Then nginx at
+    half of its own peak beside the upstream direct at that pace: the same relative load as
+    the gateway's, the tail this machine gives a mature proxy there."""
     rate = statistics.median(r.ok_per_second for r in full_speed["static_gateway"]) / 2
     own_us = statistics.median(cpu["static_gateway"]) - statistics.median(cpu["static_relay"])
     work_us = max(own_us, 0.0)
@@ -457,7 +479,20 @@ def _paced_point(
             seconds=seconds,
             rounds=rounds,
         )
-    return paced, _half_rate_figures(paced, rate, paced_cpu, work_us)
+    nginx_rate = statistics.median(r.ok_per_second for r in full_speed[nginx.key]) / 2
+    own, _ = _half_rate(
+        [
+            Target("static_direct_nginx_half", f"{upstream}{PATH}", {}, list),
+            replace(nginx, key="static_nginx_own_half"),
+        ],
+        rate=nginx_rate,
+        seconds=seconds,
+        rounds=rounds,
+    )
+    figures = _half_rate_figures(paced, rate, paced_cpu, work_us) | _own_half_figures(
+        own, nginx_rate
+    )
+    return paced | own, figures
 
 
 PROFILE_OUT = ROOT / "bench" / "results" / "gateway-profile.txt"
@@ -510,7 +545,7 @@ def measure_edge(
         "TOKEN_ISSUER": claims["iss"],
         "LOG_LEVEL": "WARNING",
     }
-    keys = ["static_nginx_proxy", "static_gateway", *STAGE_APPS.values()]
+    keys = ["static_nginx_proxy", "static_gateway", INTERPRETED, *STAGE_APPS.values()]
     results: dict[str, list[LoadResult]] = {key: [] for key in keys}
     cpu: dict[str, list[float]] = {key: [] for key in keys}
     waited: dict[str, list[float]] = {key: [] for key in keys}
@@ -526,17 +561,18 @@ def measure_edge(
             )
             stages.callback(_stop, gateway)
             upstream = f"http://127.0.0.1:{static_port}"
+            auth = {"Authorization": f"Bearer {token}"}
+            interpreted = stages.enter_context(_interpreted_gateway(env, workdir, auth, log))
             stage_targets = [
                 stages.enter_context(_stage_app(variant, key, upstream, static_dir, log))
                 for variant, key in STAGE_APPS.items()
             ]
-            auth = {"Authorization": f"Bearer {token}"}
-            with ticking("gateway loading its view of 100,000 apps; stage apps starting"):
+            with ticking("gateways loading their view of 100,000 apps; stage apps starting"):
                 _wait_http(f"http://127.0.0.1:{admin_port}/readyz")
                 _wait_http(f"http://127.0.0.1:{gateway_port}{PATH}", auth)
                 _wait_http(f"http://127.0.0.1:{proxy_port}{PATH}")
-                for target in stage_targets:
-                    _wait_http(target.url)
+                for target in [interpreted, *stage_targets]:
+                    _wait_http(target.url, target.headers)
             rss = _rss_mb(gateway.pid)
             say(f"gateway RSS with {APPS_IN_VIEW:,} apps in view: {rss:.0f} MB")
             through_gateway = Target(
@@ -554,6 +590,7 @@ def measure_edge(
             targets = [
                 through_nginx,
                 through_gateway,
+                interpreted,
                 *stage_targets,
             ]
             _rounds(
@@ -595,7 +632,46 @@ def measure_edge(
         if os.environ.get("BENCH_PROFILE") == "1" and PROFILE_OUT.exists()
         else {},
         half_rate=half_rate,
+        gateway_compiled=any((GATEWAY_SOURCE / "capps_gateway").rglob("*.so")),
     )
+
+
+GATEWAY_SOURCE = ROOT / "services" / "gateway" / "src"
+INTERPRETED = "static_gateway_interpreted"
+
+
+@contextlib.contextmanager
+def _interpreted_gateway(
+    env: dict[str, str], workdir: Path, auth: dict[str, str], log: IO[bytes]
+) -> Iterator[Target]:
+    """A second gateway process of the same sources, interpreted: a copy of the package
+    without its compiled modules, first on PYTHONPATH; its own ports, spool and instance."""
+    copy = workdir / "interpreted"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(
+        GATEWAY_SOURCE / "capps_gateway",
+        copy / "capps_gateway",
+        ignore=shutil.ignore_patterns("*.so", "__pycache__"),
+    )
+    port, admin_port = spare_port(), spare_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "capps_gateway"],
+        env=env
+        | {
+            "PYTHONPATH": str(copy),
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_ADMIN_PORT": str(admin_port),
+            "GATEWAY_SPOOL_DIR": str(workdir / "gateway-spool-interpreted"),
+            "INSTANCE_ID": f"bench-{uuid.uuid4().hex[:6]}",
+        },
+        stdout=log,
+        stderr=log,
+        cwd=ROOT,
+    )
+    try:
+        yield Target(INTERPRETED, f"http://127.0.0.1:{port}{PATH}", auth, lambda: [process.pid])
+    finally:
+        _stop(process)
 
 
 STAGE_APPS = {
@@ -713,6 +789,9 @@ def print_edge(edge: dict[str, Any]) -> None:
     for key, value in cpu.items():
         wait = f"  run-queue wait {waited[key]:.0%}" if key in waited else ""
         print(f"  {key:<28} {value:>7.1f}{wait}")
+    if "gateway_compiled" in edge:
+        built = "compiled (native.py)" if edge["gateway_compiled"] else "interpreted"
+        print(f"edge: the gateway ran {built}; static_gateway_interpreted: the same, interpreted")
     stages = stage_costs(cpu)
     if stages:
         print("edge: where a gateway call's CPU goes (differences of the stage apps)")
@@ -761,4 +840,11 @@ def print_edge(edge: dict[str, Any]) -> None:
                 f" ({half['control_cpu_us_per_call']:.0f} vs the gateway's"
                 f" {half['gateway_cpu_us_per_call']:.0f} µs): p99 {half['control_p99_ms']:.2f} ms,"
                 f" {half['control_added_p99_ms']:+.2f} ms added (that cost alone, on this machine)"
+            )
+        if "nginx_own_p99_ms" in half:
+            print(
+                f"edge: nginx at half of its own peak ({half['nginx_own_calls_per_second']:,.0f}"
+                f" calls/s, the gateway's relative load): p99 {half['nginx_own_p99_ms']:.2f} ms,"
+                f" {half['nginx_own_added_p99_ms']:+.2f} ms added to the upstream direct at"
+                f" that pace ({half['nginx_own_direct_p99_ms']:.2f} ms)"
             )

@@ -33,6 +33,9 @@ SCENARIOS = (
     Scenario("through_gateway", "through gateway", "http", "req/s", "target"),
     Scenario("static_nginx_proxy", "static: nginx worker", "edge", "req/s", "reference"),
     Scenario("static_gateway", "static: gateway process", "edge", "req/s", "target"),
+    Scenario(
+        "static_gateway_interpreted", "static: gateway, not compiled", "edge", "req/s", "reference"
+    ),
     # bench/edge_apps.py: the gateway's stages served alone, to split its cost per call
     Scenario("static_serve", "static: serving alone, gateway edge", "edge", "req/s", "reference"),
     Scenario(
@@ -53,6 +56,20 @@ SCENARIOS = (
         "static_control_half", "static: CPU-matched relay, paced", "half rate", "req/s", "reference"
     ),
     Scenario("static_gateway_half", "static: gateway, paced", "half rate", "req/s", "target"),
+    Scenario(
+        "static_direct_nginx_half",
+        "static: upstream direct, nginx's pace",
+        "half rate",
+        "req/s",
+        "baseline",
+    ),
+    Scenario(
+        "static_nginx_own_half",
+        "static: nginx at half its own peak",
+        "half rate",
+        "req/s",
+        "reference",
+    ),
     Scenario(
         "aggregator_ceiling",
         "aggregator ceiling: getmany+decode",
@@ -97,6 +114,12 @@ RATIOS = (
         "gateway process / nginx worker (static upstream)",
         "static_gateway",
         "static_nginx_proxy",
+    ),
+    (
+        "compiled_to_interpreted",
+        "gateway compiled / not compiled",
+        "static_gateway",
+        "static_gateway_interpreted",
     ),
     ("tracing_sampled_to_off", "tracing 1/10 sampled / off", "tracing_sampled", "tracing_off"),
     ("tracing_all_to_off", "tracing every call / off", "tracing_all", "tracing_off"),

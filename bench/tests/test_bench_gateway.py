@@ -30,3 +30,22 @@ def test_stage_costs_split_the_gateway_by_difference() -> None:
         "upstream client, aiohttp instead": 225.0,
         "gateway's own work (token, app, limit, event, metrics)": 110.0,
     }
+
+
+def test_nginx_at_its_own_half_adds_its_median_p99_over_the_direct_one() -> None:
+    from bench.gateway import _own_half_figures
+    from bench.wrk import LoadResult
+
+    def runs(*p99s: float) -> list[LoadResult]:
+        return [LoadResult(1000, 5.0, 0, 0, 0.1, 0.2, p99) for p99 in p99s]
+
+    found = _own_half_figures(
+        {"static_direct_nginx_half": runs(1.0, 9.0, 2.0), "static_nginx_own_half": runs(5.0, 6.0)},
+        25_000.0,
+    )
+    assert found == {
+        "nginx_own_calls_per_second": 25_000.0,
+        "nginx_own_direct_p99_ms": 2.0,
+        "nginx_own_p99_ms": 5.5,
+        "nginx_own_added_p99_ms": 3.5,
+    }
