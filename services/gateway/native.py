@@ -30,8 +30,8 @@ PACKAGE = SOURCE_ROOT / "capps_gateway"
 GROUP_NAME = "capps_gateway.native"
 
 # The modules a call runs through. Left out: start-up and background code (settings, runtime,
-# workers, issuer discovery) where speed does not matter, and tracing.py, whose
-# classes extend compiled ones only when tracing is on.
+# workers, issuer discovery) where speed does not matter. tracing.py is in: its classes extend
+# compiled ones, and an interpreted class cannot.
 MODULES = (
     "access.py",
     "app.py",
@@ -51,6 +51,7 @@ MODULES = (
     "ratelimit_leases.py",
     "routes.py",
     "spool.py",
+    "tracing.py",
     "upstream.py",
 )
 

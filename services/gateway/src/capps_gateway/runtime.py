@@ -24,7 +24,7 @@ from capps_gateway.events import SpoolingPublisher
 from capps_gateway.proxy import UpstreamProxy
 from capps_gateway.ratelimit import RateLimiter
 from capps_gateway.settings import GatewaySettings
-from capps_gateway.tracing import TracedPublisher, TracedUpstreamProxy
+from capps_gateway.tracing import TracedUpstreamProxy, traced_publisher
 from capps_gateway.upstream import UpstreamPool
 from capps_kit.redis import create_redis
 
@@ -98,7 +98,7 @@ def open_runtime(
         else registry_verifier
     )
     publisher = (
-        SpoolingPublisher if tracer is None else functools.partial(TracedPublisher, tracer)
+        SpoolingPublisher if tracer is None else functools.partial(traced_publisher, tracer)
     )(
         settings.kafka_bootstrap_servers,
         settings.gateway_events_topic,

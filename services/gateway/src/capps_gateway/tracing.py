@@ -144,12 +144,13 @@ class TracedUpstreamProxy(UpstreamProxy):
 
 
 class TracedPublisher(SpoolingPublisher):
-    """Publishes each event inside a PRODUCER span whose context the event carries."""
+    """Publishes each event inside a PRODUCER span whose context the event carries.
 
-    def __init__(self, tracer: trace.Tracer, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._tracer = tracer
-        self._span_name = f"{self._topic} publish"
+    Built by `traced_publisher`: a compiled module (native.py) passes arguments forwarded
+    through `super().__init__(*args, **kwargs)` on wrongly, so this class adds no __init__."""
+
+    _tracer: trace.Tracer
+    _span_name: str
 
     def publish(self, event: RequestEvent, context: TraceContext | None = None) -> None:  # noqa: ARG002 - the call's context replaces it
         """Journal and buffer the event as the plain publisher does, inside its span."""
@@ -178,3 +179,11 @@ class TracedPublisher(SpoolingPublisher):
             super().publish(event, trace_context_of(span))
         finally:
             span.end()
+
+
+def traced_publisher(tracer: trace.Tracer, *args: Any, **kwargs: Any) -> TracedPublisher:
+    """A TracedPublisher built with SpoolingPublisher's arguments, tracing with `tracer`."""
+    publisher = TracedPublisher(*args, **kwargs)
+    publisher._tracer = tracer
+    publisher._span_name = f"{publisher._topic} publish"
+    return publisher
