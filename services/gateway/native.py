@@ -8,21 +8,24 @@ call"). The sources stay plain Python: mypy, the tests and a machine without a C
 Python's headers (this script then says so and builds nothing) run them as they are.
 
 The extensions are built in place, beside each module (`edge.cpython-311-*.so` next to
-`edge.py`); Python imports an extension before the source of the same name. A compiled module
-older than its source is refused at import (capps_gateway/__init__.py), so an edit is never
-shadowed by a stale build: rebuild with `make native` (every make target that runs the gateway
+`edge.py`); Python imports an extension before the source of the same name. A build older
+than the code (its modules, the rest of the package, the workspace libs: compiled code bakes in
+their types) is refused at import (capps_gateway/freshness.py), so an edit is never shadowed
+by a stale build: rebuild with `make native` (every make target that runs the gateway
 does), or delete the extensions (`make native-clean`) to run interpreted.
 
 Run from anywhere; `--check` only says whether the build is up to date (exit 1 if not).
 """
 
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
 import sysconfig
 import time
 from pathlib import Path
+from types import ModuleType
 
 SOURCE_ROOT = Path(__file__).resolve().parent / "src"
 PACKAGE = SOURCE_ROOT / "capps_gateway"
@@ -56,21 +59,27 @@ MODULES = (
 )
 
 
-def extension_of(source: Path) -> Path | None:
-    """The compiled extension built from `source`, if there is one."""
-    found = sorted(source.parent.glob(f"{source.stem}.*.so"))
-    return found[0] if found else None
+def freshness() -> ModuleType:
+    """capps_gateway/freshness.py, loaded on its own: importing the package would run its
+    stale-build guard, which refuses exactly what this script is about to rebuild."""
+    spec = importlib.util.spec_from_file_location("gateway_freshness", PACKAGE / "freshness.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def stale_modules() -> list[Path]:
-    """The listed sources whose extension is missing or older than the source."""
-    stale = []
+def why_build() -> str | None:
+    """Why the modules need (re)building: one not built yet, or code changed since (the same
+    rule as the package's guard); None when the build is current."""
     for name in MODULES:
         source = PACKAGE / name
-        built = extension_of(source)
-        if built is None or built.stat().st_mtime < source.stat().st_mtime:
-            stale.append(source)
-    return stale
+        if not list(source.parent.glob(f"{source.stem}.*.so")):
+            return f"{name} is not built"
+    rule = freshness()
+    changed = rule.newer_source(rule.extensions(PACKAGE), rule.sources(PACKAGE))
+    return None if changed is None else f"{changed} changed since the last build"
 
 
 def build(build_dir: Path) -> None:
@@ -129,12 +138,12 @@ def main() -> int:
         help="where the generated C and objects go (default: .local/native-build)",
     )
     args = parser.parse_args()
-    stale = stale_modules()
-    if not stale:
+    reason = why_build()
+    if reason is None:
         print(f"gateway native modules: {len(MODULES)} up to date")
         return 0
     if args.check:
-        print(f"gateway native modules: {len(stale)} of {len(MODULES)} missing or stale")
+        print(f"gateway native modules: stale, {reason}")
         return 1
     missing = missing_build_tools()
     if missing:
@@ -144,8 +153,8 @@ def main() -> int:
         )
         return 0
     print(
-        f"gateway native modules: compiling {len(MODULES)} with mypyc"
-        f" ({len(stale)} changed; about a minute on 2 cores)",
+        f"gateway native modules: compiling {len(MODULES)} with mypyc ({reason};"
+        " about a minute on 2 cores)",
         flush=True,
     )
     started, started_at = time.monotonic(), time.time()

@@ -1,44 +1,68 @@
-"""The guard against compiled modules older than their source (capps_gateway/__init__.py)."""
+"""The guard against compiled gateway modules older than the code (capps_gateway/freshness.py)."""
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
-from capps_gateway import refuse_stale_extensions
+from capps_gateway import refuse_stale_build
+from capps_gateway.freshness import extensions, newer_source, sources
 
-EXTENSION = "edge.cpython-311-x86_64-linux-gnu.so"
+SUFFIX = ".cpython-311-x86_64-linux-gnu.so"
 
 
-def _package(tmp_path: Path, *, extension_age_s: float) -> Path:
-    """A package with edge.py and a compiled edge dated `extension_age_s` before the source."""
-    package = tmp_path / "capps_gateway"
+def _checkout(root: Path) -> Path:
+    """A checkout's layout: the package with a compiled module and the group's library, a lib."""
+    package = root / "services" / "gateway" / "src" / "capps_gateway"
     (package / "auth").mkdir(parents=True)
-    source, extension = package / "edge.py", package / EXTENSION
-    source.write_text("x = 1\n")
-    extension.write_bytes(b"\x7fELF")
-    # The group's shared library has no source of its own and is never stale.
-    (package / "native__mypyc.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
-    built = source.stat().st_mtime - extension_age_s
-    os.utime(extension, (built, built))
+    for name in ("edge.py", "settings.py", "auth/verifier.py"):
+        (package / name).write_text("x = 1\n")
+    for name in (f"edge{SUFFIX}", f"native__mypyc{SUFFIX}", f"auth/verifier{SUFFIX}"):
+        (package / name).write_bytes(b"\x7fELF")
+    lib = root / "libs" / "events" / "src" / "capps_events"
+    lib.mkdir(parents=True)
+    (lib / "models.py").write_text("x = 1\n")
+    _date(root.rglob("*.py"), 1_000)
+    _date(root.rglob("*.so"), 2_000)
     return package
 
 
-def test_an_extension_older_than_its_source_is_refused(tmp_path: Path) -> None:
-    package = _package(tmp_path, extension_age_s=5)
-    with pytest.raises(ImportError, match=r"edge\.cpython.*older than edge\.py.*make native"):
-        refuse_stale_extensions(package)
+def _date(paths: Iterable[Path], when: float) -> None:
+    for path in paths:
+        os.utime(path, (when, when))
 
 
-def test_a_stale_extension_in_a_subpackage_is_refused(tmp_path: Path) -> None:
-    package = _package(tmp_path, extension_age_s=-5)
-    (package / "auth" / "verifier.py").write_text("x = 1\n")
-    extension = package / "auth" / "verifier.cpython-311-x86_64-linux-gnu.so"
-    extension.write_bytes(b"\x7fELF")
-    os.utime(extension, (0, 0))
-    with pytest.raises(ImportError, match="verifier"):
-        refuse_stale_extensions(package)
+def test_a_build_newer_than_every_source_is_current(tmp_path: Path) -> None:
+    package = _checkout(tmp_path)
+    assert newer_source(extensions(package), sources(package)) is None
+    refuse_stale_build(package)
 
 
-def test_extensions_built_after_their_source_are_accepted(tmp_path: Path) -> None:
-    refuse_stale_extensions(_package(tmp_path, extension_age_s=-5))
+@pytest.mark.parametrize(
+    "edited",
+    [
+        "services/gateway/src/capps_gateway/edge.py",  # a compiled module
+        "services/gateway/src/capps_gateway/settings.py",  # code a compiled module uses
+        "services/gateway/src/capps_gateway/auth/verifier.py",  # in a subpackage
+        "libs/events/src/capps_events/models.py",  # the event contract's types
+    ],
+)
+def test_any_source_edited_after_the_build_is_refused_by_name(tmp_path: Path, edited: str) -> None:
+    package = _checkout(tmp_path)
+    _date([tmp_path / edited], 3_000)
+    with pytest.raises(ImportError, match=rf"older than .*{Path(edited).name}.*make native"):
+        refuse_stale_build(package)
+
+
+def test_one_extension_older_than_a_source_makes_the_build_stale(tmp_path: Path) -> None:
+    package = _checkout(tmp_path)
+    _date([package / f"auth/verifier{SUFFIX}"], 500)
+    assert newer_source(extensions(package), sources(package)) is not None
+
+
+def test_without_compiled_modules_nothing_is_stale(tmp_path: Path) -> None:
+    package = _checkout(tmp_path)
+    for extension in extensions(package):
+        extension.unlink()
+    refuse_stale_build(package)
