@@ -375,3 +375,19 @@ async def test_calls_answer_503_while_signing_keys_are_not_loaded(
     assert status == 503
     assert_error(payload, "unavailable", rid)
     assert "verify tokens" in payload["error"]["message"]
+
+
+async def test_the_compiled_gauge_tells_whether_the_per_call_modules_run_compiled(
+    gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    # The gateway runs from this checkout: compiled exactly when this process imports the
+    # edge as an extension (services/gateway/native.py built it).
+    import capps_gateway.edge
+
+    compiled = (capps_gateway.edge.__file__ or "").endswith(".so")
+    async with http.get(f"{gateway.admin_url}/metrics") as response:
+        exposed = await response.text()
+    assert "\ncapps_gateway_compiled " in exposed
+    assert await metric_sample(http, gateway, "capps_gateway_compiled") == (
+        1.0 if compiled else 0.0
+    )

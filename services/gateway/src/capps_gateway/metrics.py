@@ -98,6 +98,11 @@ CONNECTIONS = Gauge(
     "Open client connections on the proxy port.",
     multiprocess_mode="livesum",
 )
+COMPILED = Gauge(
+    "capps_gateway_compiled",
+    "1 when the per-call modules run compiled (services/gateway/native.py), 0 interpreted.",
+    multiprocess_mode="livemin",
+)
 CALLS_IN_PROGRESS = Gauge(
     "capps_gateway_calls_in_progress",
     "Calls being served; past GATEWAY_MAX_IN_FLIGHT (per process) calls are refused with 503.",

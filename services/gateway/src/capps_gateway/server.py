@@ -62,6 +62,9 @@ async def serve(
     edge = Edge(app, edge_limits(settings))
     metrics.track(metrics.CONNECTIONS, lambda: len(edge.connections))
     metrics.track(metrics.CALLS_IN_PROGRESS, lambda: app.in_flight)
+    # Whether the per-call modules run compiled (services/gateway/native.py).
+    compiled = (edge_module.__file__ or "").endswith(".so")
+    metrics.COMPILED.set(1 if compiled else 0)
     background = [
         asyncio.create_task(
             serve_admin(
@@ -90,8 +93,7 @@ async def serve(
                 "upstream": settings.gateway_upstream_url,
                 "topic": settings.gateway_events_topic,
                 "instance_id": settings.instance_id,
-                # Whether the per-call modules run compiled (services/gateway/native.py).
-                "compiled": (edge_module.__file__ or "").endswith(".so"),
+                "compiled": compiled,
             },
         )
         await stopping.wait()
