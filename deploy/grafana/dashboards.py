@@ -226,6 +226,11 @@ GATEWAY = Dashboard(
                     unit="short",
                 ),
                 Panel(
+                    "Per-call modules compiled (1) or interpreted (0, any process; gcc missing?)",
+                    (Query("min(capps_gateway_compiled)", "compiled"),),
+                    unit="short",
+                ),
+                Panel(
                     "External issuers: key fetches by result (0 when none is configured)",
                     (
                         Query(
