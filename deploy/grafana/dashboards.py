@@ -226,6 +226,14 @@ GATEWAY = Dashboard(
                     unit="short",
                 ),
                 Panel(
+                    "Event loop lag, p50 / p99 (the wait a call arriving then would add)",
+                    (
+                        Query(p(0.5, "capps_gateway_loop_lag_seconds"), "p50"),
+                        Query(p(0.99, "capps_gateway_loop_lag_seconds"), "p99"),
+                    ),
+                    unit="s",
+                ),
+                Panel(
                     "Per-call modules compiled (1) or interpreted (0, any process; gcc missing?)",
                     (Query("min(capps_gateway_compiled)", "compiled"),),
                     unit="short",

@@ -40,6 +40,11 @@ REQUEST_DURATION = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+LOOP_LAG = Histogram(
+    "capps_gateway_loop_lag_seconds",
+    "How late the event loop woke for a 0.1 s timer: the wait a call arriving then would add.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 UNAUTHENTICATED = Counter(
     "capps_gateway_unauthenticated_total",
     "Calls refused before any app was identified, by reason.",

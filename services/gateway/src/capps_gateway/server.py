@@ -9,7 +9,7 @@ import socket
 
 from capps_catalog import load_catalog
 from capps_gateway import edge as edge_module
-from capps_gateway import metrics
+from capps_gateway import loop_lag, metrics
 from capps_gateway.app import GatewayApp
 from capps_gateway.edge import Edge, EdgeLimits
 from capps_gateway.settings import GatewaySettings
@@ -71,7 +71,8 @@ async def serve(
                 app.admin, settings.gateway_host, settings.gateway_admin_port, uds=admin_uds
             ),
             name="admin",
-        )
+        ),
+        asyncio.create_task(loop_lag.watch(metrics.LOOP_LAG.observe), name="loop-lag"),
     ]
     if metrics.MULTIPROCESS:
         background.append(asyncio.create_task(_sample_gauges(), name="metrics-sampler"))
