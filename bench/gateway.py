@@ -305,15 +305,24 @@ async def _limiter_cost(redis_url: str, seconds: float = 2.0) -> dict[str, float
     return found
 
 
-def _checks_by_source(metrics_url: str) -> dict[str, float]:
-    """The gateway's rate-limit checks so far by who decided them (lease, redis, local)."""
-    prefix = 'capps_gateway_ratelimit_checks_total{source="'
+def _samples(metrics_url: str) -> dict[str, float]:
+    """The gateway's metric samples, named with their labels as /metrics prints them."""
     found: dict[str, float] = {}
     for line in requests.get(metrics_url, timeout=10).text.splitlines():
-        if line.startswith(prefix):
+        if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
-            found[name.removeprefix(prefix).removesuffix('"}')] = float(value)
+            found[name] = float(value)
     return found
+
+
+def _checks_by_source(samples: dict[str, float]) -> dict[str, float]:
+    """The gateway's rate-limit checks so far by who decided them (lease, redis, local)."""
+    prefix = 'capps_gateway_ratelimit_checks_total{source="'
+    return {
+        name.removeprefix(prefix).removesuffix('"}'): value
+        for name, value in samples.items()
+        if name.startswith(prefix)
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,7 +624,8 @@ def measure_edge(
                 log=log,
             )
             results |= paced
-            served_by = _checks_by_source(f"http://127.0.0.1:{admin_port}/metrics")
+            samples = _samples(f"http://127.0.0.1:{admin_port}/metrics")
+            served_by = _checks_by_source(samples)
     finally:
         log.close()
         cleanup.close()
@@ -632,7 +642,7 @@ def measure_edge(
         if os.environ.get("BENCH_PROFILE") == "1" and PROFILE_OUT.exists()
         else {},
         half_rate=half_rate,
-        gateway_compiled=any((GATEWAY_SOURCE / "capps_gateway").rglob("*.so")),
+        gateway_compiled=samples.get("capps_gateway_compiled") == 1.0,
     )
 
 

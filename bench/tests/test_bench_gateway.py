@@ -49,3 +49,14 @@ def test_nginx_at_its_own_half_adds_its_median_p99_over_the_direct_one() -> None
         "nginx_own_p99_ms": 5.5,
         "nginx_own_added_p99_ms": 3.5,
     }
+
+
+def test_checks_by_source_reads_the_limiter_counter_by_its_label() -> None:
+    from bench.gateway import _checks_by_source
+
+    samples = {
+        'capps_gateway_ratelimit_checks_total{source="lease"}': 998.0,
+        'capps_gateway_ratelimit_checks_total{source="redis"}': 2.0,
+        "capps_gateway_compiled": 1.0,
+    }
+    assert _checks_by_source(samples) == {"lease": 998.0, "redis": 2.0}

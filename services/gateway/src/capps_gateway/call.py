@@ -26,6 +26,21 @@ def status_line(status: int) -> bytes:
     return _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
 
 
+def answer_head(
+    status: int, headers: Sequence[tuple[bytes, bytes]], *, date_line: bytes, close: bool
+) -> list[bytes]:
+    """An answer's status line, date line, `headers` and, when the connection closes after
+    it, `connection: close`; the framing (length or chunked, blank line) is the caller's."""
+    # Header names and values come from the gateway itself or from an upstream answer
+    # httptools already parsed (it refuses CR, LF and NUL in both), so no re-validation.
+    head = [status_line(status), date_line]
+    for name, value in headers:
+        head.append(b"%s: %s\r\n" % (name, value))
+    if close:
+        head.append(b"connection: close\r\n")
+    return head
+
+
 class ClientGoneError(Exception):
     """The caller disconnected (or its body stopped arriving) before its body was whole."""
 
@@ -225,17 +240,12 @@ class Call:
         self._done()
 
     def _head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
-        # Header names and values come from the gateway itself or from an upstream answer
-        # httptools already parsed (it refuses CR, LF and NUL in both), so no re-validation.
         if not self.body_complete:
             # Answered before its body was read (refused): the connection closes after it.
             self.keep_alive = False
-        head = [status_line(status), self._conn.date_line]
-        for name, value in headers:
-            head.append(b"%s: %s\r\n" % (name, value))
-        if not self.keep_alive:
-            head.append(b"connection: close\r\n")
-        return head
+        return answer_head(
+            status, headers, date_line=self._conn.date_line, close=not self.keep_alive
+        )
 
     def _done(self) -> None:
         self.complete = True

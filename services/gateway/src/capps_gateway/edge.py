@@ -26,7 +26,7 @@ import httptools
 
 from capps_events import new_event_id
 from capps_gateway import errors, metrics
-from capps_gateway.call import MAX_BODY_BYTES, Call, Handler, status_line
+from capps_gateway.call import MAX_BODY_BYTES, Call, Handler, answer_head
 from capps_gateway.deadlines import Deadlines, sweep_interval
 from capps_gateway.errors import GatewayError
 
@@ -429,10 +429,9 @@ class EdgeProtocol(asyncio.Protocol):
 def raw_error(error: GatewayError) -> bytes:
     """A whole HTTP/1.1 error answer that closes the connection."""
     headers, body = errors.render(error, new_event_id())
-    lines = [status_line(error.status)]
-    lines += [name + b": " + value + b"\r\n" for name, value in headers]
-    lines.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-    return b"".join(lines) + body
+    head = answer_head(error.status, headers, date_line=b"", close=True)
+    head.append(b"content-length: %d\r\n\r\n" % len(body))
+    return b"".join(head) + body
 
 
 def _too_large(limit: int) -> GatewayError:

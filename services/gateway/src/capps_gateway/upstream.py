@@ -272,8 +272,9 @@ class UpstreamPool:
     ) -> Exchange:
         """Send a request; return its connection once the answer's head is in.
 
-        The caller reads the body (`read` or `chunks`) and then calls `finish`. Raises
-        TimeoutError past the deadline, UpstreamConnectionError when the upstream fails.
+        The caller reads the body (`read`, or `next_chunk` until None) and then calls
+        `finish`. Raises TimeoutError past the deadline, UpstreamConnectionError when the
+        upstream fails.
         """
         deadline = self.loop.time() + self.timeout_s
         lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), b"host: ", self._host_header]
