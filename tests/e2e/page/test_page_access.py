@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from authlib.integrations.requests_client import OAuth2Session
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from capps_registry.web.sessions import SESSION_COOKIE, session_key
 from tests.e2e.conftest import SessionFactory, _create_tenant
@@ -243,6 +243,16 @@ def test_failed_sign_ins_are_limited_like_the_token_endpoint(
     assert token.status == 429
 
 
+def open_edit_form(
+    context: BrowserContext, stack: Stack, tenant: dict[str, str], app_id: str
+) -> tuple[Page, Locator]:
+    """The app's page, signed in, and its settings form."""
+    page = context.new_page()
+    sign_in(page, stack, tenant)
+    page.goto(f"{stack.registry_url}/apps/{app_id}")
+    return page, page.locator("#edit-form")
+
+
 def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
     stack: Stack,
     context: BrowserContext,
@@ -250,10 +260,7 @@ def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
     admin_api: OAuth2Session,
     app_id: str,
 ) -> None:
-    page = context.new_page()
-    sign_in(page, stack, tenant)
-    page.goto(f"{stack.registry_url}/apps/{app_id}")
-    form = page.locator("#edit-form")
+    page, form = open_edit_form(context, stack, tenant, app_id)
     form.get_by_label("Calls per minute").fill("500")
     form.get_by_label("Calls per hour").fill("100")
     with page.expect_response(f"{stack.registry_url}/apps/{app_id}") as answer:
@@ -265,6 +272,45 @@ def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
     expect(page.get_by_role("alert")).to_contain_text("Calls per minute: 'lots' is not a whole")
     app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
     assert app["rate_limit"] == {"per_minute": 100, "per_hour": 1500}
+
+
+def test_saving_a_form_drawn_before_someone_elses_change_keeps_their_change(
+    stack: Stack,
+    context: BrowserContext,
+    tenant: dict[str, str],
+    admin_api: OAuth2Session,
+    app_id: str,
+) -> None:
+    page, form = open_edit_form(context, stack, tenant, app_id)
+    form.get_by_label("Calls per minute").fill("250")
+    # Meanwhile another admin grants a permission through the API.
+    granted = admin_api.patch(
+        f"{stack.registry_url}/v1/apps/{app_id}",
+        json={"permissions": ["Machine.Read.All", "Alert.Read.All"]},
+        timeout=10,
+    )
+    assert granted.status_code == 200, granted.text
+    with page.expect_response(f"{stack.registry_url}/apps/{app_id}") as answer:
+        form.get_by_role("button", name="Save changes").click()
+    assert answer.value.status == 409
+    expect(page.get_by_role("alert")).to_contain_text("Someone else changed this application")
+    app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
+    assert app["permissions"] == ["Alert.Read.All", "Machine.Read.All"]
+    assert app["rate_limit"]["per_minute"] == 100
+    # The form now shows the grant; the same change made again is saved beside it.
+    expect(form.get_by_label("Alert.Read.All", exact=True)).to_be_checked()
+    form.get_by_label("Calls per minute").fill("250")
+    form.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("saved")
+    app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
+    assert app["permissions"] == ["Alert.Read.All", "Machine.Read.All"]
+    assert app["rate_limit"]["per_minute"] == 250
+    restored = admin_api.patch(
+        f"{stack.registry_url}/v1/apps/{app_id}",
+        json={"permissions": ["Machine.Read.All"], "rate_limit": {"per_minute": 100}},
+        timeout=10,
+    )
+    assert restored.status_code == 200, restored.text
 
 
 def test_the_list_filters_by_name_and_status_and_sorts_by_a_column(

@@ -56,6 +56,7 @@ _DESCRIPTIONS = {
     403: "The token lacks the role this call needs",
     404: "No such resource in the caller's tenant",
     409: "Conflicts with the current state",
+    412: "If-Match names a version the resource is no longer at; read it again",
     413: "Request body too large",
     415: "Unsupported media type",
     422: "The body or a parameter does not validate; the message names the field",

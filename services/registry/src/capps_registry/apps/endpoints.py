@@ -3,9 +3,10 @@
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from capps_registry.apps import external, service
+from capps_registry.apps.preconditions import etag, parse_if_match
 from capps_registry.apps.schemas import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -26,6 +27,14 @@ from capps_registry.state import StateDep
 # Every admin call can be refused for its token, its size or its rate, or fail on a store.
 ADMIN = (401, 403, 413, 422, 503)
 router = APIRouter(prefix="/v1", tags=["apps"], responses=error_responses(*ADMIN))
+# The ETag an app was read at; a change then applies only while the app is still there.
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        max_length=2000,
+        description='The app\'s ETag as last read (`"7"`), or `*`: 412 if it changed since.',
+    ),
+]
 
 
 @router.get("/permissions", dependencies=[Depends(require_tenant_admin)])
@@ -58,6 +67,7 @@ async def create_app(
         created = await service.create_app(state, admin, body)
     response.headers["Location"] = f"/v1/apps/{created.id}"
     response.headers["Cache-Control"] = "no-store"
+    response.headers["ETag"] = etag(created.version)
     return created
 
 
@@ -80,21 +90,40 @@ async def list_apps(
 
 
 @router.get("/apps/{app_id}", responses=error_responses(404))
-async def get_app(app_id: str, admin: TenantAdmin, state: StateDep) -> AppDetail:
-    """One app with its stats and secrets' metadata."""
-    return await service.get_app(state, admin, app_id)
-
-
-@router.patch("/apps/{app_id}", responses=error_responses(400, 404))
-async def update_app(
-    app_id: str, body: AppUpdate, admin: TenantAdmin, state: StateDep
+async def get_app(
+    app_id: str, admin: TenantAdmin, state: StateDep, response: Response
 ) -> AppDetail:
-    """Reconfigure an app: name, description, enabled, permissions, rate limit (either part)."""
-    return await service.update_app(state, admin, app_id, body)
+    """One app with its stats and secrets' metadata; its ETag names its configuration version."""
+    app = await service.get_app(state, admin, app_id)
+    response.headers["ETag"] = etag(app.version)
+    return app
 
 
-@router.delete("/apps/{app_id}", status_code=204, responses=error_responses(404))
-async def delete_app(app_id: str, admin: TenantAdmin, state: StateDep) -> Response:
-    """Delete an app; its credentials stop working at once."""
-    await service.delete_app(state, admin, app_id)
+@router.patch("/apps/{app_id}", responses=error_responses(400, 404, 412))
+async def update_app(
+    *,
+    app_id: str,
+    body: AppUpdate,
+    admin: TenantAdmin,
+    state: StateDep,
+    response: Response,
+    if_match: IfMatchHeader = None,
+) -> AppDetail:
+    """Reconfigure an app: name, description, enabled, permissions, rate limit (either part).
+
+    With If-Match, only while the app is at that ETag: a change made by someone else since
+    the caller read it answers 412 and changes nothing.
+    """
+    condition = parse_if_match(if_match)
+    app = await service.update_app(state, admin, app_id, body, condition)
+    response.headers["ETag"] = etag(app.version)
+    return app
+
+
+@router.delete("/apps/{app_id}", status_code=204, responses=error_responses(400, 404, 412))
+async def delete_app(
+    app_id: str, admin: TenantAdmin, state: StateDep, if_match: IfMatchHeader = None
+) -> Response:
+    """Delete an app; its credentials stop working at once. With If-Match, as for PATCH."""
+    await service.delete_app(state, admin, app_id, parse_if_match(if_match))
     return Response(status_code=204)

@@ -163,6 +163,8 @@ class AppOut(BaseModel):
     name: str
     description: str
     enabled: bool
+    version: int
+    """Grows with every change of the app's configuration; its ETag, for If-Match."""
     permissions: list[str]
     rate_limit: RateLimit
     created_at: datetime

@@ -13,6 +13,7 @@ import asyncpg
 from capps_catalog import Catalog
 from capps_registry.app_keys import repository as app_keys
 from capps_registry.apps import repository
+from capps_registry.apps.preconditions import IfMatch, require_match
 from capps_registry.apps.schemas import (
     DEFAULT_PAGE,
     AppCreate,
@@ -62,6 +63,7 @@ def app_view(client: Client, stats: AppStats | None) -> AppOut:
         name=client.name,
         description=client.description,
         enabled=client.enabled,
+        version=client.version,
         permissions=sorted(client.permissions),
         rate_limit=RateLimit(per_minute=client.per_minute, per_hour=client.per_hour),
         created_at=client.created_at,
@@ -87,6 +89,7 @@ def app_row(client: Client, stats: AppStats | None) -> dict[str, Any]:
         "name": client.name,
         "description": client.description,
         "enabled": client.enabled,
+        "version": client.version,
         "permissions": sorted(client.permissions),
         "rate_limit": {"per_minute": client.per_minute, "per_hour": client.per_hour},
         "created_at": client.created_at,
@@ -106,6 +109,7 @@ def app_snapshot(client: Client) -> dict[str, Any]:
         "name": client.name,
         "description": client.description,
         "enabled": client.enabled,
+        "version": client.version,
         "permissions": sorted(client.permissions),
         "rate_limit": {"per_minute": client.per_minute, "per_hour": client.per_hour},
     }
@@ -241,9 +245,13 @@ async def get_app(state: RegistryState, actor: Principal, app_id: str) -> AppDet
 
 
 async def update_app(
-    state: RegistryState, actor: Principal, app_id: str, body: AppUpdate
+    state: RegistryState,
+    actor: Principal,
+    app_id: str,
+    body: AppUpdate,
+    if_match: IfMatch | None = None,
 ) -> AppDetail:
-    """Reconfigure the fields given; 404 if not the tenant's app.
+    """Reconfigure the fields given; 404 if not the tenant's app, 412 if not at `if_match`.
 
     A rate-limit change names per_minute, per_hour or both; the other keeps its value.
     """
@@ -258,6 +266,7 @@ async def update_app(
         before = await repository.lock_client(conn, actor.tenant_id, app_id)
         if before is None:
             raise app_not_found(app_id)
+        require_match(before, if_match)
         limit = body.rate_limit
         per_minute = limit.per_minute if limit and limit.per_minute else before.per_minute
         per_hour = limit.per_hour if limit and limit.per_hour else before.per_hour
@@ -291,7 +300,9 @@ async def update_app(
     return await get_app(state, actor, app_id)
 
 
-async def delete_app(state: RegistryState, actor: Principal, app_id: str) -> None:
+async def delete_app(
+    state: RegistryState, actor: Principal, app_id: str, if_match: IfMatch | None = None
+) -> None:
     """Delete the app and its secrets, so its credentials stop working at once."""
     if not looks_like_client_id(app_id):
         raise app_not_found(app_id)
@@ -299,6 +310,7 @@ async def delete_app(state: RegistryState, actor: Principal, app_id: str) -> Non
         before = await repository.lock_client(conn, actor.tenant_id, app_id)
         if before is None:
             raise app_not_found(app_id)
+        require_match(before, if_match)
         version = await repository.delete_app(conn, actor.tenant_id, app_id)
         assert version is not None  # locked above
         # The tombstone's version follows the last state, like any other change.

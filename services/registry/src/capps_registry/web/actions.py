@@ -8,16 +8,22 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from capps_registry.apps import service
+from capps_registry.apps.preconditions import at_version
 from capps_registry.apps.schemas import AppUpdate
 from capps_registry.client_secrets import service as secrets_service
 from capps_registry.client_secrets.schemas import SecretCreate
 from capps_registry.errors import ApiError
-from capps_registry.web.forms import FormError, app_update
+from capps_registry.web.forms import FormError, app_update, read_version
 from capps_registry.web.guard import Admin, AdminSession, CheckedForm, RegistryDep
 from capps_registry.web.pages import render_app_page
 from capps_registry.web.rendering import PAGE_HEADERS, PageError, PageRoute, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+CHANGED_MEANWHILE = (
+    "Someone else changed this application while you were editing it, so nothing was saved."
+    " The form now shows its current settings: make your change again."
+)
 
 
 def _back(app_id: str, done: str) -> Response:
@@ -40,14 +46,22 @@ async def edit(
     state: RegistryDep,
     fields: CheckedForm,
 ) -> Response:
-    """Save name, description, permissions and rate limits; the form again with the problem."""
+    """Save name, description, permissions and rate limits; the form again with the problem.
+
+    The form carries the version it was drawn at: if someone changed the app since, nothing is
+    saved and the form comes back with the current settings, rather than undoing their change.
+    """
     try:
-        body = app_update(fields)
+        body, condition = app_update(fields), read_version(fields)
     except FormError as exc:
         return await render_app_page(request, session, actor, state, app_id, edit_error=str(exc))
     try:
-        await service.update_app(state, actor, app_id, body)
+        await service.update_app(state, actor, app_id, body, condition)
     except ApiError as exc:
+        if exc.status == 412:
+            return await render_app_page(
+                request, session, actor, state, app_id, edit_error=CHANGED_MEANWHILE, status=409
+            )
         if exc.status not in (400, 422):
             raise
         return await render_app_page(request, session, actor, state, app_id, edit_error=exc.message)
@@ -77,7 +91,20 @@ async def remove_permission(
     if permission not in app.permissions:
         raise PageError(409, "Conflict", f"{app.name} does not hold {permission[:200]!r}")
     remaining = [name for name in app.permissions if name != permission]
-    await service.update_app(state, actor, app_id, AppUpdate(permissions=remaining))
+    # Conditional on the version just read, so a grant made meanwhile is not taken back.
+    try:
+        await service.update_app(
+            state, actor, app_id, AppUpdate(permissions=remaining), at_version(app.version)
+        )
+    except ApiError as exc:
+        if exc.status != 412:
+            raise
+        raise PageError(
+            409,
+            "Conflict",
+            f"{app.name} changed at the same moment, so {permission[:200]!r} was not removed:"
+            " open the application again and retry",
+        ) from None
     return _back(app_id, "permission_removed")
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from capps_registry.apps.preconditions import IfMatch, at_version
 from capps_registry.apps.schemas import AppCreate, AppUpdate
 
 FIELD_NAMES = {
@@ -73,3 +74,11 @@ def app_update(fields: Mapping[str, Sequence[str]]) -> AppUpdate:
         return AppUpdate.model_validate(_app_fields(fields))
     except ValidationError as exc:
         raise FormError(describe(exc)) from None
+
+
+def read_version(fields: Mapping[str, Sequence[str]]) -> IfMatch:
+    """The app's version the edit form was drawn at: the change applies only while it holds."""
+    text = _one(fields, "version")
+    if not text.isdigit() or len(text) > 18:
+        raise FormError("The form is out of date: reload the page and make the change again")
+    return at_version(int(text))

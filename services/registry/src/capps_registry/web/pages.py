@@ -225,6 +225,7 @@ async def render_app_page(
     notice: str | None = None,
     edit_error: str | None = None,
     secret_error: str | None = None,
+    status: int | None = None,
 ) -> Response:
     """The application page, with a notice or a form's problem when there is one."""
     app = await service.get_app(state, actor, app_id)
@@ -243,5 +244,5 @@ async def render_app_page(
             "edit_error": edit_error,
             "secret_error": secret_error,
         },
-        status=400 if edit_error or secret_error else 200,
+        status=status or (400 if edit_error or secret_error else 200),
     )
