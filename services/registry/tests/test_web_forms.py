@@ -1,8 +1,10 @@
 """The page's forms become admin API bodies, and problems read in the form's own words."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from capps_registry.web.forms import FormError, app_create, app_update
+from capps_registry.web.forms import FormError, app_create, app_update, secret_create
 from capps_registry.web.guard import tokens_match
 from capps_registry.web.sessions import KEY_PREFIX, session_key
 
@@ -58,3 +60,17 @@ def test_the_session_store_keeps_a_hash_of_the_cookie_never_the_cookie() -> None
     assert "cookie-value" not in key
     assert key == session_key("cookie-value")
     assert key != session_key("cookie-valuf")
+
+
+def test_add_a_secret_takes_an_offered_lifetime_in_days_or_never() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert secret_create(_form(expires_in_days="90"), now).expires_at == now + timedelta(days=90)
+    assert secret_create(_form(expires_in_days="730"), now).expires_at == now + timedelta(days=730)
+    assert secret_create(_form(expires_in_days="0"), now).expires_at is None
+    assert secret_create(_form(), now).expires_at is None
+
+
+@pytest.mark.parametrize("days", ["7", "-30", "90.5", "lots", "99999999999999999999"])
+def test_a_lifetime_not_offered_is_named_in_the_form_s_words(days: str) -> None:
+    with pytest.raises(FormError, match="Expires: choose one of the offered lifetimes"):
+        secret_create(_form(expires_in_days=days), datetime.now(UTC))

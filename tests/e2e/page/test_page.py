@@ -302,6 +302,9 @@ def secret_rotated(scenario: Scenario) -> Scenario:
     page, stack = scenario.page, scenario.stack
     first = scenario.api_app()["secrets"]
     assert len(first) == 1
+    # The new secret works for 90 days: an admin who rotates on a schedule says so once.
+    page.get_by_label("Expires").select_option(label="in 90 days")
+    asked_at = datetime.now(UTC)
     page.get_by_role("button", name="Add a secret").click()
     expect(page.get_by_role("heading", name="New secret for SIEM connector")).to_be_visible()
     expect(page.get_by_text("shown only this once")).to_be_visible()
@@ -313,8 +316,15 @@ def secret_rotated(scenario: Scenario) -> Scenario:
     assert second not in page.content()
     secrets = scenario.api_app()["secrets"]
     assert len(secrets) == 2
+    [added] = [secret for secret in secrets if secret["id"] != first[0]["id"]]
+    expires = datetime.fromisoformat(added["expires_at"])
+    assert abs(expires - (asked_at + timedelta(days=90))) < timedelta(minutes=5)
+    assert first[0]["expires_at"] is None
     rows = page.locator("#secrets-table tbody tr")
     expect(rows).to_have_count(2)
+    expires_cell = page.locator(f'tr[data-secret-id="{added["id"]}"] td:nth-child(3) time')
+    expect(expires_cell).to_have_text(re.compile(r"^in (89|90) days$"))
+    assert expires_cell.get_attribute("datetime") == iso_seconds(added["expires_at"])
     for secret in secrets:
         used = page.locator(f'tr[data-secret-id="{secret["id"]}"] td.last-used time')
         assert used.get_attribute("datetime") == iso_seconds(secret["last_used_at"])

@@ -1,10 +1,13 @@
 """Who gets into the page and what a forged or foreign request gets: sessions, CSRF, tenants."""
 
 import os
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import requests
 from authlib.integrations.requests_client import OAuth2Session
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
@@ -311,6 +314,37 @@ def test_saving_a_form_drawn_before_someone_elses_change_keeps_their_change(
         timeout=10,
     )
     assert restored.status_code == 200, restored.text
+
+
+def test_an_expired_secret_is_flagged_and_gets_no_token(
+    stack: Stack,
+    context: BrowserContext,
+    tenant: dict[str, str],
+    admin_api: OAuth2Session,
+    app_id: str,
+) -> None:
+    url = f"{stack.registry_url}/v1/apps/{app_id}/secrets"
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    added = admin_api.post(url, json={"expires_at": soon.isoformat()}, timeout=10)
+    assert added.status_code == 201, added.text
+    secret = added.json()
+    try:
+        while datetime.now(UTC) <= soon:
+            time.sleep(0.2)
+        token = requests.post(
+            f"{stack.registry_url}/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(app_id, secret["client_secret"]),
+            timeout=10,
+        )
+        assert token.status_code == 401, token.text
+        page, _ = open_edit_form(context, stack, tenant, app_id)
+        row = page.locator(f'tr[data-secret-id="{secret["id"]}"]')
+        expect(row.locator("td").nth(2)).to_contain_text("Expired")
+        others = page.locator("#secrets-table tbody tr").filter(has_not_text="Expired")
+        expect(others).to_have_count(1)
+    finally:
+        admin_api.delete(f"{url}/{secret['id']}", timeout=10)
 
 
 def test_the_list_filters_by_name_and_status_and_sorts_by_a_column(

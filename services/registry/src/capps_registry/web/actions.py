@@ -4,6 +4,8 @@ Each action calls the registry's own service layer in-process, exactly as the ad
 so the same validation, outbox record (and so gateway enforcement) and audit follow.
 """
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
@@ -11,9 +13,8 @@ from capps_registry.apps import service
 from capps_registry.apps.preconditions import at_version
 from capps_registry.apps.schemas import AppUpdate
 from capps_registry.client_secrets import service as secrets_service
-from capps_registry.client_secrets.schemas import SecretCreate
 from capps_registry.errors import ApiError
-from capps_registry.web.forms import FormError, app_update, read_version
+from capps_registry.web.forms import FormError, app_update, read_version, secret_create
 from capps_registry.web.guard import Admin, AdminSession, CheckedForm, RegistryDep
 from capps_registry.web.pages import render_app_page
 from capps_registry.web.rendering import PAGE_HEADERS, PageError, PageRoute, render
@@ -119,10 +120,13 @@ async def add_secret(
     fields: CheckedForm,
 ) -> Response:
     """A second secret for rotation, shown this once; refused clearly when two are active."""
-    del fields  # checked for its CSRF token; the form has nothing else
+    try:
+        body = secret_create(fields, datetime.now(UTC))
+    except FormError as exc:
+        return await render_app_page(request, session, actor, state, app_id, secret_error=str(exc))
     app = await service.get_app(state, actor, app_id)
     try:
-        created = await secrets_service.add_app_secret(state, actor, app_id, SecretCreate())
+        created = await secrets_service.add_app_secret(state, actor, app_id, body)
     except ApiError as exc:
         if exc.status != 409:
             raise

@@ -1,12 +1,14 @@
 """From posted form fields to the admin API's request bodies, with messages a person reads."""
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from capps_registry.apps.preconditions import IfMatch, at_version
 from capps_registry.apps.schemas import AppCreate, AppUpdate
+from capps_registry.client_secrets.schemas import SecretCreate
 
 FIELD_NAMES = {
     "name": "Name",
@@ -16,6 +18,11 @@ FIELD_NAMES = {
     "rate_limit.per_minute": "Calls per minute",
     "rate_limit.per_hour": "Calls per hour",
 }
+
+
+# What "Add a secret" offers: how long the new secret works (the API takes any time within two
+# years); never, as before, stays the first choice.
+SECRET_LIFETIMES_DAYS = (0, 30, 90, 180, 365, 730)
 
 
 class FormError(ValueError):
@@ -82,3 +89,12 @@ def read_version(fields: Mapping[str, Sequence[str]]) -> IfMatch:
     if not text.isdigit() or len(text) > 18:
         raise FormError("The form is out of date: reload the page and make the change again")
     return at_version(int(text))
+
+
+def secret_create(fields: Mapping[str, Sequence[str]], now: datetime) -> SecretCreate:
+    """The body of "Add a secret": its lifetime in days from now (0 or none: never expires)."""
+    text = _one(fields, "expires_in_days").strip() or "0"
+    if not text.isdigit() or int(text) not in SECRET_LIFETIMES_DAYS:
+        raise FormError(f"Expires: choose one of the offered lifetimes, not {text[:20]!r}")
+    days = int(text)
+    return SecretCreate(expires_at=now + timedelta(days=days) if days else None)

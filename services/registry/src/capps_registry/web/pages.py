@@ -13,7 +13,7 @@ from capps_registry.usage.service import stats_of
 from capps_registry.usage.sort_snapshot import sorted_requests_24h
 from capps_registry.web import detail
 from capps_registry.web.charts import sparkline
-from capps_registry.web.forms import FormError, app_create
+from capps_registry.web.forms import SECRET_LIFETIMES_DAYS, FormError, app_create
 from capps_registry.web.guard import Admin, AdminSession, CheckedForm, RegistryDep
 from capps_registry.web.listing import (
     PAGE_SIZES,
@@ -243,6 +243,7 @@ async def render_app_page(
             "notice": notice,
             "edit_error": edit_error,
             "secret_error": secret_error,
+            "secret_lifetimes": SECRET_LIFETIMES_DAYS,
         },
         status=status or (400 if edit_error or secret_error else 200),
     )
