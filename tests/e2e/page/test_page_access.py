@@ -1,7 +1,9 @@
 """Who gets into the page and what a forged or foreign request gets: sessions, CSRF, tenants."""
 
 import os
+import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -345,6 +347,41 @@ def test_an_expired_secret_is_flagged_and_gets_no_token(
         expect(others).to_have_count(1)
     finally:
         admin_api.delete(f"{url}/{secret['id']}", timeout=10)
+
+
+def test_an_app_whose_last_secret_expires_soon_is_flagged_on_the_list_and_its_page(
+    stack: Stack, context: BrowserContext, tenant: dict[str, str], admin_api: OAuth2Session
+) -> None:
+    created = admin_api.post(
+        f"{stack.registry_url}/v1/apps",
+        json={"name": f"Expiring {uuid.uuid4().hex[:6]}", "permissions": []},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    app = created.json()
+    secrets = f"{stack.registry_url}/v1/apps/{app['id']}/secrets"
+    [first] = admin_api.get(f"{stack.registry_url}/v1/apps/{app['id']}", timeout=10).json()[
+        "secrets"
+    ]
+    page = context.new_page()
+    sign_in(page, stack, tenant)
+    page.goto(f"{stack.registry_url}/?name={app['name']}")
+    row = page.locator(f'tr[data-app-id="{app["id"]}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".secrets-warning")).to_have_count(0)
+    # Rotated onto a secret that lasts ten days: from now on both pages say so.
+    soon = datetime.now(UTC) + timedelta(days=10)
+    added = admin_api.post(secrets, json={"expires_at": soon.isoformat()}, timeout=10)
+    assert added.status_code == 201, added.text
+    assert admin_api.delete(f"{secrets}/{first['id']}", timeout=10).status_code == 204
+    page.reload()
+    expect(row.locator(".secrets-warning")).to_have_text(
+        re.compile(r"^Secret expires in (9|10) days$")
+    )
+    row.get_by_role("link", name=app["name"]).click()
+    expect(page.locator("#secrets-warning")).to_contain_text(
+        "add a new secret and move the application over before then"
+    )
 
 
 def test_the_list_filters_by_name_and_status_and_sorts_by_a_column(

@@ -109,6 +109,39 @@ async def test_an_expired_secret_stops_working_and_frees_its_slot(
     assert (await admin.post(f"/v1/apps/{app['id']}/secrets")).status_code == 201
 
 
+async def test_an_app_tells_when_its_last_secret_stops_working(
+    registry: Running, admin: httpx.AsyncClient
+) -> None:
+    app = await new_app(admin, "Expiring")
+    assert app["secrets_expire_at"] is None
+    first = (await admin.get(f"/v1/apps/{app['id']}")).json()["secrets"][0]
+    later = datetime.now(UTC) + timedelta(days=10)
+    added = await admin.post(
+        f"/v1/apps/{app['id']}/secrets", json={"expires_at": later.isoformat()}
+    )
+    assert added.status_code == 201, added.text
+    # The first secret never expires: the app's credentials do not end yet.
+    assert (await admin.get(f"/v1/apps/{app['id']}")).json()["secrets_expire_at"] is None
+    deleted = await admin.delete(f"/v1/apps/{app['id']}/secrets/{first['id']}")
+    assert deleted.status_code == 204, deleted.text
+    detail = (await admin.get(f"/v1/apps/{app['id']}")).json()
+    assert datetime.fromisoformat(detail["secrets_expire_at"]) == later
+    [row] = [row for row in (await admin.get("/v1/apps")).json()["apps"] if row["id"] == app["id"]]
+    assert datetime.fromisoformat(row["secrets_expire_at"]) == later
+    # The partner sees it in its own view, to rotate in time.
+    token = await registry.client.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(app["id"], added.json()["client_secret"]),
+    )
+    assert token.status_code == 200, token.text
+    me = await registry.client.get(
+        "/v1/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+    )
+    assert me.status_code == 200, me.text
+    assert datetime.fromisoformat(me.json()["secrets_expire_at"]) == later
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -1,5 +1,6 @@
 """Records of the registry's domain, shared by the OAuth side and the admin API."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -60,6 +61,15 @@ class SecretInfo:
     expires_at: datetime | None
     last_used_at: datetime | None
     hint: str
+
+
+def secrets_expire_at(expiries: Iterable[datetime | None]) -> datetime | None:
+    """When a client's last secret stops working: None if one never expires, or it has none
+    (an external app, or one that signs assertions with its keys)."""
+    ends = list(expiries)
+    if not ends or any(end is None for end in ends):
+        return None
+    return max(end for end in ends if end is not None)
 
 
 @dataclass(frozen=True, slots=True)

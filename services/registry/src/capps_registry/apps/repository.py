@@ -151,6 +151,21 @@ async def list_secrets(conn: Connection, client_id: str) -> list[SecretInfo]:
     return [_secret_info(row) for row in rows]
 
 
+async def secret_expiries(
+    db: Pool | Connection, tenant_id: str, client_ids: Sequence[str]
+) -> dict[str, list[datetime | None]]:
+    """The expiry of each secret of these clients (None: never), by client id."""
+    async with tenant_scope(db, tenant_id) as conn:
+        rows = await conn.fetch(
+            "SELECT client_id, expires_at FROM client_secrets WHERE client_id = ANY($1::text[])",
+            list(client_ids),
+        )
+    found: dict[str, list[datetime | None]] = {}
+    for row in rows:
+        found.setdefault(row["client_id"], []).append(row["expires_at"])
+    return found
+
+
 async def count_active_secrets(conn: Connection, client_id: str) -> int:
     """How many of the client's secrets have not expired."""
     count = await conn.fetchval(

@@ -174,6 +174,9 @@ class AppOut(BaseModel):
     trend_30d: list[DayRequests]
     external: ExternalIdentity | None = None
     """Set for an app of an external identity provider."""
+    secrets_expire_at: datetime | None = None
+    """When the app's last secret stops working (then it gets no token); null when one never
+    expires, or it has none."""
 
 
 class AppCreated(AppOut):

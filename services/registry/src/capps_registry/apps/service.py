@@ -6,6 +6,7 @@ Every function takes the registry state and the acting principal first.
 """
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -30,7 +31,7 @@ from capps_registry.apps.schemas import (
 from capps_registry.audit import repository as audit
 from capps_registry.db import Connection, tenant_transaction
 from capps_registry.errors import ApiError, app_not_found
-from capps_registry.models import Client, Principal, SecretInfo
+from capps_registry.models import Client, Principal, SecretInfo, secrets_expire_at
 from capps_registry.oauth.client_keys import key_summary
 from capps_registry.oauth.credentials import looks_like_client_id, new_client_id, new_secret
 from capps_registry.outbox import repository as outbox
@@ -56,7 +57,7 @@ def checked_permissions(catalog: Catalog, names: Iterable[str]) -> list[str]:
     return wanted
 
 
-def app_view(client: Client, stats: AppStats | None) -> AppOut:
+def app_view(client: Client, stats: AppStats | None, secrets_end: datetime | None = None) -> AppOut:
     """The JSON view of an app with its stats (zeros when it was never seen)."""
     return AppOut(
         id=client.id,
@@ -74,10 +75,13 @@ def app_view(client: Client, stats: AppStats | None) -> AppOut:
         if stats
         else [],
         external=external_identity(client),
+        secrets_expire_at=secrets_end,
     )
 
 
-def app_row(client: Client, stats: AppStats | None) -> dict[str, Any]:
+def app_row(
+    client: Client, stats: AppStats | None, secrets_end: datetime | None = None
+) -> dict[str, Any]:
     """The JSON of `app_view` as plain data, without a model per row and per day.
 
     A list page holds up to 200 apps of 30 days each: building and re-validating 6,000
@@ -100,6 +104,7 @@ def app_row(client: Client, stats: AppStats | None) -> dict[str, Any]:
         if stats
         else [],
         "external": external.model_dump() if external else None,
+        "secrets_expire_at": secrets_end,
     }
 
 
@@ -224,8 +229,14 @@ async def list_apps(
         page = [clients[app_id] for app_id in page_ids if app_id in clients]
         stats = await stats_of(state, [client.id for client in page])
         last_key = [values.get(page[-1].id, -1), page[-1].id] if page else []
+    expiries = await repository.secret_expiries(
+        state.pool, actor.tenant_id, [client.id for client in page]
+    )
     return {
-        "apps": [app_row(client, stats.get(client.id)) for client in page],
+        "apps": [
+            app_row(client, stats.get(client.id), secrets_expire_at(expiries.get(client.id, ())))
+            for client in page
+        ],
         "next_cursor": encode_cursor(sort, last_key) if more and page else None,
     }
 
@@ -240,7 +251,8 @@ async def get_app(state: RegistryState, actor: Principal, app_id: str) -> AppDet
     if client is None:
         raise app_not_found(app_id)
     stats = await stats_of(state, [client.id])
-    view = app_view(client, stats.get(client.id))
+    end = secrets_expire_at(secret.expires_at for secret in secrets)
+    view = app_view(client, stats.get(client.id), end)
     return AppDetail(**view.model_dump(), secrets=[secret_view(secret) for secret in secrets])
 
 

@@ -31,3 +31,6 @@ class MeOut(BaseModel):
     last_seen: datetime | None
     requests_24h: int
     trend_30d: list[DayRequests]
+    secrets_expire_at: datetime | None = None
+    """When the app's last secret stops working: rotate before then. Null when one never
+    expires, or it has none."""

@@ -8,7 +8,7 @@ from capps_registry.apps import repository as apps
 from capps_registry.apps.service import app_view
 from capps_registry.errors import ApiError
 from capps_registry.me.schemas import Headroom, MeOut
-from capps_registry.models import Principal
+from capps_registry.models import Principal, secrets_expire_at
 from capps_registry.state import RegistryState
 from capps_registry.usage.service import stats_of
 from capps_usage.windows import read_current_windows
@@ -25,7 +25,9 @@ async def me(state: RegistryState, caller: Principal) -> MeOut:
         windows = await read_current_windows(state.redis, state.pool, client.id, now)
     except (asyncpg.PostgresError, OSError):
         raise ApiError(503, "usage_unavailable", "usage stats are unavailable; retry") from None
-    view = app_view(client, stats.get(client.id))
+    expiries = await apps.secret_expiries(state.pool, caller.tenant_id, [client.id])
+    # The partner's own operations can watch when its credentials end, and rotate in time.
+    view = app_view(client, stats.get(client.id), secrets_expire_at(expiries.get(client.id, ())))
     return MeOut(
         **view.model_dump(exclude={"created_at", "updated_at"}),
         headroom=Headroom(

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 
 from capps_registry.apps import repository as apps_repository
 from capps_registry.apps import service
-from capps_registry.models import Principal
+from capps_registry.models import Principal, secrets_expire_at
 from capps_registry.state import RegistryState
 from capps_registry.usage.service import stats_of
 from capps_registry.usage.sort_snapshot import sorted_requests_24h
@@ -98,12 +98,14 @@ class ListRow:
     last_seen: datetime | None
     requests_24h: int
     trend: list[int]
+    secrets_expire_at: datetime | None
 
 
 async def shown_rows(state: RegistryState, actor: Principal, ids: list[str]) -> list[ListRow]:
     """The page's rows with their full stats (30-day trend included), in the given order."""
     clients = await apps_repository.apps_by_id(state.pool, actor.tenant_id, ids)
     stats = await stats_of(state, ids)
+    expiries = await apps_repository.secret_expiries(state.pool, actor.tenant_id, ids)
     rows = []
     for app_id in ids:
         client, found = clients.get(app_id), stats.get(app_id)
@@ -116,6 +118,7 @@ async def shown_rows(state: RegistryState, actor: Principal, ids: list[str]) -> 
                     found.last_seen if found else None,
                     found.requests_24h if found else 0,
                     [day.requests for day in found.trend_30d] if found else [],
+                    secrets_expire_at(expiries.get(app_id, ())),
                 )
             )
     return rows

@@ -38,6 +38,7 @@ PAGE_HEADERS = {
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["relative"] = wording.relative_time
+templates.env.filters["secrets_warning"] = wording.secrets_warning
 templates.env.filters["utc"] = wording.utc_text
 templates.env.filters["iso"] = wording.iso_text
 templates.env.filters["share"] = wording.share

@@ -1,6 +1,6 @@
 """How times and numbers read on the page: relative times with the exact UTC time beside."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60))
 
@@ -20,6 +20,20 @@ def relative_time(moment: datetime | None, now: datetime) -> str:
             words = f"{count} {unit}{'' if count == 1 else 's'}"
             return f"in {words}" if ahead else f"{words} ago"
     return "just now"
+
+
+EXPIRY_WARNING = timedelta(days=30)
+"""How long before an app's last secret expires the page starts saying so."""
+
+
+def secrets_warning(end: datetime | None, now: datetime) -> str | None:
+    """'Secrets expired' or 'Secret expires in 5 days' once the app's last secret is near its
+    end (EXPIRY_WARNING); None while one never expires or the end is further off."""
+    if end is None or end - now > EXPIRY_WARNING:
+        return None
+    if end <= now:
+        return "Secrets expired"
+    return f"Secret expires {relative_time(end, now)}"
 
 
 def share(part: float) -> str:
