@@ -210,8 +210,12 @@ async def list_apps(
     key = _cursor_key(sort, cursor)
     if sort == "name":
         after = (str(key[0]), str(key[1])) if key else None
-        found = await repository.apps_by_name(state.pool, actor.tenant_id, after, limit + 1)
-        page, more = found[:limit], len(found) > limit
+        async with tenant_transaction(state.pool, actor.tenant_id) as conn:
+            found = await repository.apps_by_name(conn, actor.tenant_id, after, limit + 1)
+            page, more = found[:limit], len(found) > limit
+            expiries = await repository.secret_expiries(
+                conn, actor.tenant_id, [client.id for client in page]
+            )
         stats = await stats_of(state, [client.id for client in page])
         last_key: list[Any] = [page[-1].name, page[-1].id] if page else []
     else:
@@ -225,13 +229,12 @@ async def list_apps(
             resume = (-int(key[0]), str(key[1]))
             ordered = [app_id for app_id in ordered if (-values.get(app_id, -1), app_id) > resume]
         page_ids, more = ordered[:limit], len(ordered) > limit
-        clients = await repository.apps_by_id(state.pool, actor.tenant_id, page_ids)
+        async with tenant_transaction(state.pool, actor.tenant_id) as conn:
+            clients = await repository.apps_by_id(conn, actor.tenant_id, page_ids)
+            expiries = await repository.secret_expiries(conn, actor.tenant_id, page_ids)
         page = [clients[app_id] for app_id in page_ids if app_id in clients]
         stats = await stats_of(state, [client.id for client in page])
         last_key = [values.get(page[-1].id, -1), page[-1].id] if page else []
-    expiries = await repository.secret_expiries(
-        state.pool, actor.tenant_id, [client.id for client in page]
-    )
     return {
         "apps": [
             app_row(client, stats.get(client.id), secrets_expire_at(expiries.get(client.id, ())))

@@ -6,6 +6,7 @@ import asyncpg
 
 from capps_registry.apps import repository as apps
 from capps_registry.apps.service import app_view
+from capps_registry.db import tenant_transaction
 from capps_registry.errors import ApiError
 from capps_registry.me.schemas import Headroom, MeOut
 from capps_registry.models import Principal, secrets_expire_at
@@ -16,7 +17,9 @@ from capps_usage.windows import read_current_windows
 
 async def me(state: RegistryState, caller: Principal) -> MeOut:
     """The calling app's own view; its token was checked against its current state."""
-    client = await apps.get_app(state.pool, caller.tenant_id, caller.client_id)
+    async with tenant_transaction(state.pool, caller.tenant_id) as conn:
+        client = await apps.get_app(conn, caller.tenant_id, caller.client_id)
+        expiries = await apps.secret_expiries(conn, caller.tenant_id, [caller.client_id])
     if client is None:
         raise ApiError(404, "not_found", "the calling app no longer exists")
     now = datetime.now(UTC)
@@ -25,7 +28,6 @@ async def me(state: RegistryState, caller: Principal) -> MeOut:
         windows = await read_current_windows(state.redis, state.pool, client.id, now)
     except (asyncpg.PostgresError, OSError):
         raise ApiError(503, "usage_unavailable", "usage stats are unavailable; retry") from None
-    expiries = await apps.secret_expiries(state.pool, caller.tenant_id, [client.id])
     # The partner's own operations can watch when its credentials end, and rotate in time.
     view = app_view(client, stats.get(client.id), secrets_expire_at(expiries.get(client.id, ())))
     return MeOut(

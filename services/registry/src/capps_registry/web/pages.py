@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 
 from capps_registry.apps import repository as apps_repository
 from capps_registry.apps import service
+from capps_registry.db import tenant_transaction
 from capps_registry.models import Principal, secrets_expire_at
 from capps_registry.state import RegistryState
 from capps_registry.usage.service import stats_of
@@ -103,9 +104,10 @@ class ListRow:
 
 async def shown_rows(state: RegistryState, actor: Principal, ids: list[str]) -> list[ListRow]:
     """The page's rows with their full stats (30-day trend included), in the given order."""
-    clients = await apps_repository.apps_by_id(state.pool, actor.tenant_id, ids)
+    async with tenant_transaction(state.pool, actor.tenant_id) as conn:
+        clients = await apps_repository.apps_by_id(conn, actor.tenant_id, ids)
+        expiries = await apps_repository.secret_expiries(conn, actor.tenant_id, ids)
     stats = await stats_of(state, ids)
-    expiries = await apps_repository.secret_expiries(state.pool, actor.tenant_id, ids)
     rows = []
     for app_id in ids:
         client, found = clients.get(app_id), stats.get(app_id)
