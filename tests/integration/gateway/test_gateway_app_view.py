@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 import pytest
@@ -80,6 +80,36 @@ async def until_status(
         await asyncio.sleep(0.02)
 
 
+class Rig(NamedTuple):
+    """One gateway on the test's topics, with what a test drives it by."""
+
+    gateway: Gateway
+    http: aiohttp.ClientSession
+    signer: Signer
+    apps: AppStates
+    event_log: EventLog
+
+    async def serving_app(self, path: str = "/api/alerts") -> tuple[str, str]:
+        """A new app published with READ and a token of it, already served once at `path`."""
+        app_id = new_app()
+        await self.apps.put(app_id, permissions=READ)
+        token = self.signer.token(READ, client_id=app_id)
+        assert (await get(self.http, f"{self.gateway.url}{path}", token))[0] == 200
+        return app_id, token
+
+
+@pytest.fixture
+def rig(
+    gateway: Gateway,
+    http: aiohttp.ClientSession,
+    signer: Signer,
+    apps: AppStates,
+    event_log: EventLog,
+) -> Rig:
+    """The gateway and its drivers, in one argument."""
+    return Rig(gateway, http, signer, apps, event_log)
+
+
 async def metric(http: aiohttp.ClientSession, gateway: Gateway, name: str) -> float:
     """The summed value of a metric family's samples named exactly `name`."""
     async with http.get(f"{gateway.admin_url}/metrics") as response:
@@ -92,13 +122,8 @@ async def metric(http: aiohttp.ClientSession, gateway: Gateway, name: str) -> fl
     return total
 
 
-async def test_first_call_of_an_app_waits_for_its_state(
-    gateway: Gateway,
-    http: aiohttp.ClientSession,
-    signer: Signer,
-    apps: AppStates,
-    event_log: EventLog,
-) -> None:
+async def test_first_call_of_an_app_waits_for_its_state(rig: Rig) -> None:
+    gateway, http, signer, apps, event_log = rig
     app_id = new_app()
     token = signer.token(READ, client_id=app_id)
     call = asyncio.create_task(get(http, f"{gateway.url}/api/alerts", token))
@@ -127,18 +152,10 @@ async def test_app_never_published_is_401_after_the_bounded_wait(
     assert await metric_sample(http, gateway, timeouts) == before + 1
 
 
-async def test_disabled_app_is_403_within_a_second_and_counted(
-    gateway: Gateway,
-    http: aiohttp.ClientSession,
-    signer: Signer,
-    apps: AppStates,
-    event_log: EventLog,
-) -> None:
-    app_id = new_app()
-    await apps.put(app_id, permissions=READ)
-    token = signer.token(READ, client_id=app_id)
+async def test_disabled_app_is_403_within_a_second_and_counted(rig: Rig) -> None:
+    gateway, http, _signer, apps, event_log = rig
+    app_id, token = await rig.serving_app()
     url = f"{gateway.url}/api/alerts"
-    assert (await get(http, url, token))[0] == 200
 
     # Disabling also moves tokens_valid_after, as the registry does; while disabled the app
     # still answers app_disabled rather than invalid_token.
@@ -151,18 +168,10 @@ async def test_disabled_app_is_403_within_a_second_and_counted(
     assert (event.app_id, event.route, event.status) == (app_id, "/api/alerts", 403)
 
 
-async def test_revoked_permission_is_403_insufficient_scope_with_the_same_token(
-    gateway: Gateway,
-    http: aiohttp.ClientSession,
-    signer: Signer,
-    apps: AppStates,
-    event_log: EventLog,
-) -> None:
-    app_id = new_app()
-    await apps.put(app_id, permissions=READ)
-    token = signer.token(READ, client_id=app_id)
+async def test_revoked_permission_is_403_insufficient_scope_with_the_same_token(rig: Rig) -> None:
+    gateway, http, signer, apps, event_log = rig
+    app_id, token = await rig.serving_app("/api/machines")
     machines, alerts = f"{gateway.url}/api/machines", f"{gateway.url}/api/alerts"
-    assert (await get(http, machines, token))[0] == 200
 
     await apps.put(app_id, permissions=["Alert.Read.All"])
     _, headers, body, rid, _ = await until_status(http, machines, token, 403, ENFORCED_WITHIN_S)
@@ -191,18 +200,10 @@ async def test_revoked_permission_is_403_insufficient_scope_with_the_same_token(
         assert response.status == 201
 
 
-async def test_deleted_app_is_401_and_emits_no_event(
-    gateway: Gateway,
-    http: aiohttp.ClientSession,
-    signer: Signer,
-    apps: AppStates,
-    event_log: EventLog,
-) -> None:
-    app_id = new_app()
-    await apps.put(app_id, permissions=READ)
-    token = signer.token(READ, client_id=app_id)
+async def test_deleted_app_is_401_and_emits_no_event(rig: Rig) -> None:
+    gateway, http, signer, apps, event_log = rig
+    app_id, token = await rig.serving_app()
     url = f"{gateway.url}/api/alerts"
-    assert (await get(http, url, token))[0] == 200
 
     await apps.delete(app_id)
     _, headers, body, rid, _ = await until_status(http, url, token, 401, ENFORCED_WITHIN_S)
@@ -228,13 +229,8 @@ async def test_deleted_app_is_401_and_emits_no_event(
     assert [r for r in (rid, again, late) if r in event_log.by_request] == []
 
 
-async def test_token_issued_before_tokens_valid_after_is_401(
-    gateway: Gateway,
-    http: aiohttp.ClientSession,
-    signer: Signer,
-    apps: AppStates,
-    event_log: EventLog,
-) -> None:
+async def test_token_issued_before_tokens_valid_after_is_401(rig: Rig) -> None:
+    gateway, http, signer, apps, event_log = rig
     app_id = new_app()
     now = datetime.now(UTC)
     await apps.put(app_id, permissions=READ, tokens_valid_after=now - timedelta(seconds=30))
