@@ -136,3 +136,19 @@ def test_placeholder_secrets_are_refused_in_production(
     monkeypatch.setenv(name, "a-real-secret")
     assert getattr(RegistrySettings(environment="production"), name.lower()) == "a-real-secret"
     assert "a-real-secret" not in repr(RegistrySettings(environment="production"))
+
+
+def test_a_listen_url_with_the_default_password_is_refused_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for each in ("REGISTRY_KEY_ENCRYPTION_KEY", "REGISTRY_SECRET_PEPPER"):
+        monkeypatch.setenv(each, f"a-real-{each.lower()}")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://capps:Xq7-vT9pL2mRw4sZ@pgbouncer:6432/capps")
+    monkeypatch.setenv("REGISTRY_LISTEN_DATABASE_URL", "postgresql://capps:capps@db:5432/capps")
+    with pytest.raises(ValidationError, match="REGISTRY_LISTEN_DATABASE_URL"):
+        RegistrySettings(environment="production")
+    direct = "postgresql://capps:Xq7-vT9pL2mRw4sZ@db:5432/capps"
+    monkeypatch.setenv("REGISTRY_LISTEN_DATABASE_URL", direct)
+    settings = RegistrySettings(environment="production")
+    assert settings.registry_listen_database_url == direct
+    assert "Xq7" not in repr(settings)

@@ -155,7 +155,14 @@ async def registry(
     registry_settings: RegistrySettings, registry_database: str
 ) -> AsyncIterator[Running]:
     """The app inside its lifespan, reached through httpx's ASGI transport."""
-    app = build_api(registry_settings)
+    async with serve_registry(registry_settings, registry_database) as running:
+        yield running
+
+
+@asynccontextmanager
+async def serve_registry(settings: RegistrySettings, database: str) -> AsyncIterator[Running]:
+    """A registry app with these settings inside its lifespan, through httpx's ASGI transport."""
+    app = build_api(settings)
     async with app.router.lifespan_context(app) as lifespan_state:
         assert lifespan_state is not None
 
@@ -166,7 +173,7 @@ async def registry(
 
         transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
-            yield Running(client, lifespan_state[STATE_KEY], served, registry_database)
+            yield Running(client, lifespan_state[STATE_KEY], served, database)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,20 @@ def sqlalchemy_url(database_url: str) -> str:
     return "postgresql+asyncpg://" + asyncpg_dsn(database_url).partition("://")[2]
 
 
-async def create_pool(database_url: str, max_size: int = 10) -> "asyncpg.Pool[asyncpg.Record]":
-    """A connection pool; the first connection is opened now so a bad URL fails fast."""
+async def create_pool(
+    database_url: str, max_size: int = 10, *, statement_cache_size: int = 100
+) -> "asyncpg.Pool[asyncpg.Record]":
+    """A connection pool; the first connection is opened now so a bad URL fails fast.
+
+    `statement_cache_size` 0 prepares nothing by name, for a pooler in transaction mode
+    (DATABASE_STATEMENT_CACHE_SIZE).
+    """
     pool: asyncpg.Pool[asyncpg.Record] = await asyncpg.create_pool(
-        asyncpg_dsn(database_url), min_size=1, max_size=max_size, command_timeout=30
+        asyncpg_dsn(database_url),
+        min_size=1,
+        max_size=max_size,
+        command_timeout=30,
+        statement_cache_size=statement_cache_size,
     )
     return pool
 

@@ -101,14 +101,19 @@ class TokenSettings(BaseSettings):
 class DatabaseSettings(BaseSettings):
     """PostgreSQL connection; `DATABASE_URL` is a `postgresql://` URL."""
 
-    database_url: str = "postgresql://capps:capps@127.0.0.1:5432/capps"
+    # It holds a password: kept out of the settings' repr, as every secret is.
+    database_url: str = Field(default="postgresql://capps:capps@127.0.0.1:5432/capps", repr=False)
     database_pool_size: int = 10
+    # Statements each connection keeps prepared. 0 behind a pooler in transaction mode
+    # (PgBouncer, RDS Proxy): a statement prepared in one transaction lives on a server
+    # connection the next transaction of the same client may not get.
+    database_statement_cache_size: int = Field(default=100, ge=0, le=10_000)
 
 
 class RedisSettings(BaseSettings):
     """Redis connection; `REDIS_URL` is a `redis://` URL."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
 
 
 class KafkaSettings(BaseSettings):

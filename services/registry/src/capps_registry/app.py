@@ -42,7 +42,11 @@ log = logging.getLogger(__name__)
 async def open_state(settings: RegistrySettings) -> AsyncIterator[RegistryState]:
     """Open the pool, the Redis client, the catalog and the signing keys; close them after."""
     catalog = load_catalog(settings.catalog_path)
-    pool = await postgres.create_pool(settings.database_url, settings.database_pool_size)
+    pool = await postgres.create_pool(
+        settings.database_url,
+        settings.database_pool_size,
+        statement_cache_size=settings.database_statement_cache_size,
+    )
     redis_client = kit_redis.create_redis(settings.redis_url)
     try:
         await refuse_rls_bypass(pool, settings)
@@ -108,7 +112,7 @@ async def run_outbox_relay(state: RegistryState) -> AsyncIterator[OutboxRelay | 
         return
     relay = OutboxRelay(
         state.pool,
-        database_url=settings.database_url,
+        database_url=settings.registry_listen_database_url or settings.database_url,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         topic=settings.registry_apps_topic,
         instance_id=settings.instance_id,

@@ -93,7 +93,11 @@ async def _on_pool(
 ) -> T:
     """Run `action` on a one-connection pool; a missing table or database error in one line."""
     try:
-        pool = await postgres.create_pool(settings.database_url, max_size=1)
+        pool = await postgres.create_pool(
+            settings.database_url,
+            max_size=1,
+            statement_cache_size=settings.database_statement_cache_size,
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
     try:

@@ -33,6 +33,9 @@ class RegistrySettings(
     # the owner's DATABASE_URL, creates or updates it (password included) as a member of
     # capps_registry_app, bound by row-level security. Unset: the role is managed elsewhere.
     registry_app_database_url: str | None = Field(default=None, repr=False)
+    # The outbox relay's LISTEN needs a session of its own: behind a pooler in transaction
+    # mode, point this at PostgreSQL directly (same role as DATABASE_URL). Unset: DATABASE_URL.
+    registry_listen_database_url: str | None = Field(default=None, repr=False)
     catalog_path: Path | None = None
     # The compacted topic app states go to; tests point it at a topic of their own.
     registry_apps_topic: str = Field(default=APPS_TOPIC, min_length=1)
@@ -64,6 +67,9 @@ class RegistrySettings(
         if self.registry_app_database_url is not None:
             password = urlsplit(self.registry_app_database_url).password or ""
             found["the password in REGISTRY_APP_DATABASE_URL"] = password
+        if self.registry_listen_database_url is not None:
+            password = urlsplit(self.registry_listen_database_url).password or ""
+            found["the password in REGISTRY_LISTEN_DATABASE_URL"] = password
         return found
 
     @property
