@@ -2,20 +2,25 @@
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from capps_events import TopicSpec
 from capps_kit.kafka import ensure_topics, make_admin
 from capps_kit.kafka_security import KafkaSecurity
+from capps_kit.postgres import asyncpg_dsn
 from capps_kit.settings import KafkaSettings
 
 HOW_TO_START = (
@@ -55,6 +60,57 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def _pgbouncer_binary() -> str:
+    # Debian installs it in /usr/sbin, which is not on every user's PATH.
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+    if not found:
+        raise RuntimeError("pgbouncer is not installed: apt-get install pgbouncer (.ci/run does)")
+    return found
+
+
+@contextmanager
+def pgbouncer(database_url: str, *, server_connections: int) -> Iterator[str]:
+    """PgBouncer in transaction mode in front of one database, with this many server
+    connections; yields its URL (same role and password)."""
+    target = urlsplit(asyncpg_dsn(database_url))
+    database = target.path.lstrip("/")
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="capps-pgbouncer-"))
+    workdir.chmod(0o755)  # as root it drops to `nobody`, who must read its config
+    users, config = workdir / "users.txt", workdir / "pgbouncer.ini"
+    users.write_text(f'"{target.username}" ""\n')
+    config.write_text(
+        f"[databases]\n{database} = host={target.hostname} port={target.port}"
+        f" dbname={database} user={target.username} password={target.password}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\n"
+        f"default_pool_size = {server_connections}\nmax_client_conn = 200\n"
+    )
+    for path in (users, config):
+        path.chmod(0o644)
+    command = [_pgbouncer_binary(), *(["-u", "nobody"] if os.geteuid() == 0 else []), str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while not _listening(port):
+            if process.poll() is not None:
+                raise RuntimeError(f"pgbouncer stopped: {process.communicate()[1].decode()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("pgbouncer did not listen within 15 s")
+            time.sleep(0.05)
+        netloc = f"{target.username}:{target.password}@127.0.0.1:{port}"
+        yield target._replace(netloc=netloc).geturl()
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
@@ -21,9 +22,11 @@ from capps_aggregator.sinks.postgres import PostgresUsageSink
 from capps_aggregator.sinks.redis import RedisUsageSink
 from capps_events import TimeWindow, encode_request
 from capps_kit.kafka import make_producer
+from capps_kit.postgres import create_pool
 from capps_usage.keys import OFFSETS_KEY, offset_field
 from capps_usage.latency import bucket_index
 from capps_usage.stats import read_stats
+from tests.infra import pgbouncer
 
 pytestmark = pytest.mark.integration
 
@@ -256,3 +259,27 @@ async def test_redis_refuses_to_count_into_a_store_that_lost_its_marker(
         assert await hot.exists(f"capps:usage:{app}:seen") == 0
     finally:
         await hot.set(HOT_READY_KEY, "restored by the test")
+
+
+async def test_postgres_counts_exactly_behind_pgbouncer_in_transaction_mode(
+    *, pg: Any, usage_db: str, topics: Any, run_id: str, rolled: Rolled, recent: Any
+) -> None:
+    """DATABASE_STATEMENT_CACHE_SIZE=0: each batch's transaction may run on another server
+    connection (another client holds the last one), and the counts stay exact."""
+    with pgbouncer(usage_db, server_connections=2) as url:
+        pool = await create_pool(url, 2, statement_cache_size=0)
+        other = await asyncpg.connect(url)
+        try:
+            sink = PostgresUsageSink(pool, topics.requests)
+            app, moment = f"app-{run_id}-pooled", recent(5)
+            first = rolled(app, 0, range(10), moment)
+            assert (await sink.apply(first)).counted == 10
+            async with other.transaction():
+                await other.execute("SELECT 1")  # holds the server connection just used
+                replayed = await sink.apply(first + rolled(app, 0, range(10, 14), moment))
+            assert (replayed.counted, replayed.skipped) == (4, 10)
+            assert await pg_totals(pg, app) == (14, 14, moment)
+            assert await sink.watermarks([0]) == {0: 14}
+        finally:
+            await other.close()
+            await pool.close()

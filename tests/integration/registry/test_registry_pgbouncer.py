@@ -3,24 +3,15 @@ DATABASE_STATEMENT_CACHE_SIZE=0 the registry serves concurrent admins, and its o
 publishes, woken by NOTIFY on a direct session (REGISTRY_LISTEN_DATABASE_URL)."""
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import pytest
 
-from capps_kit.postgres import asyncpg_dsn
 from capps_registry.settings import RegistrySettings
-from tests.infra import free_port
+from tests.infra import pgbouncer
 from tests.integration.registry.conftest import (
     app_url,
     migrated_database,
@@ -43,53 +34,11 @@ async def database(infra: Any) -> AsyncIterator[str]:
         yield app_url(url)
 
 
-def _pgbouncer() -> str:
-    # Debian installs it in /usr/sbin, which is not on every user's PATH.
-    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
-    if not found:
-        pytest.fail("pgbouncer is not installed: apt-get install pgbouncer (.ci/run does)")
-    return found
-
-
 @pytest.fixture(scope="module")
 def bouncer(database: str) -> Iterator[str]:
     """PgBouncer in transaction mode in front of `database`; its URL, same role."""
-    target = urlsplit(asyncpg_dsn(database))
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="capps-pgbouncer-"))
-    workdir.chmod(0o755)  # it drops root for `nobody`, who must read its config
-    config = workdir / "pgbouncer.ini"
-    config.write_text(
-        "[databases]\n"
-        f"{target.path.lstrip('/')} = host={target.hostname} port={target.port}"
-        f" dbname={target.path.lstrip('/')} user={target.username} password={target.password}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {workdir / 'users.txt'}\n"
-        f"pool_mode = transaction\ndefault_pool_size = {SERVER_CONNECTIONS}\n"
-        "max_client_conn = 200\nserver_reset_query =\n"
-    )
-    (workdir / "users.txt").write_text(f'"{target.username}" ""\n')
-    for path in (config, workdir / "users.txt"):
-        path.chmod(0o644)
-    command = [_pgbouncer(), *(["-u", "nobody"] if os.geteuid() == 0 else []), str(config)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert process.poll() is None, process.stderr.read() if process.stderr else b""
-            assert time.monotonic() < deadline, "pgbouncer did not listen"
-            time.sleep(0.05)
-        yield target._replace(
-            netloc=f"{target.username}:{target.password}@127.0.0.1:{port}"
-        ).geturl()
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with pgbouncer(database, server_connections=SERVER_CONNECTIONS) as url:
+        yield url
 
 
 async def test_a_cached_statement_breaks_behind_a_transaction_pooler(bouncer: str) -> None:
