@@ -310,6 +310,17 @@ def test_saving_a_form_drawn_before_someone_elses_change_keeps_their_change(
     app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
     assert app["permissions"] == ["Alert.Read.All", "Machine.Read.All"]
     assert app["rate_limit"]["per_minute"] == 250
+    # The trail tells the page's save from the API's grant, though one admin client made both.
+    trail = admin_api.get(
+        f"{stack.registry_url}/v1/audit", params={"app_id": app_id, "limit": 2}, timeout=10
+    ).json()["events"]
+    assert [(event["action"], event["via"]) for event in trail] == [
+        ("app.update", "page"),
+        ("app.update", "api"),
+    ]
+    rows = page.locator("table", has_text="When (UTC)").locator("tbody tr")
+    expect(rows.nth(0)).to_contain_text("on the page")
+    expect(rows.nth(1)).to_contain_text("through the API")
     restored = admin_api.patch(
         f"{stack.registry_url}/v1/apps/{app_id}",
         json={"permissions": ["Machine.Read.All"], "rate_limit": {"per_minute": 100}},

@@ -40,6 +40,7 @@ async def test_every_change_of_an_app_is_recorded(
         "app.create",
     ]
     assert {event["actor"] for event in events} == {tenant.client_id}
+    assert {event["via"] for event in events} == {"api"}
     assert {event["app_id"] for event in events} == {app["id"]}
     create, update = events[4], events[3]
     assert create["before"] is None

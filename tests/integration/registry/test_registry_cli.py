@@ -80,6 +80,7 @@ async def test_rotate_secret_cuts_off_the_old_admin_credentials(
         audit = (await admin.get("/v1/audit")).json()["events"]
     assert [event["action"] for event in audit] == ["admin.secret.rotate", "tenant.create"]
     assert audit[0]["actor"] == "registry-cli"
+    assert [event["via"] for event in audit] == ["cli", "cli"]
     assert fresh["client_secret"] not in json.dumps(audit)
 
 

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 ClientKind = Literal["admin", "app"]
+Channel = Literal["api", "page", "cli"]
+"""How an admin acts: the admin API, the page, or the platform's CLI (recorded in the trail)."""
 DEFAULT_PER_MINUTE = 100
 DEFAULT_PER_HOUR = 1500
 
@@ -81,6 +83,7 @@ class Principal:
     roles: tuple[str, ...] = ()
     request_id: str | None = None
     """Recorded with each audit event, so an event can be matched with the request's logs."""
+    via: Channel = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +99,5 @@ class AuditEvent:
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     request_id: str | None
+    via: Channel | None = None
+    """None for events recorded before the trail kept it."""

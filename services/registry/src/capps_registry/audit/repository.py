@@ -18,8 +18,9 @@ async def record(
 ) -> None:
     """Write one event; call it inside the transaction that makes the change."""
     await conn.execute(
-        "INSERT INTO audit_events (tenant_id, app_id, actor, action, before, after, request_id) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)",
+        "INSERT INTO audit_events "
+        "(tenant_id, app_id, actor, action, before, after, request_id, via) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)",
         actor.tenant_id,
         app_id,
         actor.client_id,
@@ -27,6 +28,7 @@ async def record(
         None if before is None else json.dumps(before),
         None if after is None else json.dumps(after),
         actor.request_id,
+        actor.via,
     )
 
 
@@ -41,7 +43,7 @@ async def page(
     """Up to `limit` events of the tenant (of one app if given), newest first, below before_id."""
     async with tenant_scope(db, tenant_id) as conn:
         rows = await conn.fetch(
-            "SELECT id, tenant_id, app_id, actor, action, at, before, after, request_id "
+            "SELECT id, tenant_id, app_id, actor, action, at, before, after, request_id, via "
             "FROM audit_events WHERE tenant_id = $1 AND ($2::text IS NULL OR app_id = $2) "
             "AND ($3::bigint IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
             tenant_id,
@@ -60,6 +62,7 @@ async def page(
             before=None if row["before"] is None else json.loads(row["before"]),
             after=None if row["after"] is None else json.loads(row["after"]),
             request_id=row["request_id"],
+            via=row["via"],
         )
         for row in rows
     ]

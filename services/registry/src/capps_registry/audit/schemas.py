@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from capps_registry.models import Channel
+
 
 class AuditEventOut(BaseModel):
     """One admin action: who (client id, or `registry-cli`), what, when, before and after."""
@@ -17,6 +19,9 @@ class AuditEventOut(BaseModel):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     request_id: str | None
+    via: Channel | None = None
+    """How: `api` (the admin API), `page` (the Connected applications page) or `cli` (the
+    platform's `registry` command); null for events recorded before the trail kept it."""
 
 
 class AuditPage(BaseModel):

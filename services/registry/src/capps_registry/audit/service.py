@@ -59,6 +59,7 @@ async def list_events(
                 before=event.before,
                 after=event.after,
                 request_id=event.request_id,
+                via=event.via,
             )
             for event in page
         ],

@@ -65,7 +65,7 @@ async def create_tenant(pool: Pool, pepper: bytes, name: str) -> BootstrappedTen
         stored = await clients.insert_secret(conn, client.id, secret)
         await audit.record(
             conn,
-            Principal(tenant_id, CLI_ACTOR),
+            Principal(tenant_id, CLI_ACTOR, via="cli"),
             "tenant.create",
             app_id=None,
             before=None,
@@ -89,7 +89,7 @@ async def rotate_admin_secret(pool: Pool, pepper: bytes, tenant_id: str) -> Boot
         await clients.revoke_tokens(conn, client.id)
         await audit.record(
             conn,
-            Principal(tenant_id, CLI_ACTOR),
+            Principal(tenant_id, CLI_ACTOR, via="cli"),
             "admin.secret.rotate",
             app_id=None,
             before={"secrets": [{"id": each.id, "hint": each.hint} for each in old]},

@@ -39,12 +39,17 @@ NOTICES = {
 AUDIT_ROWS = 50
 
 
+CHANNEL_WORDS = {"page": "on the page", "api": "through the API", "cli": "by the platform CLI"}
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRow:
     """One line of the app's audit trail."""
 
     at: datetime
     actor: str
+    via: str
+    """How, in words: 'on the page', 'through the API', 'by the platform CLI', or ''."""
     action: str
     summary: str
     permission_change: bool
@@ -82,7 +87,8 @@ def audit_row(event: AuditEventOut) -> AuditRow:
     """An audit event in words, never a secret (the trail holds none)."""
     change = permission_change(event.model_dump())
     summary = _summary(event) if change is None else "permissions " + describe_change(*change)
-    return AuditRow(event.at, event.actor, event.action, summary, change is not None)
+    via = CHANNEL_WORDS.get(event.via or "", "")
+    return AuditRow(event.at, event.actor, via, event.action, summary, change is not None)
 
 
 def _summary(event: AuditEventOut) -> str:

@@ -51,7 +51,11 @@ AdminSession = Annotated[WebSession, Depends(signed_in)]
 def acting_admin(request: Request, session: AdminSession) -> Principal:
     """The signed-in admin as the service layer's caller; the audit trail records it."""
     return Principal(
-        session.tenant_id, session.client_id, (TENANT_ADMIN_ROLE,), request_id_of(request)
+        session.tenant_id,
+        session.client_id,
+        (TENANT_ADMIN_ROLE,),
+        request_id_of(request),
+        via="page",
     )
 
 
