@@ -258,6 +258,14 @@ def open_edit_form(
     return page, page.locator("#edit-form")
 
 
+def saved_status(page: Page, form: Locator, url: str) -> int:
+    """Click Save changes; the status the form's POST to `url` was answered with."""
+    with page.expect_response(url) as answer:
+        form.get_by_role("button", name="Save changes").click()
+    status: int = answer.value.status
+    return status
+
+
 def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
     stack: Stack,
     context: BrowserContext,
@@ -268,9 +276,7 @@ def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
     page, form = open_edit_form(context, stack, tenant, app_id)
     form.get_by_label("Calls per minute").fill("500")
     form.get_by_label("Calls per hour").fill("100")
-    with page.expect_response(f"{stack.registry_url}/apps/{app_id}") as answer:
-        form.get_by_role("button", name="Save changes").click()
-    assert answer.value.status == 400
+    assert saved_status(page, form, f"{stack.registry_url}/apps/{app_id}") == 400
     expect(page.get_by_role("alert")).to_contain_text("per_hour (100) must be at least per_minute")
     form.get_by_label("Calls per minute").fill("lots")
     form.get_by_role("button", name="Save changes").click()
@@ -295,9 +301,7 @@ def test_saving_a_form_drawn_before_someone_elses_change_keeps_their_change(
         timeout=10,
     )
     assert granted.status_code == 200, granted.text
-    with page.expect_response(f"{stack.registry_url}/apps/{app_id}") as answer:
-        form.get_by_role("button", name="Save changes").click()
-    assert answer.value.status == 409
+    assert saved_status(page, form, f"{stack.registry_url}/apps/{app_id}") == 409
     expect(page.get_by_role("alert")).to_contain_text("Someone else changed this application")
     app = admin_api.get(f"{stack.registry_url}/v1/apps/{app_id}", timeout=10).json()
     assert app["permissions"] == ["Alert.Read.All", "Machine.Read.All"]
