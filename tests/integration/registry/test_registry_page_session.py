@@ -1,11 +1,12 @@
 """The page's session cookie and headers, against the registry app on real PostgreSQL and Redis."""
 
+import json
 from http.cookies import SimpleCookie
 
 import httpx
 import pytest
 
-from capps_registry.web.sessions import SESSION_COOKIE, SIGNIN_COOKIE
+from capps_registry.web.sessions import SESSION_COOKIE, SIGNIN_COOKIE, load_session, session_key
 from tests.integration.registry.conftest import Running, Tenant
 
 pytestmark = pytest.mark.integration
@@ -85,3 +86,29 @@ async def test_without_a_session_a_page_sends_to_sign_in_and_a_form_post_changes
     assert (page.status_code, page.headers["location"]) == (303, "/signin")
     assert (post.status_code, post.headers["location"]) == (303, "/signin")
     assert (stale.status_code, stale.headers["location"]) == (303, "/signin?reason=expired")
+
+
+async def test_the_header_names_the_tenant_and_an_older_session_still_loads(
+    registry: Running, tenant: Tenant
+) -> None:
+    transport = httpx.ASGITransport(app=registry.asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="https://registry.test") as c:
+        signed_in = await _sign_in(c, tenant)
+        session_id = str(_cookie(signed_in, SESSION_COOKIE)["value"])
+        listing = await c.get("/")
+    assert f'<strong title="{tenant.tenant_id}">test-' in listing.text
+    # A session stored before the name was kept: the page falls back to the tenant's id.
+    raw = await registry.state.redis.get(session_key(session_id))
+    assert raw is not None
+    stored = json.loads(raw)
+    del stored["tenant_name"]
+    await registry.state.redis.set(session_key(session_id), json.dumps(stored), keepttl=True)
+    loaded = await load_session(registry.state.redis, session_id)
+    assert loaded is not None
+    assert (loaded.tenant_id, loaded.tenant_name) == (tenant.tenant_id, "")
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="https://registry.test",
+        cookies={SESSION_COOKIE: session_id},
+    ) as c:
+        assert f"Tenant <code>{tenant.tenant_id}</code>" in (await c.get("/")).text

@@ -30,6 +30,8 @@ class WebSession:
     issued_at: float
     expires_at: float
     csrf_token: str
+    tenant_name: str = ""
+    """For the page's header; sessions stored before it was kept have none."""
 
 
 def session_key(session_id: str) -> str:
@@ -49,10 +51,11 @@ async def open_session(
     client_id: str,
     issued_at: float,
     expires_at: float,
+    tenant_name: str = "",
 ) -> tuple[str, WebSession]:
     """Store a new session that ends when the admin token ends; (cookie value, session)."""
     session_id = new_token()
-    session = WebSession(tenant_id, client_id, issued_at, expires_at, new_token())
+    session = WebSession(tenant_id, client_id, issued_at, expires_at, new_token(), tenant_name)
     ttl = max(1, int(expires_at - time.time()))
     await client.set(session_key(session_id), json.dumps(asdict(session)), ex=ttl)
     return session_id, session

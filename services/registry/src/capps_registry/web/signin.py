@@ -17,6 +17,7 @@ from capps_registry.oauth.claims import TENANT_ADMIN_ROLE
 from capps_registry.oauth.client_auth import ClientCredentials
 from capps_registry.oauth.errors import OAuthError
 from capps_registry.oauth.tokens import verify_token
+from capps_registry.tenants import repository as tenants
 from capps_registry.web.guard import CSRF_FIELD, RegistryDep, tokens_match
 from capps_registry.web.rendering import PAGE_HEADERS, PageRoute, render
 from capps_registry.web.sessions import (
@@ -131,6 +132,7 @@ async def signin(
         client_id=verified.client_id,
         issued_at=float(verified.claims["iat"]),
         expires_at=float(verified.claims["exp"]),
+        tenant_name=await tenants.tenant_name(state.pool, verified.tenant_id) or "",
     )
     response = RedirectResponse("/", status_code=303, headers=dict(PAGE_HEADERS))
     set_cookie(
