@@ -248,7 +248,8 @@ def test_failed_sign_ins_are_limited_like_the_token_endpoint(
     assert token.status == 429
 
 
-def open_edit_form(
+@pytest.fixture
+def app_page(
     context: BrowserContext, stack: Stack, tenant: dict[str, str], app_id: str
 ) -> tuple[Page, Locator]:
     """The app's page, signed in, and its settings form."""
@@ -267,13 +268,9 @@ def saved_status(page: Page, form: Locator, url: str) -> int:
 
 
 def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
-    stack: Stack,
-    context: BrowserContext,
-    tenant: dict[str, str],
-    admin_api: OAuth2Session,
-    app_id: str,
+    stack: Stack, admin_api: OAuth2Session, app_id: str, app_page: tuple[Page, Locator]
 ) -> None:
-    page, form = open_edit_form(context, stack, tenant, app_id)
+    page, form = app_page
     form.get_by_label("Calls per minute").fill("500")
     form.get_by_label("Calls per hour").fill("100")
     assert saved_status(page, form, f"{stack.registry_url}/apps/{app_id}") == 400
@@ -286,13 +283,9 @@ def test_a_bad_edit_shows_the_form_again_with_the_problem_and_changes_nothing(
 
 
 def test_saving_a_form_drawn_before_someone_elses_change_keeps_their_change(
-    stack: Stack,
-    context: BrowserContext,
-    tenant: dict[str, str],
-    admin_api: OAuth2Session,
-    app_id: str,
+    stack: Stack, admin_api: OAuth2Session, app_id: str, app_page: tuple[Page, Locator]
 ) -> None:
-    page, form = open_edit_form(context, stack, tenant, app_id)
+    page, form = app_page
     form.get_by_label("Calls per minute").fill("250")
     # Meanwhile another admin grants a permission through the API.
     granted = admin_api.patch(
@@ -334,11 +327,7 @@ def test_saving_a_form_drawn_before_someone_elses_change_keeps_their_change(
 
 
 def test_an_expired_secret_is_flagged_and_gets_no_token(
-    stack: Stack,
-    context: BrowserContext,
-    tenant: dict[str, str],
-    admin_api: OAuth2Session,
-    app_id: str,
+    stack: Stack, admin_api: OAuth2Session, app_id: str, app_page: tuple[Page, Locator]
 ) -> None:
     url = f"{stack.registry_url}/v1/apps/{app_id}/secrets"
     soon = datetime.now(UTC) + timedelta(seconds=2)
@@ -355,7 +344,8 @@ def test_an_expired_secret_is_flagged_and_gets_no_token(
             timeout=10,
         )
         assert token.status_code == 401, token.text
-        page, _ = open_edit_form(context, stack, tenant, app_id)
+        page, _ = app_page
+        page.reload()
         row = page.locator(f'tr[data-secret-id="{secret["id"]}"]')
         expect(row.locator("td").nth(2)).to_contain_text("Expired")
         others = page.locator("#secrets-table tbody tr").filter(has_not_text="Expired")

@@ -2,6 +2,8 @@
 
 import asyncpg
 
+from capps_kit.settings import DatabaseSettings
+
 
 def asyncpg_dsn(database_url: str) -> str:
     """`postgresql+asyncpg://...` or `postgres://...` -> the `postgresql://` form asyncpg takes."""
@@ -32,6 +34,18 @@ async def create_pool(
         statement_cache_size=statement_cache_size,
     )
     return pool
+
+
+async def settings_pool(
+    settings: DatabaseSettings, max_size: int | None = None
+) -> "asyncpg.Pool[asyncpg.Record]":
+    """A service's pool as its settings say (DATABASE_URL, DATABASE_POOL_SIZE unless `max_size`
+    is given, DATABASE_STATEMENT_CACHE_SIZE)."""
+    return await create_pool(
+        settings.database_url,
+        max_size or settings.database_pool_size,
+        statement_cache_size=settings.database_statement_cache_size,
+    )
 
 
 async def ping(pool: "asyncpg.Pool[asyncpg.Record]") -> None:

@@ -42,11 +42,7 @@ log = logging.getLogger(__name__)
 async def open_state(settings: RegistrySettings) -> AsyncIterator[RegistryState]:
     """Open the pool, the Redis client, the catalog and the signing keys; close them after."""
     catalog = load_catalog(settings.catalog_path)
-    pool = await postgres.create_pool(
-        settings.database_url,
-        settings.database_pool_size,
-        statement_cache_size=settings.database_statement_cache_size,
-    )
+    pool = await postgres.settings_pool(settings)
     redis_client = kit_redis.create_redis(settings.redis_url)
     try:
         await refuse_rls_bypass(pool, settings)

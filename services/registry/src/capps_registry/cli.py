@@ -93,11 +93,7 @@ async def _on_pool(
 ) -> T:
     """Run `action` on a one-connection pool; a missing table or database error in one line."""
     try:
-        pool = await postgres.create_pool(
-            settings.database_url,
-            max_size=1,
-            statement_cache_size=settings.database_statement_cache_size,
-        )
+        pool = await postgres.settings_pool(settings, max_size=1)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise CommandError(f"PostgreSQL is not reachable: {exc}") from None
     try:

@@ -90,11 +90,7 @@ class AggregatorRuntime:
             [dlq_topic_spec(settings.aggregator_dlq_topic)],
             security=security,
         )
-        pool = await kit_postgres.create_pool(
-            settings.database_url,
-            settings.database_pool_size,
-            statement_cache_size=settings.database_statement_cache_size,
-        )
+        pool = await kit_postgres.settings_pool(settings)
         client = kit_redis.create_redis(settings.redis_url)
         producer = make_producer(
             settings.kafka_bootstrap_servers, "capps-usage-aggregator-dlq", security
@@ -153,9 +149,7 @@ async def _close(stores: OpenStores) -> None:
 
 async def rebuild_hot_store(settings: AggregatorSettings, progress: Progress) -> None:
     """`rebuild-redis`: drop the marker (writers pause), rebuild Redis from PostgreSQL."""
-    pool = await kit_postgres.create_pool(
-        settings.database_url, 2, statement_cache_size=settings.database_statement_cache_size
-    )
+    pool = await kit_postgres.settings_pool(settings, max_size=2)
     client = kit_redis.create_redis(settings.redis_url)
     try:
         await HotStoreRebuilder(pool, client, progress).rebuild(stale=True)
@@ -166,9 +160,7 @@ async def rebuild_hot_store(settings: AggregatorSettings, progress: Progress) ->
 
 async def expire_usage(settings: AggregatorSettings, progress: Progress) -> None:
     """`retention`: delete expired usage rows now (the worker also does it every hour)."""
-    pool = await kit_postgres.create_pool(
-        settings.database_url, 2, statement_cache_size=settings.database_statement_cache_size
-    )
+    pool = await kit_postgres.settings_pool(settings, max_size=2)
     try:
         retention = UsageRetention(
             pool, settings.usage_minute_retention_days, settings.usage_day_retention_days

@@ -8,6 +8,7 @@ from capps_registry.errors import ApiError
 from capps_registry.models import Client
 
 MAX_TAGS = 20
+MAX_VERSION_DIGITS = 18  # a bigint's range; a longer number is no version of ours
 # An entity tag: optional weakness, then a quoted string of visible characters but `"`.
 _TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
 
@@ -27,6 +28,11 @@ class IfMatch:
     def admits(self, version: int) -> bool:
         """Whether an app at `version` may be changed (strong comparison: weak tags never do)."""
         return self.versions is None or version in self.versions
+
+
+def version_number(text: str) -> int | None:
+    """The app version an ETag's opaque part (or a form's field) names, None if none."""
+    return int(text) if text.isdigit() and len(text) <= MAX_VERSION_DIGITS else None
 
 
 def at_version(version: int) -> IfMatch:
@@ -51,8 +57,9 @@ def parse_if_match(header: str | None) -> IfMatch | None:
             raise _bad(f'If-Match must be * or entity tags such as "7", not {part[:40]!r}')
         weak, opaque = found.groups()
         # A weak tag or one we never issued is well formed but matches no version.
-        if weak is None and opaque.isdigit() and len(opaque) <= 18:
-            versions.add(int(opaque))
+        version = version_number(opaque)
+        if weak is None and version is not None:
+            versions.add(version)
     return IfMatch(text, frozenset(versions))
 
 

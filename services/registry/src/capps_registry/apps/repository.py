@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from capps_registry.db import CLIENT_COLUMNS, Connection, Pool, tenant_scope
-from capps_registry.models import Client, SecretInfo
+from capps_registry.models import Client, SecretInfo, secrets_expire_at
 from capps_registry.oauth.credentials import NewSecret
 
 
@@ -151,19 +151,21 @@ async def list_secrets(conn: Connection, client_id: str) -> list[SecretInfo]:
     return [_secret_info(row) for row in rows]
 
 
-async def secret_expiries(
+async def secrets_ends(
     db: Pool | Connection, tenant_id: str, client_ids: Sequence[str]
-) -> dict[str, list[datetime | None]]:
-    """The expiry of each secret of these clients (None: never), by client id."""
+) -> dict[str, datetime]:
+    """When the last secret of each of these clients stops working (models.secrets_expire_at),
+    for those whose secrets all expire; a client absent from the answer has no end."""
     async with tenant_scope(db, tenant_id) as conn:
         rows = await conn.fetch(
             "SELECT client_id, expires_at FROM client_secrets WHERE client_id = ANY($1::text[])",
             list(client_ids),
         )
-    found: dict[str, list[datetime | None]] = {}
+    expiries: dict[str, list[datetime | None]] = {}
     for row in rows:
-        found.setdefault(row["client_id"], []).append(row["expires_at"])
-    return found
+        expiries.setdefault(row["client_id"], []).append(row["expires_at"])
+    ends = {client_id: secrets_expire_at(each) for client_id, each in expiries.items()}
+    return {client_id: end for client_id, end in ends.items() if end is not None}
 
 
 async def count_active_secrets(conn: Connection, client_id: str) -> int:

@@ -213,7 +213,7 @@ async def list_apps(
         async with tenant_transaction(state.pool, actor.tenant_id) as conn:
             found = await repository.apps_by_name(conn, actor.tenant_id, after, limit + 1)
             page, more = found[:limit], len(found) > limit
-            expiries = await repository.secret_expiries(
+            ends = await repository.secrets_ends(
                 conn, actor.tenant_id, [client.id for client in page]
             )
         stats = await stats_of(state, [client.id for client in page])
@@ -231,15 +231,12 @@ async def list_apps(
         page_ids, more = ordered[:limit], len(ordered) > limit
         async with tenant_transaction(state.pool, actor.tenant_id) as conn:
             clients = await repository.apps_by_id(conn, actor.tenant_id, page_ids)
-            expiries = await repository.secret_expiries(conn, actor.tenant_id, page_ids)
+            ends = await repository.secrets_ends(conn, actor.tenant_id, page_ids)
         page = [clients[app_id] for app_id in page_ids if app_id in clients]
         stats = await stats_of(state, [client.id for client in page])
         last_key = [values.get(page[-1].id, -1), page[-1].id] if page else []
     return {
-        "apps": [
-            app_row(client, stats.get(client.id), secrets_expire_at(expiries.get(client.id, ())))
-            for client in page
-        ],
+        "apps": [app_row(client, stats.get(client.id), ends.get(client.id)) for client in page],
         "next_cursor": encode_cursor(sort, last_key) if more and page else None,
     }
 

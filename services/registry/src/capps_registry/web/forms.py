@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from capps_registry.apps.preconditions import IfMatch, at_version
+from capps_registry.apps.preconditions import IfMatch, at_version, version_number
 from capps_registry.apps.schemas import AppCreate, AppUpdate
 from capps_registry.client_secrets.schemas import SecretCreate
 
@@ -85,10 +85,10 @@ def app_update(fields: Mapping[str, Sequence[str]]) -> AppUpdate:
 
 def read_version(fields: Mapping[str, Sequence[str]]) -> IfMatch:
     """The app's version the edit form was drawn at: the change applies only while it holds."""
-    text = _one(fields, "version")
-    if not text.isdigit() or len(text) > 18:
+    version = version_number(_one(fields, "version"))
+    if version is None:
         raise FormError("The form is out of date: reload the page and make the change again")
-    return at_version(int(text))
+    return at_version(version)
 
 
 def secret_create(fields: Mapping[str, Sequence[str]], now: datetime) -> SecretCreate:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from capps_registry.apps import repository as apps_repository
 from capps_registry.apps import service
 from capps_registry.db import tenant_transaction
-from capps_registry.models import Principal, secrets_expire_at
+from capps_registry.models import Principal
 from capps_registry.state import RegistryState
 from capps_registry.usage.service import stats_of
 from capps_registry.usage.sort_snapshot import sorted_requests_24h
@@ -106,7 +106,7 @@ async def shown_rows(state: RegistryState, actor: Principal, ids: list[str]) -> 
     """The page's rows with their full stats (30-day trend included), in the given order."""
     async with tenant_transaction(state.pool, actor.tenant_id) as conn:
         clients = await apps_repository.apps_by_id(conn, actor.tenant_id, ids)
-        expiries = await apps_repository.secret_expiries(conn, actor.tenant_id, ids)
+        ends = await apps_repository.secrets_ends(conn, actor.tenant_id, ids)
     stats = await stats_of(state, ids)
     rows = []
     for app_id in ids:
@@ -120,7 +120,7 @@ async def shown_rows(state: RegistryState, actor: Principal, ids: list[str]) -> 
                     found.last_seen if found else None,
                     found.requests_24h if found else 0,
                     [day.requests for day in found.trend_30d] if found else [],
-                    secrets_expire_at(expiries.get(app_id, ())),
+                    ends.get(app_id),
                 )
             )
     return rows
